@@ -1,0 +1,107 @@
+"""The one error tree of Bastion.
+
+Every error Bastion raises on purpose derives from :class:`Error`, and where a built-in
+fits it derives from that too, so ``except ValueError`` keeps working::
+
+    Error
+    ├── ConfigError(ValueError)         bad input from a user: a file, key, flag or value
+    │   └── NotFound(LookupError)       a named thing (artifact, key, principal, token) is absent
+    ├── IntegrityError                  stored bytes, a signature or a chain failed verification
+    │   ├── UnknownKeyError             a blob or envelope names a key the keyring lacks
+    │   ├── SignatureError              a DSSE signature did not verify
+    │   └── AuditChainError             the audit log was edited, truncated or forked
+    ├── AuthError                       a wrong passphrase, token or credential (one bland message)
+    ├── AccessDenied(PermissionError)   an authenticated principal may not do this
+    ├── AuditError(RuntimeError)        the audit log could not record an action; the action fails
+    ├── KeyringError                    key lifecycle misuse (retiring a key in use, ...)
+    ├── StateError(RuntimeError)        the home is missing, locked, or of another version
+    └── GateFailed                      a check or release gate failed (exit code 1)
+
+The CLI maps :class:`ConfigError`, :class:`NotFound`, :class:`AuthError` and
+:class:`StateError` to exit code 2 (bad usage or input), and every other :class:`Error` to
+exit code 1 (a check failed). Messages are one line. Secrets never appear in them.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccessDenied",
+    "AuditChainError",
+    "AuditError",
+    "AuthError",
+    "ConfigError",
+    "Error",
+    "GateFailed",
+    "IntegrityError",
+    "KeyringError",
+    "NotFound",
+    "SignatureError",
+    "StateError",
+    "UnknownKeyError",
+]
+
+
+class Error(Exception):
+    """Root of every error Bastion raises on purpose."""
+
+    exit_code: int = 1
+
+
+class ConfigError(Error, ValueError):
+    """Bad input from a user; the message names the key, field or file and what was expected."""
+
+    exit_code = 2
+
+
+class NotFound(ConfigError, LookupError):
+    """A named artifact, key, principal, token or record does not exist."""
+
+
+class IntegrityError(Error):
+    """Stored bytes, a signature, a statement or a hash chain failed verification."""
+
+
+class UnknownKeyError(IntegrityError):
+    """A blob or envelope names a key id that the keyring does not hold."""
+
+
+class SignatureError(IntegrityError):
+    """A signature did not verify against any trusted key."""
+
+
+class AuditChainError(IntegrityError):
+    """The audit log does not verify: an entry was edited, removed, inserted or reordered."""
+
+
+class AuthError(Error):
+    """A passphrase, token or credential was not accepted. Deliberately says nothing more."""
+
+    exit_code = 2
+
+
+class AccessDenied(Error, PermissionError):
+    """An authenticated principal is not allowed to perform this action."""
+
+    exit_code = 1
+
+
+class AuditError(Error, RuntimeError):
+    """The audit log could not record an action, so the action did not take effect."""
+
+
+class KeyringError(Error):
+    """A key lifecycle rule was broken, such as retiring a key that still protects data."""
+
+
+class StateError(Error, RuntimeError):
+    """The home folder is missing, locked, or was written by an incompatible version."""
+
+    exit_code = 2
+
+
+class GateFailed(Error):
+    """A check or release gate failed. Carries the failures for reports."""
+
+    def __init__(self, message: str, failures: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.failures = list(failures or [])

@@ -1,0 +1,352 @@
+"""Keys: a keyring of key-encryption keys (AES-256) and signing keys (Ed25519).
+
+Data is never encrypted with a keyring key directly. Each artifact gets a fresh data key
+(envelope encryption); the keyring only *wraps* and *unwraps* data keys, and signs. That is
+the whole :class:`KeyProvider` interface, small enough for a PKCS#11 HSM to implement later
+without key material ever leaving it.
+
+:class:`LocalKeyring` keeps the keys in one JSON file. Each key's material is sealed with
+AES-256-GCM under a master key derived with scrypt from a passphrase; the file as a whole
+carries an HMAC, so a wrong passphrase, an edited state or a deleted key all give the same
+bland :class:`~bastion.errors.AuthError`. Every change is an atomic replace of the file.
+
+Key life cycle::
+
+    KEK:      active ──rotate──> decrypt-only ──(no blob uses it)──> retired (material erased)
+    signing:  active ──rotate──> verify-only  (public key kept for ever)
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from bastion._fs import atomic_write
+from bastion.errors import (
+    AuthError,
+    ConfigError,
+    IntegrityError,
+    KeyringError,
+    SignatureError,
+    UnknownKeyError,
+)
+
+__all__ = [
+    "DEFAULT_SCRYPT_LOG_N",
+    "MIN_PASSPHRASE_LENGTH",
+    "KeyInfo",
+    "KeyProvider",
+    "LocalKeyring",
+    "verify_ed25519",
+]
+
+KeyKind = Literal["kek", "signing"]
+KeyState = Literal["active", "decrypt-only", "verify-only", "retired"]
+
+DEFAULT_SCRYPT_LOG_N = 17  # 128 MiB, about 0.45 s here: OWASP's recommendation for scrypt
+MIN_SCRYPT_LOG_N = 14
+MIN_PASSPHRASE_LENGTH = 12
+_FORMAT = "bastion-keyring"
+_VERSION = 1
+_WRAP_NONCE = 12
+_DEK_LEN = 32
+
+
+class KeyProvider(Protocol):
+    """What the store, signer and audit log need from a keyring."""
+
+    def active_kek(self) -> str:
+        """Id of the key-encryption key that wraps new data keys."""
+        ...
+
+    def wrap(self, kek_id: str, dek: bytes, aad: bytes) -> bytes:
+        """Seal a data key under ``kek_id``, bound to ``aad``."""
+        ...
+
+    def unwrap(self, kek_id: str, wrapped: bytes, aad: bytes) -> bytes:
+        """Open a data key; raise IntegrityError on any mismatch, UnknownKeyError if absent."""
+        ...
+
+    def active_signing_key(self) -> str:
+        """Id of the Ed25519 key that signs new envelopes and checkpoints."""
+        ...
+
+    def sign(self, key_id: str, message: bytes) -> bytes:
+        """Ed25519 signature over ``message``."""
+        ...
+
+    def public_key(self, key_id: str) -> Ed25519PublicKey:
+        """Public half of a signing key, for verification (kept after rotation)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What may be shown about a key: never its material."""
+
+    id: str
+    kind: KeyKind
+    state: KeyState
+    created: str
+    public_key: str | None = None  # hex of the raw Ed25519 public key
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _canonical(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+class LocalKeyring:
+    """A passphrase-protected keyring file. Implements :class:`KeyProvider`.
+
+    Open an existing one with :meth:`open`, make a new one with :meth:`create`.
+    """
+
+    def __init__(self, path: Path, doc: dict[str, Any], seal_key: bytes, mac_key: bytes):
+        self._path = path
+        self._doc = doc
+        self._seal = AESGCM(seal_key)
+        self._mac_key = mac_key
+        self._material: dict[str, bytes] = {}
+        for entry in doc["keys"]:
+            if entry["state"] != "retired":
+                self._material[entry["id"]] = self._open_material(entry)
+        self._kek_cache: dict[str, AESGCM] = {}
+        self._signer_cache: dict[str, Ed25519PrivateKey] = {}
+
+    # -- creation and opening -------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls, path: Path, passphrase: str, *, scrypt_log_n: int = DEFAULT_SCRYPT_LOG_N
+    ) -> LocalKeyring:
+        """Write a new keyring holding one active KEK and one active signing key."""
+        if len(passphrase) < MIN_PASSPHRASE_LENGTH:
+            raise ConfigError(
+                f"passphrase: expected at least {MIN_PASSPHRASE_LENGTH} characters,"
+                f" got {len(passphrase)}"
+            )
+        if not MIN_SCRYPT_LOG_N <= scrypt_log_n <= 22:
+            raise ConfigError(
+                f"scrypt_log_n: expected {MIN_SCRYPT_LOG_N}..22, got {scrypt_log_n}"
+            )
+        if path.exists():
+            raise ConfigError(f"{path}: a keyring already exists here")
+        kdf = {"name": "scrypt", "salt": _b64(os.urandom(16)), "log_n": scrypt_log_n, "r": 8, "p": 1}
+        doc: dict[str, Any] = {"format": _FORMAT, "version": _VERSION, "kdf": kdf, "keys": []}
+        seal_key, mac_key = cls._derive(passphrase, kdf)
+        ring = cls(path, doc, seal_key, mac_key)
+        ring._add_key("kek", AESGCM.generate_key(256))
+        ring._add_key("signing", Ed25519PrivateKey.generate().private_bytes_raw())
+        ring._save()
+        return ring
+
+    @classmethod
+    def open(cls, path: Path, passphrase: str) -> LocalKeyring:
+        """Open a keyring; a wrong passphrase or an edited file gives one bland AuthError."""
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no keyring here (run `bastion init`)") from None
+        try:
+            doc = json.loads(raw)
+            if doc.get("format") != _FORMAT or doc.get("version") != _VERSION:
+                raise ValueError("format")
+            seal_key, mac_key = cls._derive(passphrase, doc["kdf"])
+            mac = _unb64(doc.pop("mac"))
+        except (ValueError, KeyError, TypeError):
+            raise IntegrityError(f"{path}: not a Bastion keyring of version {_VERSION}") from None
+        expected = hmac.new(mac_key, _canonical(doc), hashlib.sha256).digest()
+        if not hmac.compare_digest(mac, expected):
+            raise AuthError("wrong passphrase or damaged keyring")
+        return cls(path, doc, seal_key, mac_key)
+
+    @staticmethod
+    def _derive(passphrase: str, kdf: dict[str, Any]) -> tuple[bytes, bytes]:
+        if kdf.get("name") != "scrypt" or not MIN_SCRYPT_LOG_N <= int(kdf["log_n"]) <= 22:
+            raise ValueError("kdf")
+        master = Scrypt(
+            salt=_unb64(kdf["salt"]), length=32, n=2 ** int(kdf["log_n"]),
+            r=int(kdf["r"]), p=int(kdf["p"]),
+        ).derive(passphrase.encode("utf-8"))
+        okm = HKDF(algorithm=hashes.SHA256(), length=64, salt=None,
+                   info=b"bastion keyring v1").derive(master)
+        return okm[:32], okm[32:]
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def _aad(self, entry: dict[str, Any]) -> bytes:
+        return f"{_FORMAT}/v{_VERSION}|{entry['id']}|{entry['kind']}".encode()
+
+    def _open_material(self, entry: dict[str, Any]) -> bytes:
+        sealed = _unb64(entry["material"])
+        try:
+            return self._seal.decrypt(sealed[:12], sealed[12:], self._aad(entry))
+        except InvalidTag:
+            raise AuthError("wrong passphrase or damaged keyring") from None
+
+    def _add_key(self, kind: KeyKind, material: bytes) -> str:
+        prefix = "kek" if kind == "kek" else "sig"
+        key_id = f"{prefix}-{secrets.token_hex(8)}"
+        entry: dict[str, Any] = {"id": key_id, "kind": kind, "state": "active", "created": _now()}
+        nonce = os.urandom(12)
+        entry["material"] = _b64(nonce + self._seal.encrypt(nonce, material, self._aad(entry)))
+        if kind == "signing":
+            pub = Ed25519PrivateKey.from_private_bytes(material).public_key()
+            entry["public_key"] = pub.public_bytes_raw().hex()
+        for other in self._doc["keys"]:
+            if other["kind"] == kind and other["state"] == "active":
+                other["state"] = "decrypt-only" if kind == "kek" else "verify-only"
+        self._doc["keys"].append(entry)
+        self._material[key_id] = material
+        return key_id
+
+    def _save(self) -> None:
+        doc = {k: v for k, v in self._doc.items() if k != "mac"}
+        mac = hmac.new(self._mac_key, _canonical(doc), hashlib.sha256).digest()
+        out = dict(doc, mac=_b64(mac))
+        atomic_write(self._path, json.dumps(out, indent=1, sort_keys=True).encode() + b"\n")
+
+    # -- listing and life cycle -----------------------------------------------------------
+
+    def keys(self) -> list[KeyInfo]:
+        """Every key ever made, oldest first, without material."""
+        return [
+            KeyInfo(e["id"], e["kind"], e["state"], e["created"], e.get("public_key"))
+            for e in self._doc["keys"]
+        ]
+
+    def _entry(self, key_id: str) -> dict[str, Any]:
+        for entry in self._doc["keys"]:
+            if entry["id"] == key_id:
+                return entry
+        raise UnknownKeyError(f"key {key_id!r} is not in the keyring")
+
+    def add_kek(self) -> str:
+        """Make a new active KEK; the previous one becomes decrypt-only. Saved at once."""
+        key_id = self._add_key("kek", AESGCM.generate_key(256))
+        self._save()
+        return key_id
+
+    def add_signing_key(self) -> str:
+        """Make a new active signing key; the previous one becomes verify-only."""
+        key_id = self._add_key("signing", Ed25519PrivateKey.generate().private_bytes_raw())
+        self._save()
+        return key_id
+
+    def retire_kek(self, key_id: str, *, in_use: set[str]) -> None:
+        """Erase a decrypt-only KEK's material. Refused while anything still uses it."""
+        entry = self._entry(key_id)
+        if entry["kind"] != "kek":
+            raise KeyringError(f"{key_id}: only key-encryption keys are retired")
+        if entry["state"] == "active":
+            raise KeyringError(f"{key_id}: the active KEK cannot be retired; rotate first")
+        if key_id in in_use:
+            raise KeyringError(f"{key_id}: still wraps data keys; re-wrap them first")
+        if entry["state"] == "retired":
+            return
+        entry["state"] = "retired"
+        entry.pop("material", None)
+        self._material.pop(key_id, None)
+        self._kek_cache.pop(key_id, None)
+        self._save()
+
+    # -- KeyProvider ----------------------------------------------------------------------
+
+    def _active(self, kind: KeyKind) -> str:
+        for entry in reversed(self._doc["keys"]):
+            if entry["kind"] == kind and entry["state"] == "active":
+                return str(entry["id"])
+        raise KeyringError(f"the keyring has no active {kind} key")
+
+    def active_kek(self) -> str:
+        return self._active("kek")
+
+    def active_signing_key(self) -> str:
+        return self._active("signing")
+
+    def _kek(self, key_id: str) -> AESGCM:
+        aead = self._kek_cache.get(key_id)
+        if aead is None:
+            material = self._material.get(key_id)
+            if material is None or self._entry(key_id)["kind"] != "kek":
+                raise UnknownKeyError(f"key {key_id!r} is not a usable KEK in this keyring")
+            aead = self._kek_cache[key_id] = AESGCM(material)
+        return aead
+
+    def wrap(self, kek_id: str, dek: bytes, aad: bytes) -> bytes:
+        if len(dek) != _DEK_LEN:
+            raise ValueError("data keys are 32 bytes")
+        nonce = os.urandom(_WRAP_NONCE)
+        return nonce + self._kek(kek_id).encrypt(nonce, dek, aad)
+
+    def unwrap(self, kek_id: str, wrapped: bytes, aad: bytes) -> bytes:
+        aead = self._kek(kek_id)
+        try:
+            dek = aead.decrypt(wrapped[:_WRAP_NONCE], wrapped[_WRAP_NONCE:], aad)
+        except InvalidTag:
+            raise IntegrityError("wrapped data key does not authenticate") from None
+        if len(dek) != _DEK_LEN:
+            raise IntegrityError("wrapped data key has the wrong length")
+        return dek
+
+    def sign(self, key_id: str, message: bytes) -> bytes:
+        signer = self._signer_cache.get(key_id)
+        if signer is None:
+            material = self._material.get(key_id)
+            if material is None or self._entry(key_id)["kind"] != "signing":
+                raise UnknownKeyError(f"key {key_id!r} is not a signing key in this keyring")
+            signer = self._signer_cache[key_id] = Ed25519PrivateKey.from_private_bytes(material)
+        return signer.sign(message)
+
+    def public_key(self, key_id: str) -> Ed25519PublicKey:
+        entry = self._entry(key_id)
+        if entry["kind"] != "signing":
+            raise UnknownKeyError(f"key {key_id!r} is not a signing key")
+        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(entry["public_key"]))
+
+    def public_keys_pem(self) -> dict[str, str]:
+        """Every signing key's public half in PEM, for verifiers outside the home."""
+        return {
+            e["id"]: self.public_key(e["id"]).public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ).decode()
+            for e in self._doc["keys"] if e["kind"] == "signing"
+        }
+
+
+def verify_ed25519(public_key: Ed25519PublicKey, signature: bytes, message: bytes) -> None:
+    """Raise :class:`SignatureError` unless ``signature`` is valid. Never returns False."""
+    try:
+        public_key.verify(signature, message)
+    except InvalidSignature:
+        raise SignatureError("signature does not verify") from None

@@ -1,0 +1,200 @@
+"""The metadata database: every table Bastion keeps, in SQLAlchemy 2 Core.
+
+SQLite (a file in the home) by default; PostgreSQL when ``BASTION_DATABASE_URL`` names one.
+The schema is created and upgraded only by Alembic migrations (``store/migrations``); this
+module is their single source of truth for table shapes, and :func:`migrate` runs them.
+
+Timestamps are ISO-8601 UTC text so the audit log hashes the very bytes it stores.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from bastion.errors import ConfigError
+
+__all__ = [
+    "artifacts",
+    "audit_checkpoints",
+    "audit_head",
+    "audit_log",
+    "grants",
+    "make_engine",
+    "metadata",
+    "migrate",
+    "principals",
+    "role_permissions",
+    "statement_subjects",
+    "statements",
+    "tokens",
+]
+
+metadata = MetaData()
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("digest", String(64), primary_key=True),  # SHA-256 of the plaintext, hex
+    Column("size", BigInteger, nullable=False),
+    Column("media_type", String(128), nullable=False),
+    Column("name", String(256), nullable=True),
+    Column("created", String(40), nullable=False),
+    Column("created_by", String(128), nullable=False),
+)
+
+statements = Table(
+    "statements",
+    metadata,
+    Column("id", String(64), primary_key=True),  # SHA-256 of the envelope JSON
+    Column("payload_type", String(128), nullable=False),
+    Column("predicate_type", String(256), nullable=False),
+    Column("envelope", Text, nullable=False),
+    Column("created", String(40), nullable=False),
+)
+
+statement_subjects = Table(
+    "statement_subjects",
+    metadata,
+    Column("statement_id", String(64), ForeignKey("statements.id"), primary_key=True),
+    Column("digest", String(64), primary_key=True),
+    Index("ix_statement_subjects_digest", "digest"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("ts", String(40), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(128), nullable=False),
+    Column("resource", String(512), nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("details", Text, nullable=False),  # canonical JSON
+    Column("chain", LargeBinary(32), nullable=False),  # H(prev chain || leaf hash)
+)
+
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1
+    Column("seq", BigInteger, nullable=False),
+    Column("chain", LargeBinary(32), nullable=False),
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("ts", String(40), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("signature", LargeBinary(64), nullable=False),
+    Column("frontier", Text, nullable=False),  # JSON list of hex node hashes (RFC 6962 right edge)
+)
+
+principals = Table(
+    "principals",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("kind", String(16), nullable=False),  # person | service
+    Column("created", String(40), nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+)
+
+role_permissions = Table(
+    "role_permissions",
+    metadata,
+    Column("role", String(32), primary_key=True),
+    Column("permission", String(64), primary_key=True),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("principal", String(128), ForeignKey("principals.name"), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("resource_type", String(16), nullable=False),  # * | dataset | model | deployment
+    Column("resource", String(256), nullable=False),  # * or a name
+    Column("created", String(40), nullable=False),
+    UniqueConstraint("principal", "role", "resource_type", "resource", name="uq_grants"),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),  # public lookup id, part of the token text
+    Column("principal", String(128), ForeignKey("principals.name"), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("resource_type", String(16), nullable=False),
+    Column("resource", String(256), nullable=False),
+    Column("secret_hash", LargeBinary(32), nullable=False),  # SHA-256 of the 256-bit secret
+    Column("created", String(40), nullable=False),
+    Column("expires", String(40), nullable=False),
+    Column("revoked", String(40), nullable=True),
+    Column("description", String(256), nullable=False, default=""),
+)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    if isinstance(dbapi_conn, sqlite3.Connection):
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")  # durable commits: the WAL is fsynced
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, full sync and foreign keys."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            "BASTION_DATABASE_URL: expected a SQLAlchemy URL like"
+            " postgresql+psycopg://host/db or sqlite:///path"
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if parsed.get_backend_name() != "postgresql":
+        raise ConfigError(
+            f"BASTION_DATABASE_URL: expected sqlite or postgresql, got {parsed.get_backend_name()}"
+        )
+    return create_engine(url, pool_pre_ping=True)
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the database schema up to ``revision`` with Alembic."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
