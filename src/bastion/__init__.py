@@ -1,1 +1,47 @@
-"""Bastion."""
+"""Bastion: a secure-by-default machine-learning pipeline framework.
+
+Every stage of a pipeline (ingest, validate, features, train, evaluate, release, serve,
+monitor) runs with its security controls on, and leaves evidence that they ran. This
+package is the public API; the CLI (``bastion``) and, later, the server are thin shells
+over it.
+
+The architecture in one screen::
+
+    cli/ ─────────────┐        shells: parse, call the API, print; catch errors once
+    (serving/)        │
+                      ▼
+    workspace.Workspace        one home folder: opens the services below and wires them
+      ├─ security.keys         keyring: KEKs wrap per-artifact data keys; Ed25519 signing
+      ├─ store.artifacts       encrypted, content-addressed blobs (docs/formats/artifact.md)
+      ├─ store.db              metadata in SQL (SQLite or PostgreSQL), Alembic migrations
+      ├─ security.audit        hash-chained log + signed Merkle checkpoints, group commit
+      ├─ security.access       principals, roles, grants, hashed API tokens
+      └─ security.signing      DSSE envelopes, in-toto statements (provenance)
+
+Imports flow one way: shells → workspace → security/store. ``errors`` is the one error
+tree every layer raises from. Heavy modules load lazily, so ``import bastion`` is cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["Workspace", "__version__", "errors"]
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from bastion import errors
+    from bastion.workspace import Workspace
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Workspace":
+        from bastion.workspace import Workspace
+
+        return Workspace
+    if name == "errors":
+        import bastion.errors
+
+        return bastion.errors
+    raise AttributeError(f"module 'bastion' has no attribute {name!r}")

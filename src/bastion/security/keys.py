@@ -323,8 +323,11 @@ class LocalKeyring:
         signer = self._signer_cache.get(key_id)
         if signer is None:
             material = self._material.get(key_id)
-            if material is None or self._entry(key_id)["kind"] != "signing":
+            entry = self._entry(key_id)
+            if material is None or entry["kind"] != "signing":
                 raise UnknownKeyError(f"key {key_id!r} is not a signing key in this keyring")
+            if entry["state"] != "active":
+                raise KeyringError(f"{key_id}: a {entry['state']} key no longer signs")
             signer = self._signer_cache[key_id] = Ed25519PrivateKey.from_private_bytes(material)
         return signer.sign(message)
 

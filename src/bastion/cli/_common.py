@@ -1,0 +1,111 @@
+"""Options, output and workspace helpers shared by the commands."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from bastion.security.access import Identity
+    from bastion.workspace import Workspace
+
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
+Home = Annotated[
+    Path | None,
+    typer.Option("--home", envvar="BASTION_HOME", help="The home folder [default: ./.bastion]."),
+]
+
+
+def emit(data: Any) -> None:
+    """Print ``data`` as JSON on stdout."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def err_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def passphrase(*, confirm: bool = False) -> str:
+    """From ``BASTION_MASTER_KEY``, else an interactive prompt; never a default."""
+    from bastion.errors import ConfigError, StateError
+
+    value = os.environ.get("BASTION_MASTER_KEY")
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        raise StateError("no passphrase: set BASTION_MASTER_KEY or run in a terminal")
+    value = getpass.getpass("Bastion passphrase: ")
+    if confirm and getpass.getpass("Repeat passphrase: ") != value:
+        raise ConfigError("passphrase: the two entries differ")
+    return value
+
+
+def token() -> str:
+    """The caller's API token, from ``BASTION_TOKEN`` or the file ``BASTION_TOKEN_FILE``."""
+    from bastion.errors import AuthError
+
+    value = os.environ.get("BASTION_TOKEN")
+    path = os.environ.get("BASTION_TOKEN_FILE")
+    if not value and path:
+        try:
+            value = Path(path).read_text().strip()
+        except OSError:
+            raise AuthError(f"BASTION_TOKEN_FILE: cannot read {path}") from None
+    if not value:
+        raise AuthError("no token: set BASTION_TOKEN (`bastion init` printed the admin's)")
+    return value
+
+
+@contextlib.contextmanager
+def workspace(home: Path | None) -> Iterator[Workspace]:
+    """Open the home with the passphrase; always close it (flushing the audit log)."""
+    from bastion.workspace import Workspace
+
+    ws = Workspace.open(home, passphrase())
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
+@contextlib.contextmanager
+def authorized(
+    home: Path | None,
+    permission: str,
+    *,
+    resource_type: str | None = None,
+    resource: str | None = None,
+) -> Iterator[tuple[Workspace, Identity]]:
+    """Open the home and check that the caller's token grants ``permission``."""
+    with workspace(home) as ws:
+        identity = ws.authorize(
+            token(), permission, resource_type=resource_type, resource=resource
+        )
+        yield ws, identity
+
+
+def progress() -> Any:
+    """A Rich progress bar on stderr, for long work."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        console=err_console(), transient=True,
+    )

@@ -1,0 +1,108 @@
+"""The command tree: ``init`` and ``verify`` here, the groups in their own modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bastion.cli import _common as c
+from bastion.cli.artifacts import artifact_app
+from bastion.cli.audit import audit_app
+from bastion.cli.keys import keys_app
+from bastion.cli.tokens import principal_app, token_app
+
+app = typer.Typer(
+    name="bastion",
+    help="Bastion: a secure-by-default ML pipeline framework. Every control runs, and proves it ran.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.add_typer(artifact_app, name="artifact")
+app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")
+app.add_typer(principal_app, name="principal")
+app.add_typer(token_app, name="token")
+
+
+@app.command()
+def init(
+    home: c.Home = None,
+    admin: Annotated[str, typer.Option(help="Name of the first admin principal.")] = "admin",
+    scrypt_log_n: Annotated[
+        int, typer.Option(help="scrypt cost as log2(N); 17 = 128 MiB per unlock.", min=14, max=22)
+    ] = 17,
+    json_out: c.Json = False,
+    debug: c.Debug = False,
+) -> None:
+    """Create a home: keyring, database, artifact store, audit log, and an admin token."""
+    from bastion.workspace import Workspace
+
+    ws, issued = Workspace.init(
+        home, c.passphrase(confirm=True), admin=admin, scrypt_log_n=scrypt_log_n
+    )
+    try:
+        where = str(ws.home.resolve())
+    finally:
+        ws.close()
+    if json_out:
+        c.emit({"home": where, "admin": admin, "token": issued.token,
+                "token_id": issued.id, "expires": issued.expires})
+        return
+    out = c.console()
+    out.print(f"Initialised Bastion home at [bold]{where}[/] (mode 0700).")
+    out.print(f"Admin principal [bold]{admin}[/]; its token, shown only this once:")
+    out.print(issued.token, markup=False, highlight=False)
+    out.print(f"Keep it safe (it expires {issued.expires}); export BASTION_TOKEN=<token> to use it.")
+
+
+@app.command()
+def verify(
+    home: c.Home = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="An exported audit checkpoint to check against.")
+    ] = None,
+    json_out: c.Json = False,
+    debug: c.Debug = False,
+) -> None:
+    """Re-check every artifact, signed statement and the audit log; exit 1 on any failure."""
+    with c.authorized(home, "verify:run") as (ws, who):
+        with c.progress() as bar:
+            tasks: dict[str, int] = {}
+
+            def step(name: str, done: int, total: int) -> None:
+                if name not in tasks:
+                    tasks[name] = bar.add_task(name, total=total or None)
+                bar.update(tasks[name], completed=done, total=total or None)
+
+            report = ws.verify(checkpoint=checkpoint, progress=step)
+        ws.audit.record(
+            who.principal, "verify.run", "home", "ok" if report.ok else "failed",
+            {"artifacts": report.artifacts, "statements": report.statements,
+             "audit_entries": report.audit_entries, "problems": len(report.problems)},
+        )
+    if json_out:
+        c.emit({
+            "ok": report.ok, "artifacts": report.artifacts, "statements": report.statements,
+            "audit_entries": report.audit_entries,
+            "audit_checkpoints": report.audit_checkpoints,
+            "problems": [
+                {"kind": p.kind, "subject": p.subject, "message": p.message}
+                for p in report.problems
+            ],
+        })
+    else:
+        out = c.console()
+        out.print(
+            f"checked {report.artifacts} artifacts, {report.statements} statements,"
+            f" {report.audit_entries} audit entries, {report.audit_checkpoints} checkpoints"
+        )
+        for p in report.problems:
+            out.print(f"[red]FAIL[/] {p.kind} {p.subject}: {p.message}", highlight=False)
+        if report.ok:
+            out.print("[green]all verified[/]")
+    if not report.ok:
+        raise typer.Exit(1)

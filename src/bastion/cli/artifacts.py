@@ -1,0 +1,80 @@
+"""``bastion artifact``: put files into the encrypted store and get them back, verified."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bastion.cli import _common as c
+
+artifact_app = typer.Typer(help="The encrypted, content-addressed artifact store.",
+                           no_args_is_help=True)
+
+PUT_PREDICATE = "https://bastion.dev/attestations/artifact-put/v1"
+
+
+@artifact_app.command("put")
+def put(
+    path: Annotated[Path, typer.Argument(help="File to store.")],
+    media_type: Annotated[str, typer.Option(help="Media type.")] = "application/octet-stream",
+    name: Annotated[str | None, typer.Option(help="A name to show in listings.")] = None,
+    home: c.Home = None,
+    json_out: c.Json = False,
+    debug: c.Debug = False,
+) -> None:
+    """Encrypt a file into the store; prints its SHA-256 digest (its address)."""
+    from bastion.errors import ConfigError
+
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    with c.authorized(home, "artifact:write") as (ws, who):
+        ref = ws.store.put(path, actor=who.principal, media_type=media_type,
+                           name=name or path.name)
+        statement = ws.attest(
+            [(ref.name or ref.digest, ref.digest)], PUT_PREDICATE,
+            {"actor": who.principal, "source": str(path), "media_type": media_type,
+             "size": ref.size, "stored": ref.created},
+            actor=who.principal,
+        )
+    data = {"digest": ref.digest, "size": ref.size, "media_type": ref.media_type,
+            "name": ref.name, "statement": statement}
+    c.emit(data) if json_out else c.console().print(f"stored {ref.name}: sha256:{ref.digest}")
+
+
+@artifact_app.command("get")
+def get(
+    digest: Annotated[str, typer.Argument(help="The artifact's SHA-256 (hex).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write it.")],
+    home: c.Home = None,
+    json_out: c.Json = False,
+    debug: c.Debug = False,
+) -> None:
+    """Decrypt and verify an artifact into a file (written only if it verifies)."""
+    digest = digest.removeprefix("sha256:")
+    with c.authorized(home, "artifact:read") as (ws, who):
+        ws.store.export(digest, output)
+        ws.audit.record(who.principal, "artifact.get", f"artifact:{digest}", "ok",
+                        {"output": str(output)})
+    c.emit({"digest": digest, "output": str(output)}) if json_out else c.console().print(
+        f"wrote {output}")
+
+
+@artifact_app.command("list")
+def list_artifacts(home: c.Home = None, json_out: c.Json = False, debug: c.Debug = False) -> None:
+    """List stored artifacts."""
+    with c.authorized(home, "artifact:read") as (ws, _who):
+        refs = ws.store.list()
+    rows = [{"digest": r.digest, "size": r.size, "media_type": r.media_type, "name": r.name,
+             "created": r.created, "created_by": r.created_by} for r in refs]
+    if json_out:
+        c.emit({"artifacts": rows})
+        return
+    from rich.table import Table
+
+    table = Table("digest", "size", "media type", "name", "created", "by")
+    for r in rows:
+        table.add_row(r["digest"][:16] + "…", str(r["size"]), r["media_type"], r["name"] or "",
+                      r["created"], r["created_by"])
+    c.console().print(table)

@@ -1,0 +1,355 @@
+"""The home folder: one place that opens the keys, store, database and audit log.
+
+A home (``BASTION_HOME``, default ``./.bastion``, mode 0700) holds::
+
+    home.json       format marker and which database the home uses (never a password)
+    keyring.json    the keyring, sealed under the passphrase (see security.keys)
+    bastion.db      the metadata database, unless BASTION_DATABASE_URL names PostgreSQL
+    objects/        encrypted, content-addressed blobs (see docs/formats/artifact.md)
+    tmp/            half-written blobs; never read
+    lock            held while the keys are rotated
+
+:meth:`Workspace.init` makes one and returns the ``admin`` principal's token, shown once;
+:meth:`Workspace.open` opens one. Both need the passphrase (argument, ``BASTION_MASTER_KEY``
+or a prompt in the CLI): there is no default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bastion._fs import atomic_write, file_lock
+from bastion.errors import AccessDenied, ConfigError, Error, IntegrityError, StateError
+from bastion.security.access import AccessControl, Identity, IssuedToken
+from bastion.security.audit import AuditLog
+from bastion.security.keys import DEFAULT_SCRYPT_LOG_N, LocalKeyring
+from bastion.security.signing import (
+    StatementStore,
+    make_statement,
+    sign_statement,
+    trusted_keys,
+    verify_statement,
+)
+from bastion.store.artifacts import ArtifactStore
+from bastion.store.db import make_engine, migrate
+
+__all__ = ["Problem", "RotationReport", "VerifyReport", "Workspace"]
+
+_HOME_FORMAT = "bastion-home"
+_HOME_VERSION = 1
+ENV_HOME = "BASTION_HOME"
+ENV_PASSPHRASE = "BASTION_MASTER_KEY"
+ENV_DATABASE = "BASTION_DATABASE_URL"
+
+Progress = Callable[[str, int, int], None]
+"""Called as ``progress(step, done, total)`` during long work."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing that failed verification."""
+
+    kind: str  # artifact | statement | audit
+    subject: str
+    message: str
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    """What ``bastion verify`` checked and what it found."""
+
+    artifacts: int = 0
+    statements: int = 0
+    audit_entries: int = 0
+    audit_checkpoints: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True, slots=True)
+class RotationReport:
+    """What ``bastion keys rotate`` did."""
+
+    new_kek: str
+    rewrapped: int
+    retired: list[str]
+    new_signing_key: str | None
+
+
+def default_home() -> Path:
+    return Path(os.environ.get(ENV_HOME, ".bastion"))
+
+
+def passphrase_from_env() -> str:
+    """The passphrase from ``BASTION_MASTER_KEY``; a StateError if it is not set."""
+    value = os.environ.get(ENV_PASSPHRASE)
+    if not value:
+        raise StateError(f"no passphrase: set {ENV_PASSPHRASE} or run interactively")
+    return value
+
+
+class Workspace:
+    """The services of one home. Use :meth:`init` or :meth:`open`, then :meth:`close`."""
+
+    def __init__(self, home: Path, keyring: LocalKeyring, database_url: str) -> None:
+        self.home = home
+        self.keyring = keyring
+        self.engine = make_engine(database_url)
+        self.audit = AuditLog(self.engine, keyring)
+        self.store = ArtifactStore(home / "objects", keyring, self.engine, self.audit)
+        self.access = AccessControl(self.engine, self.audit)
+        self.statements = StatementStore(self.engine)
+
+    # -- life cycle -------------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        home: Path | None = None,
+        passphrase: str | None = None,
+        *,
+        database_url: str | None = None,
+        admin: str = "admin",
+        scrypt_log_n: int = DEFAULT_SCRYPT_LOG_N,
+        token_ttl: timedelta = timedelta(days=90),
+    ) -> tuple[Workspace, IssuedToken]:
+        """Create a home with its keyring, database and an ``admin`` principal.
+
+        Returns the workspace and the admin's token, which is shown once and stored only
+        as a hash.
+        """
+        home = Path(home) if home is not None else default_home()
+        passphrase = passphrase if passphrase is not None else passphrase_from_env()
+        database_url = database_url or os.environ.get(ENV_DATABASE)
+        if home.exists() and any(home.iterdir()):
+            raise ConfigError(f"{home}: already exists and is not empty; choose another home")
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(home, 0o700)
+        for sub in ("objects", "tmp"):
+            (home / sub).mkdir(mode=0o700, exist_ok=True)
+        keyring = LocalKeyring.create(home / "keyring.json", passphrase, scrypt_log_n=scrypt_log_n)
+        url = database_url or f"sqlite:///{home.resolve() / 'bastion.db'}"
+        engine = make_engine(url)
+        try:
+            migrate(engine)
+        finally:
+            engine.dispose()
+        marker = {
+            "format": _HOME_FORMAT,
+            "version": _HOME_VERSION,
+            "database": "sqlite" if database_url is None else "external",
+        }
+        atomic_write(home / "home.json", json.dumps(marker, indent=1).encode() + b"\n")
+        ws = cls(home, keyring, url)
+        try:
+            ws.audit.record(
+                admin, "home.init", f"home:{home.resolve()}", "ok",
+                {"database": marker["database"], "python": platform.python_version()},
+            )
+            ws.access.add_principal(admin, "person", actor=admin)
+            ws.access.grant(admin, "admin", actor=admin)
+            token = ws.access.create_token(
+                admin, "admin", expires_in=token_ttl, description="created by init", actor=admin
+            )
+            ws.audit.checkpoint()
+        except BaseException:
+            ws.close()
+            raise
+        return ws, token
+
+    @classmethod
+    def open(
+        cls,
+        home: Path | None = None,
+        passphrase: str | None = None,
+        *,
+        database_url: str | None = None,
+    ) -> Workspace:
+        """Open an existing home. A wrong passphrase gives one bland AuthError."""
+        home = Path(home) if home is not None else default_home()
+        try:
+            marker = json.loads((home / "home.json").read_text())
+        except FileNotFoundError:
+            raise StateError(f"{home}: not a Bastion home (run `bastion init`)") from None
+        except ValueError:
+            raise IntegrityError(f"{home / 'home.json'}: not valid JSON") from None
+        if marker.get("format") != _HOME_FORMAT or marker.get("version") != _HOME_VERSION:
+            raise StateError(f"{home}: written by an incompatible Bastion version")
+        passphrase = passphrase if passphrase is not None else passphrase_from_env()
+        keyring = LocalKeyring.open(home / "keyring.json", passphrase)
+        if marker.get("database") == "external":
+            url = database_url or os.environ.get(ENV_DATABASE)
+            if not url:
+                raise StateError(f"{home}: this home's database is external; set {ENV_DATABASE}")
+        else:
+            url = f"sqlite:///{home.resolve() / 'bastion.db'}"
+        return cls(home, keyring, url)
+
+    def close(self) -> None:
+        """Flush the audit log and release the database."""
+        self.audit.close()
+        self.engine.dispose()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- keys -------------------------------------------------------------------------
+
+    def rotate_keys(
+        self, *, actor: str, signing: bool = False, progress: Progress | None = None
+    ) -> RotationReport:
+        """Make a new KEK, re-wrap every blob's data key under it, retire unused KEKs.
+
+        Crash-safe at every step: the keyring is replaced atomically and keeps every KEK
+        that any blob still names; each blob's key slot is rewritten with an atomic
+        rename; a KEK is retired (its material erased) only after the blob headers show
+        that nothing uses it. Rerunning after a crash finishes the job.
+        """
+        step = progress or (lambda _s, _d, _t: None)
+        with file_lock(self.home / "lock"):
+            self.audit.record(actor, "keys.rotate", "keyring", "started", {"signing": signing})
+            new_kek = self.keyring.add_kek()
+            step("kek-created", 0, 0)
+            new_sig = self.keyring.add_signing_key() if signing else None
+            if new_sig:
+                step("signing-key-created", 0, 0)
+            digests = sorted(self.store.iter_digests())
+            rewrapped = 0
+            for done, digest in enumerate(digests, 1):
+                if self.store.rewrap(digest, new_kek):
+                    rewrapped += 1
+                step("rewrapped", done, len(digests))
+            in_use = set(self.store.key_ids_in_use())
+            retired = []
+            for info in self.keyring.keys():
+                if info.kind == "kek" and info.state == "decrypt-only" and info.id not in in_use:
+                    self.keyring.retire_kek(info.id, in_use=in_use)
+                    retired.append(info.id)
+                    step("retired", len(retired), 0)
+            self.audit.record(
+                actor, "keys.rotate", "keyring", "ok",
+                {"new_kek": new_kek, "rewrapped": rewrapped, "retired": retired,
+                 "new_signing_key": new_sig},
+            )
+            if new_sig:
+                self.audit.checkpoint()  # the first checkpoint under the new signing key
+        return RotationReport(new_kek, rewrapped, retired, new_sig)
+
+    # -- provenance -------------------------------------------------------------------
+
+    def attest(
+        self,
+        subjects: Sequence[tuple[str, str]],
+        predicate_type: str,
+        predicate: Mapping[str, Any],
+        *,
+        actor: str,
+    ) -> str:
+        """Sign an in-toto statement about artifacts ``(name, sha256)`` and keep it.
+
+        Every subject must already be in the store. Returns the statement's id.
+        """
+        for name, digest in subjects:
+            if not self.store.exists(digest):
+                raise ConfigError(f"subject {name}: artifact {digest} is not in the store")
+        statement = make_statement(subjects, predicate_type, predicate)
+        envelope = sign_statement(self.keyring, statement)
+        self.audit.record(
+            actor, "statement.sign", f"predicate:{predicate_type}", "ok",
+            {"subjects": [d for _n, d in subjects]},
+        )
+        return self.statements.add(envelope)
+
+    # -- access -----------------------------------------------------------------------
+
+    def authorize(
+        self,
+        token: str,
+        permission: str,
+        *,
+        resource_type: str | None = None,
+        resource: str | None = None,
+    ) -> Identity:
+        """Authenticate ``token`` and check ``permission``; refusals are audited too."""
+        identity = self.access.authenticate(token)
+        try:
+            self.access.authorize(
+                identity, permission, resource_type=resource_type, resource=resource
+            )
+        except AccessDenied:
+            self.audit.record(
+                identity.principal, permission, f"{resource_type or '*'}:{resource or '*'}",
+                "denied", {"role": identity.role, "token": identity.token_id},
+            )
+            raise
+        return identity
+
+    # -- verification -----------------------------------------------------------------
+
+    def verify(
+        self, *, checkpoint: Path | None = None, progress: Progress | None = None
+    ) -> VerifyReport:
+        """Re-check every artifact, signed statement and the audit log. Never raises for
+        a failed check: each failure is a :class:`Problem` in the report."""
+        step = progress or (lambda _s, _d, _t: None)
+        report = VerifyReport()
+        known = {ref.digest for ref in self.store.list()}
+        on_disk = set(self.store.iter_digests())
+        for digest in sorted(known - on_disk):
+            report.problems.append(Problem("artifact", digest, "recorded but missing from the store"))
+        for digest in sorted(on_disk - known):
+            report.problems.append(Problem("artifact", digest, "in the store but not recorded"))
+        todo = sorted(known & on_disk)
+        for done, digest in enumerate(todo, 1):
+            report.artifacts += 1
+            try:
+                self.store.verify(digest)
+            except Error as exc:
+                report.problems.append(Problem("artifact", digest, str(exc)))
+            step("artifacts", done, len(todo))
+        trusted = trusted_keys(self.keyring)
+        for sid, envelope in self.statements.all():
+            report.statements += 1
+            try:
+                statement = verify_statement(envelope, trusted)
+                for subject in statement["subject"]:
+                    digest = subject["digest"]["sha256"]
+                    if digest not in known:
+                        raise IntegrityError(f"subject {subject['name']} ({digest[:12]}…) is not in the store")
+            except Error as exc:
+                report.problems.append(Problem("statement", sid, str(exc)))
+        step("statements", report.statements, report.statements)
+        try:
+            audit = self.audit.verify(checkpoint=checkpoint)
+            report.audit_entries = audit.entries
+            report.audit_checkpoints = audit.checkpoints
+        except Error as exc:
+            problems = getattr(exc, "problems", None) or [str(exc)]
+            report.problems.extend(Problem("audit", "audit-log", str(p)) for p in problems)
+        step("audit", 1, 1)
+        return report
+
+
+@contextlib.contextmanager
+def opened(home: Path | None = None, passphrase: str | None = None) -> Iterator[Workspace]:
+    """``with opened(home) as ws:`` — open, then always close (flushing the audit log)."""
+    ws = Workspace.open(home, passphrase)
+    try:
+        yield ws
+    finally:
+        ws.close()
+
