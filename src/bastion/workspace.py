@@ -272,7 +272,7 @@ class Workspace:
             actor, "statement.sign", f"predicate:{predicate_type}", "ok",
             {"subjects": [d for _n, d in subjects]},
         )
-        return self.statements.add(envelope)
+        return self.statements.add(envelope, trusted=trusted_keys(self.keyring))
 
     # -- access -----------------------------------------------------------------------
 

@@ -17,24 +17,17 @@ __all__ = ["main"]
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``bastion`` console script."""
-    import click
+    import typer
 
     from bastion.cli.app import app
     from bastion.errors import Error
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("BASTION_DEBUG") == "1"
-    command = __import__("typer").main.get_command(app)
+    command = typer.main.get_command(app)
     try:
-        command.main(args=args, prog_name="bastion", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        print("aborted", file=sys.stderr)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(2)
+        # standalone mode: usage errors print click's message and exit 2 by themselves
+        command.main(args=args, prog_name="bastion", standalone_mode=True)
     except Error as exc:
         if debug:
             raise
@@ -51,4 +44,3 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         sys.exit(1)
-    sys.exit(0)

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from bastion.security.access import Identity
-    from bastion.workspace import Workspace
+    from bastion.workspace import Identity, Workspace
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]

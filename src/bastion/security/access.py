@@ -1,0 +1,644 @@
+"""Access control: principals, roles, grants of roles on scopes, and API tokens.
+
+The model::
+
+    principal (person | service)  ──grant──>  role  on  scope (resource_type, resource)
+    role ──role_permissions (data, seeded by migration 0001; "*" = everything)──> permissions
+    token = (principal, role, scope), never wider than one of the principal's grants
+
+A scope is ``("*", "*")`` (everything), ``(type, "*")`` (every dataset, model or
+deployment) or ``(type, name)`` (one of them). A token scoped to deployment ``D`` authorizes
+actions on ``D`` only: another deployment, another type, or an action on no resource at all
+is :class:`~bastion.errors.AccessDenied`.
+
+Token text is ``bst_<id>_<secret>``: a random public id (16 hex, the lookup key) and a
+256-bit secret from :mod:`secrets` (base64url, no padding). The database keeps only the
+SHA-256 of the secret. :meth:`AccessControl.authenticate` does one indexed lookup by id that
+also reads the principal's ``disabled`` flag and whether a grant still covers the token, then
+hashes the presented secret and compares it with :func:`hmac.compare_digest` — against a
+random dummy hash when the id is unknown or the text is malformed, so the work done does not
+reveal which ids exist. Every failure (wrong, unknown, malformed, expired, revoked, principal
+disabled, grant revoked) is the same bland :class:`~bastion.errors.AuthError`.
+
+Ordering with the audit log: every state change is validated first, then recorded through
+the :class:`~bastion.security.sink.AuditSink`, and only then applied in its own short
+transaction. If recording raises :class:`~bastion.errors.AuditError`, nothing has changed
+(fail closed). We do not hold a write transaction open across ``record`` because the real
+audit log writes through its own connection and SQLite has a single writer: that would
+deadlock until the busy timeout. If the change itself then fails (a concurrent edit, a lost
+database), a second entry with outcome ``failed`` is recorded, best effort, and the error is
+re-raised. Reads and authorization decisions are not recorded here; the server does that.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+
+from bastion.errors import AccessDenied, AuthError, ConfigError, NotFound
+from bastion.security.sink import AuditSink
+from bastion.store.db import grants as grants_table
+from bastion.store.db import principals, role_permissions, tokens
+
+__all__ = [
+    "MAX_TOKEN_LIFETIME",
+    "PRINCIPAL_KINDS",
+    "RESOURCE_TYPES",
+    "ROLES",
+    "AccessControl",
+    "Grant",
+    "Identity",
+    "IssuedToken",
+    "Principal",
+    "TokenInfo",
+]
+
+ROLES: tuple[str, ...] = ("admin", "data-steward", "ml-engineer", "approver", "auditor", "consumer")
+RESOURCE_TYPES: tuple[str, ...] = ("*", "dataset", "model", "deployment")
+PRINCIPAL_KINDS: tuple[str, ...] = ("person", "service")
+MAX_TOKEN_LIFETIME = timedelta(days=365)
+
+_PRINCIPAL = re.compile(r"[a-z0-9][a-z0-9._@-]{0,127}")
+_RESOURCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:/+-]{0,255}")
+_TOKEN_ID = re.compile(r"[0-9a-f]{16}")
+_TOKEN = re.compile(r"bst_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
+_BLAND = "invalid or expired token"
+# Compared against when the id is unknown; no secret hashes to it (it is random).
+_DUMMY_HASH = hashlib.sha256(secrets.token_bytes(32)).digest()
+
+
+def _now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is calling, as proven by a token: the principal, its role and the token's scope."""
+
+    principal: str
+    role: str
+    resource_type: str
+    resource: str
+    token_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A new token. ``token`` is shown once and never stored; it is left out of ``repr``."""
+
+    id: str
+    token: str = field(repr=False)
+    principal: str
+    role: str
+    resource_type: str
+    resource: str
+    expires: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """What may be shown about a token: no secret, no hash."""
+
+    id: str
+    principal: str
+    role: str
+    resource_type: str
+    resource: str
+    created: str
+    expires: str
+    revoked: str | None
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """A person or a service that can hold grants and tokens."""
+
+    name: str
+    kind: str
+    created: str
+    disabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A role held by a principal on a scope."""
+
+    principal: str
+    role: str
+    resource_type: str
+    resource: str
+    created: str
+
+
+# -- validation ---------------------------------------------------------------------------
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_principal(name: object, field_name: str = "principal") -> str:
+    if not isinstance(name, str) or not _PRINCIPAL.fullmatch(name):
+        raise ConfigError(
+            f"{field_name}: expected 1-128 of a-z 0-9 . _ @ - (starting with a letter or"
+            f" digit), got {_show(name)}"
+        )
+    return name
+
+
+def _check_role(role: object) -> str:
+    if role not in ROLES:
+        raise ConfigError(f"role: expected one of {', '.join(ROLES)}, got {_show(role)}")
+    return str(role)
+
+
+def _check_scope(resource_type: object, resource: object) -> tuple[str, str]:
+    if resource_type not in RESOURCE_TYPES:
+        types = ", ".join(RESOURCE_TYPES)
+        raise ConfigError(f"resource_type: expected one of {types}, got {_show(resource_type)}")
+    if resource_type == "*" and resource != "*":
+        raise ConfigError(
+            f"resource: expected '*' when resource_type is '*', got {_show(resource)}"
+        )
+    if resource != "*":
+        _check_resource(resource)
+    return str(resource_type), str(resource)
+
+
+def _check_resource(resource: object) -> str:
+    if not isinstance(resource, str) or not _RESOURCE.fullmatch(resource):
+        raise ConfigError(
+            "resource: expected '*' or a name of 1-256 of A-Z a-z 0-9 . _ @ : / + -,"
+            f" got {_show(resource)}"
+        )
+    return resource
+
+
+def _check_actor(actor: object) -> str:
+    if not isinstance(actor, str) or not 0 < len(actor) <= 128 or not actor.isprintable():
+        raise ConfigError(f"actor: expected 1-128 printable characters, got {_show(actor)}")
+    return actor
+
+
+def _covers(grant_type: str, grant_resource: str, resource_type: str, resource: str) -> bool:
+    """Does a grant on (grant_type, grant_resource) cover the scope (resource_type, resource)?"""
+    if grant_type == "*":
+        return True
+    return grant_type == resource_type and grant_resource in ("*", resource)
+
+
+def _secret_hash(secret: str) -> bytes | None:
+    """SHA-256 of the raw secret, or None if ``secret`` is not its canonical base64url."""
+    try:
+        raw = base64.urlsafe_b64decode(secret + "=")
+    except (binascii.Error, ValueError):
+        return None
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != secret:
+        return None
+    # A fast hash is right here: the secret has 256 bits of entropy, so there is nothing to
+    # brute-force, and a slow KDF would only make every request (and a DoS) expensive.
+    return hashlib.sha256(raw).digest()
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+# The one query authenticate() makes: the token by id (primary key), its principal's
+# disabled flag, and whether some grant of the principal still covers the token's scope.
+_g, _t = grants_table.c, tokens.c
+_COVERED = (
+    sa.exists()
+    .where(
+        _g.principal == _t.principal,
+        _g.role == _t.role,
+        sa.or_(
+            _g.resource_type == "*",
+            sa.and_(
+                _g.resource_type == _t.resource_type,
+                sa.or_(_g.resource == "*", _g.resource == _t.resource),
+            ),
+        ),
+    )
+    .label("covered")
+)
+_LOOKUP = (
+    sa.select(tokens, principals.c.disabled, _COVERED)
+    .join(principals, principals.c.name == tokens.c.principal)
+    .where(tokens.c.id == sa.bindparam("token_id"))
+)
+
+
+class AccessControl:
+    """Principals, grants and tokens in the metadata database; every change audited."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        audit: AuditSink,
+        *,
+        clock: Callable[[], datetime] = _now_utc,
+    ) -> None:
+        self._engine = engine
+        self._audit = audit
+        self._clock = clock
+
+    def _now(self) -> datetime:
+        moment = self._clock()
+        if moment.tzinfo is None:
+            raise ConfigError("clock: expected a timezone-aware datetime, got a naive one")
+        return moment.astimezone(UTC)
+
+    def _apply(
+        self,
+        actor: str,
+        action: str,
+        resource: str,
+        details: Mapping[str, Any],
+        change: Callable[[sa.Connection], None],
+    ) -> None:
+        """Record first (fail closed), then apply ``change`` in its own transaction."""
+        self._audit.record(actor, action, resource, "ok", details)
+        try:
+            with self._engine.begin() as conn:
+                change(conn)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                self._audit.record(actor, action, resource, "failed", details)
+            if isinstance(exc, DBIntegrityError):
+                raise ConfigError(f"{resource}: conflicts with a concurrent change") from None
+            raise
+
+    def _principal_row(self, name: str) -> sa.Row[Any]:
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(principals).where(principals.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"principal {name!r}: no such principal")
+        return row
+
+    # -- principals -----------------------------------------------------------------------
+
+    def add_principal(self, name: str, kind: str = "person", *, actor: str) -> None:
+        """Register a person or service. Refused if the name is taken."""
+        _check_principal(name, "name")
+        if kind not in PRINCIPAL_KINDS:
+            raise ConfigError(
+                f"kind: expected one of {', '.join(PRINCIPAL_KINDS)}, got {_show(kind)}"
+            )
+        _check_actor(actor)
+        with self._engine.connect() as conn:
+            taken = conn.execute(sa.select(principals.c.name).where(principals.c.name == name))
+            if taken.first() is not None:
+                raise ConfigError(f"name: principal {name!r} already exists")
+        created = _iso(self._now())
+
+        def change(conn: sa.Connection) -> None:
+            conn.execute(
+                sa.insert(principals).values(name=name, kind=kind, created=created, disabled=False)
+            )
+
+        self._apply(actor, "principal.add", f"principal:{name}", {"kind": kind}, change)
+
+    def list_principals(self) -> list[Principal]:
+        """Every principal, by name."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(principals).order_by(principals.c.name)).all()
+        return [Principal(r.name, r.kind, r.created, bool(r.disabled)) for r in rows]
+
+    def disable_principal(self, name: str, *, actor: str) -> None:
+        """Disable a principal: from now on every one of its tokens fails to authenticate."""
+        _check_principal(name)
+        _check_actor(actor)
+        self._principal_row(name)
+
+        def change(conn: sa.Connection) -> None:
+            query = sa.update(principals).where(principals.c.name == name)
+            if conn.execute(query.values(disabled=True)).rowcount != 1:
+                raise NotFound(f"principal {name!r}: no such principal")
+
+        self._apply(actor, "principal.disable", f"principal:{name}", {}, change)
+
+    # -- grants ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _grant_where(
+        principal: str, role: str, resource_type: str, resource: str
+    ) -> sa.ColumnElement[bool]:
+        g = grants_table.c
+        return sa.and_(
+            g.principal == principal,
+            g.role == role,
+            g.resource_type == resource_type,
+            g.resource == resource,
+        )
+
+    def grant(
+        self,
+        principal: str,
+        role: str,
+        *,
+        resource_type: str = "*",
+        resource: str = "*",
+        actor: str,
+    ) -> None:
+        """Give ``principal`` the ``role`` on a scope. Refused if it already holds exactly that."""
+        _check_principal(principal)
+        _check_role(role)
+        _check_scope(resource_type, resource)
+        _check_actor(actor)
+        self._principal_row(principal)
+        where = self._grant_where(principal, role, resource_type, resource)
+        with self._engine.connect() as conn:
+            if conn.execute(sa.select(grants_table.c.id).where(where)).first() is not None:
+                raise ConfigError(
+                    f"grant: {principal!r} already holds {role!r} on {resource_type}:{resource}"
+                )
+        created = _iso(self._now())
+
+        def change(conn: sa.Connection) -> None:
+            conn.execute(
+                sa.insert(grants_table).values(
+                    principal=principal,
+                    role=role,
+                    resource_type=resource_type,
+                    resource=resource,
+                    created=created,
+                )
+            )
+
+        details = {"role": role, "resource_type": resource_type, "resource": resource}
+        self._apply(actor, "grant.add", f"principal:{principal}", details, change)
+
+    def revoke_grant(
+        self,
+        principal: str,
+        role: str,
+        *,
+        resource_type: str = "*",
+        resource: str = "*",
+        actor: str,
+    ) -> None:
+        """Take a grant away, and revoke the tokens no remaining grant covers."""
+        _check_principal(principal)
+        _check_role(role)
+        _check_scope(resource_type, resource)
+        _check_actor(actor)
+        where = self._grant_where(principal, role, resource_type, resource)
+        g, t = grants_table.c, tokens.c
+        with self._engine.connect() as conn:
+            if conn.execute(sa.select(g.id).where(where)).first() is None:
+                raise NotFound(
+                    f"grant: {principal!r} holds no {role!r} on {resource_type}:{resource}"
+                )
+            others = conn.execute(
+                sa.select(g.resource_type, g.resource).where(
+                    g.principal == principal, g.role == role, sa.not_(where)
+                )
+            ).all()
+            live = conn.execute(
+                sa.select(t.id, t.resource_type, t.resource).where(
+                    t.principal == principal, t.role == role, t.revoked.is_(None)
+                )
+            ).all()
+        orphaned = sorted(
+            tok.id
+            for tok in live
+            if not any(
+                _covers(o.resource_type, o.resource, tok.resource_type, tok.resource)
+                for o in others
+            )
+        )
+        revoked = _iso(self._now())
+
+        def change(conn: sa.Connection) -> None:
+            if conn.execute(sa.delete(grants_table).where(where)).rowcount != 1:
+                raise NotFound(f"grant: {principal!r} holds no {role!r} on this scope")
+            if orphaned:
+                conn.execute(
+                    sa.update(tokens)
+                    .where(t.id.in_(orphaned), t.revoked.is_(None))
+                    .values(revoked=revoked)
+                )
+
+        details = {
+            "role": role,
+            "resource_type": resource_type,
+            "resource": resource,
+            "tokens_revoked": orphaned,
+        }
+        self._apply(actor, "grant.revoke", f"principal:{principal}", details, change)
+
+    def grants(self, principal: str | None = None) -> list[Grant]:
+        """Every grant, or those of one principal."""
+        query = sa.select(grants_table).order_by(grants_table.c.principal, grants_table.c.id)
+        if principal is not None:
+            _check_principal(principal)
+            self._principal_row(principal)
+            query = query.where(grants_table.c.principal == principal)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [Grant(r.principal, r.role, r.resource_type, r.resource, r.created) for r in rows]
+
+    def permissions(self, role: str) -> frozenset[str]:
+        """The permissions ``role`` holds, as the database's policy says (``*`` = all)."""
+        _check_role(role)
+        query = sa.select(role_permissions.c.permission).where(role_permissions.c.role == role)
+        with self._engine.connect() as conn:
+            return frozenset(conn.execute(query).scalars())
+
+    # -- tokens ---------------------------------------------------------------------------
+
+    def create_token(
+        self,
+        principal: str,
+        role: str,
+        *,
+        resource_type: str = "*",
+        resource: str = "*",
+        expires_in: timedelta = timedelta(days=90),
+        description: str = "",
+        actor: str,
+    ) -> IssuedToken:
+        """Issue a token for a role the principal holds on a scope its grant covers."""
+        _check_principal(principal)
+        _check_role(role)
+        _check_scope(resource_type, resource)
+        _check_actor(actor)
+        if not timedelta(0) < expires_in <= MAX_TOKEN_LIFETIME:
+            raise ConfigError(
+                f"expires_in: expected more than 0 and at most {MAX_TOKEN_LIFETIME.days} days,"
+                f" got {expires_in}"
+            )
+        if not isinstance(description, str) or len(description) > 256:
+            raise ConfigError("description: expected at most 256 characters")
+        if not description.isprintable():
+            raise ConfigError("description: expected printable characters only")
+        if self._principal_row(principal).disabled:
+            raise AccessDenied(f"principal {principal!r} is disabled; no tokens can be made")
+        held = [
+            g
+            for g in self.grants(principal)
+            if g.role == role and _covers(g.resource_type, g.resource, resource_type, resource)
+        ]
+        if not held:
+            raise AccessDenied(
+                f"principal {principal!r} holds no grant of role {role!r} covering"
+                f" {resource_type}:{resource}; a token cannot exceed its principal's grants"
+            )
+        token_id = secrets.token_hex(8)
+        secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode("ascii")
+        digest = _secret_hash(secret)
+        if digest is None:  # cannot happen: we made the canonical encoding ourselves
+            raise RuntimeError("token secret encoding is not canonical")
+        now = self._now()
+        expires = _iso(now + expires_in)
+        row = {
+            "id": token_id,
+            "principal": principal,
+            "role": role,
+            "resource_type": resource_type,
+            "resource": resource,
+            "secret_hash": digest,
+            "created": _iso(now),
+            "expires": expires,
+            "revoked": None,
+            "description": description,
+        }
+
+        def change(conn: sa.Connection) -> None:
+            conn.execute(sa.insert(tokens).values(**row))
+
+        details = {
+            "principal": principal,
+            "role": role,
+            "resource_type": resource_type,
+            "resource": resource,
+            "expires": expires,
+            "description": description,
+        }
+        self._apply(actor, "token.create", f"token:{token_id}", details, change)
+        return IssuedToken(
+            token_id, f"bst_{token_id}_{secret}", principal, role, resource_type, resource, expires
+        )
+
+    def authenticate(self, token: str) -> Identity:
+        """The identity a token proves, or one bland AuthError whatever is wrong with it."""
+        now = self._now()
+        match = _TOKEN.fullmatch(token) if isinstance(token, str) else None
+        row = None
+        presented = None
+        if match is not None:
+            with self._engine.connect() as conn:
+                row = conn.execute(_LOOKUP, {"token_id": match.group(1)}).first()
+            presented = _secret_hash(match.group(2))
+        # Always hash-and-compare, against a dummy when there is no row, so an unknown id
+        # costs what a known one does.
+        stored = row.secret_hash if row is not None else _DUMMY_HASH
+        same = hmac.compare_digest(presented or hashlib.sha256(b"").digest(), stored)
+        if not same or row is None or presented is None:
+            raise AuthError(_BLAND)
+        if row.revoked is not None or row.disabled or not row.covered:
+            raise AuthError(_BLAND)
+        if now >= datetime.fromisoformat(row.expires):
+            raise AuthError(_BLAND)
+        return Identity(row.principal, row.role, row.resource_type, row.resource, row.id)
+
+    def authorize(
+        self,
+        identity: Identity,
+        permission: str,
+        *,
+        resource_type: str | None = None,
+        resource: str | None = None,
+    ) -> None:
+        """Raise AccessDenied unless ``identity`` may do ``permission`` on the resource."""
+        if resource_type is not None and resource_type not in RESOURCE_TYPES[1:]:
+            raise ConfigError(
+                f"resource_type: expected one of {', '.join(RESOURCE_TYPES[1:])} or None,"
+                f" got {_show(resource_type)}"
+            )
+        if resource is not None:
+            if resource_type is None:
+                raise ConfigError("resource: a resource needs its resource_type")
+            _check_resource(resource)
+        target = f"{resource_type}:{resource or '*'}" if resource_type else "(global)"
+        denied = AccessDenied(
+            f"principal {identity.principal!r} (role {identity.role}) may not {permission}"
+            f" on {target}"
+        )
+        held = self.permissions(identity.role)
+        if "*" not in held and permission not in held:
+            raise denied
+        if identity.resource_type == "*":
+            return
+        if resource_type != identity.resource_type:
+            raise denied
+        if identity.resource != "*" and resource != identity.resource:
+            raise denied
+
+    def check(
+        self,
+        token: str,
+        permission: str,
+        *,
+        resource_type: str | None = None,
+        resource: str | None = None,
+    ) -> Identity:
+        """Authenticate ``token`` and authorize ``permission``; return the identity."""
+        identity = self.authenticate(token)
+        self.authorize(identity, permission, resource_type=resource_type, resource=resource)
+        return identity
+
+    def list_tokens(self, principal: str | None = None) -> list[TokenInfo]:
+        """Every token, or one principal's, oldest first; never a secret or its hash."""
+        t = tokens.c
+        query = sa.select(
+            t.id, t.principal, t.role, t.resource_type, t.resource,
+            t.created, t.expires, t.revoked, t.description,
+        ).order_by(t.created, t.id)  # fmt: skip
+        if principal is not None:
+            _check_principal(principal)
+            self._principal_row(principal)
+            query = query.where(t.principal == principal)
+        with self._engine.connect() as conn:
+            return [TokenInfo(*row) for row in conn.execute(query).all()]
+
+    def revoke_token(self, token_id: str, *, actor: str) -> None:
+        """Revoke a token at once. Revoking a revoked token changes nothing."""
+        if not isinstance(token_id, str) or not _TOKEN_ID.fullmatch(token_id):
+            raise ConfigError(
+                f"token_id: expected 16 lowercase hex characters, got {_show(token_id)}"
+            )
+        _check_actor(actor)
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(tokens.c.principal, tokens.c.role).where(tokens.c.id == token_id)
+            ).first()
+        if row is None:
+            raise NotFound(f"token {token_id}: no such token")
+
+        revoked = _iso(self._now())
+
+        def change(conn: sa.Connection) -> None:
+            conn.execute(
+                sa.update(tokens)
+                .where(tokens.c.id == token_id, tokens.c.revoked.is_(None))
+                .values(revoked=revoked)
+            )
+
+        details = {"principal": row.principal, "role": row.role}
+        self._apply(actor, "token.revoke", f"token:{token_id}", details, change)

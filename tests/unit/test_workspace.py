@@ -1,0 +1,91 @@
+"""The home folder: created private, opened only with the passphrase, on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bastion import Workspace
+from bastion.errors import AccessDenied, AuthError, ConfigError, StateError
+from tests.conftest import PASSPHRASE
+
+
+def test_workspace_round_trip_on_each_database(database_url: str, tmp_path: Path) -> None:
+    ws, token = Workspace.init(tmp_path / "h", PASSPHRASE, database_url=database_url,
+                               scrypt_log_n=14)
+    try:
+        ref = ws.store.put(b"payload", actor="admin", name="p")
+        ws.attest([("p", ref.digest)], "https://example.org/t/v1", {"k": 1}, actor="admin")
+        who = ws.authorize(token.token, "keys:rotate")
+        assert who.principal == "admin"
+    finally:
+        ws.close()
+    marker = json.loads((tmp_path / "h" / "home.json").read_text())
+    assert marker["database"] == ("sqlite" if database_url.startswith("sqlite") else "external")
+    assert "postgres" not in json.dumps(marker)  # the URL (and any password) is never stored
+    with Workspace.open(tmp_path / "h", PASSPHRASE, database_url=database_url) as ws:
+        assert ws.store.read_bytes(ref.digest) == b"payload"
+        report = ws.verify()
+        assert report.ok, report.problems
+        assert (report.artifacts, report.statements) == (1, 1)
+        assert report.audit_entries >= 5
+
+
+def test_external_database_home_needs_the_url(postgres_url: str, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BASTION_DATABASE_URL", raising=False)
+    ws, _ = Workspace.init(tmp_path / "h", PASSPHRASE, database_url=postgres_url,
+                           scrypt_log_n=14)
+    ws.close()
+    with pytest.raises(StateError, match="BASTION_DATABASE_URL"):
+        Workspace.open(tmp_path / "h", PASSPHRASE)
+
+
+def test_home_is_private(workspace: Workspace) -> None:
+    assert workspace.home.stat().st_mode & 0o777 == 0o700
+    assert (workspace.home / "keyring.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_init_refuses_a_non_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "h").mkdir()
+    (tmp_path / "h" / "precious.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="not empty"):
+        Workspace.init(tmp_path / "h", PASSPHRASE, scrypt_log_n=14)
+    assert (tmp_path / "h" / "precious.txt").read_text() == "keep me"
+
+
+def test_open_needs_a_home_and_the_right_passphrase(workspace: Workspace, tmp_path: Path) -> None:
+    with pytest.raises(StateError, match="not a Bastion home"):
+        Workspace.open(tmp_path / "nowhere", PASSPHRASE)
+    with pytest.raises(AuthError):
+        Workspace.open(workspace.home, "a wrong but long passphrase")
+
+
+def test_no_default_passphrase(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BASTION_MASTER_KEY", raising=False)
+    with pytest.raises(StateError, match="BASTION_MASTER_KEY"):
+        Workspace.init(tmp_path / "h", scrypt_log_n=14)
+
+
+def test_denied_authorization_is_recorded(workspace: Workspace) -> None:
+    issued = workspace.access.create_token("admin", "admin", actor="admin")
+    workspace.access.add_principal("carol", "person", actor="admin")
+    workspace.access.grant("carol", "consumer", resource_type="deployment", resource="adult",
+                           actor="admin")
+    consumer = workspace.access.create_token("carol", "consumer", resource_type="deployment",
+                                             resource="adult", actor="admin")
+    workspace.authorize(consumer.token, "deployment:predict", resource_type="deployment",
+                        resource="adult")
+    with pytest.raises(AccessDenied):
+        workspace.authorize(consumer.token, "deployment:predict", resource_type="deployment",
+                            resource="other")
+    assert workspace.authorize(issued.token, "audit:read").principal == "admin"
+    last = workspace.audit.entries(start=1, limit=1000)[-1]
+    assert (last.actor, last.outcome, last.action) == ("carol", "denied", "deployment:predict")
+
+
+def test_attest_refuses_subjects_not_in_the_store(workspace: Workspace) -> None:
+    with pytest.raises(ConfigError, match="not in the store"):
+        workspace.attest([("x", "ab" * 32)], "https://example.org/t/v1", {}, actor="admin")
