@@ -107,7 +107,7 @@ class Workspace:
         self.keyring = keyring
         self.engine = make_engine(database_url)
         self.audit = AuditLog(self.engine, keyring)
-        self.store = ArtifactStore(home / "objects", keyring, self.engine, self.audit)
+        self.store = ArtifactStore(home, keyring, self.engine, self.audit)
         self.access = AccessControl(self.engine, self.audit)
         self.statements = StatementStore(self.engine)
 
