@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint typecheck unit install dev bench clean
+.PHONY: demo demo-core test lint typecheck unit install dev bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ install: $(VENV)/.installed
 dev: $(VENV)/.dev
 
 demo: install
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash examples/adult-income/demo.sh
+
+demo-core: install
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash examples/secure-core-demo.sh
 
 lint: dev
@@ -42,4 +45,4 @@ bench: dev
 	$(PY) benchmarks/bench_audit.py
 
 clean:
-	rm -rf $(VENV) .bastion-demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .bastion-demo .bastion-demo.env .pytest_cache .mypy_cache .ruff_cache

@@ -36,8 +36,10 @@ def main() -> None:
     help_times = _time([exe, "--help"], args.runs)
     bare = _time([sys.executable, "-c", "pass"], args.runs)
     median = statistics.median(help_times)
-    print(f"bastion --help: median {median * 1000:.0f} ms, best {min(help_times) * 1000:.0f} ms"
-          f" over {args.runs} runs")
+    print(
+        f"bastion --help: median {median * 1000:.0f} ms, best {min(help_times) * 1000:.0f} ms"
+        f" over {args.runs} runs"
+    )
     print(f"python -c pass: median {statistics.median(bare) * 1000:.0f} ms")
     print(f"goal <= 300 ms: {'PASS' if median <= 0.3 else 'FAIL'}")
 

@@ -27,8 +27,9 @@ class Home:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
-        env.update(BASTION_HOME=str(self.path), BASTION_MASTER_KEY=PASSPHRASE,
-                   BASTION_TOKEN=self.token)
+        env.update(
+            BASTION_HOME=str(self.path), BASTION_MASTER_KEY=PASSPHRASE, BASTION_TOKEN=self.token
+        )
         env.update(extra)
         return env
 
@@ -43,12 +44,24 @@ class Result:
         return json.loads(self.out)
 
 
-def run_cli(args: list[str], env: dict[str, str], *, input: str | None = None,
-            cwd: Path | None = None, timeout: float = 120) -> Result:
+def run_cli(
+    args: list[str],
+    env: dict[str, str],
+    *,
+    input: str | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+) -> Result:
     """Run the real ``bastion`` command in a subprocess."""
     proc = subprocess.run(
-        [sys.executable, "-m", "bastion", *args], env=env, capture_output=True, text=True,
-        input=input, cwd=cwd, timeout=timeout, check=False,
+        [sys.executable, "-m", "bastion", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        input=input,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
@@ -106,9 +119,10 @@ def postgres_url() -> Iterator[str]:
         yield server.set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
-            conn.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
-            ), {"n": name})
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                {"n": name},
+            )
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
 

@@ -26,12 +26,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["Workspace", "__version__", "errors"]
+__all__ = ["Pipeline", "Workspace", "__version__", "errors", "pipeline_schema"]
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from bastion import errors
+    from bastion.pipeline.config import json_schema as pipeline_schema
+    from bastion.pipeline.runner import Pipeline
     from bastion.workspace import Workspace
 
 
@@ -40,6 +42,14 @@ def __getattr__(name: str) -> Any:
         from bastion.workspace import Workspace
 
         return Workspace
+    if name == "Pipeline":
+        from bastion.pipeline.runner import Pipeline
+
+        return Pipeline
+    if name == "pipeline_schema":
+        from bastion.pipeline.config import json_schema
+
+        return json_schema
     if name == "errors":
         import bastion.errors
 

@@ -5,8 +5,10 @@ fits it derives from that too, so ``except ValueError`` keeps working::
 
     Error
     ├── ConfigError(ValueError)         bad input from a user: a file, key, flag or value
-    │   └── NotFound(LookupError)       a named thing (artifact, key, principal, token) is absent
+    │   ├── NotFound(LookupError)       a named thing (artifact, key, principal, token) is absent
+    │   └── DataError                   input data broke its declared schema (rows and columns)
     ├── IntegrityError                  stored bytes, a signature or a chain failed verification
+    │   ├── PinMismatch(ConfigError)    an input's bytes differ from its pinned SHA-256 (exit 2)
     │   ├── UnknownKeyError             a blob or envelope names a key the keyring lacks
     │   ├── SignatureError              a DSSE signature did not verify
     │   └── AuditChainError             the audit log was edited, truncated or forked
@@ -17,9 +19,10 @@ fits it derives from that too, so ``except ValueError`` keeps working::
     ├── StateError(RuntimeError)        the home is missing, locked, or of another version
     └── GateFailed                      a check or release gate failed (exit code 1)
 
-The CLI maps :class:`ConfigError`, :class:`NotFound`, :class:`AuthError` and
-:class:`StateError` to exit code 2 (bad usage or input), and every other :class:`Error` to
-exit code 1 (a check failed). Messages are one line. Secrets never appear in them.
+The CLI maps :class:`ConfigError` (with :class:`NotFound`, :class:`DataError` and
+:class:`PinMismatch`), :class:`AuthError` and :class:`StateError` to exit code 2 (bad
+usage or input), and every other :class:`Error` to exit code 1 (a check failed). Messages
+are one line. Secrets never appear in them.
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ __all__ = [
     "AuditError",
     "AuthError",
     "ConfigError",
+    "DataError",
     "Error",
     "GateFailed",
     "IntegrityError",
     "KeyringError",
     "NotFound",
+    "PinMismatch",
     "SignatureError",
     "StateError",
     "UnknownKeyError",
@@ -57,8 +62,22 @@ class NotFound(ConfigError, LookupError):
     """A named artifact, key, principal, token or record does not exist."""
 
 
+class DataError(ConfigError):
+    """Input data broke its declared schema; ``failures`` names rows and columns."""
+
+    def __init__(self, message: str, failures: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.failures = list(failures or [])
+
+
 class IntegrityError(Error):
     """Stored bytes, a signature, a statement or a hash chain failed verification."""
+
+
+class PinMismatch(IntegrityError, ConfigError):
+    """An input's bytes do not match the SHA-256 the configuration pins: bad input (exit 2)."""
+
+    exit_code = 2
 
 
 class UnknownKeyError(IntegrityError):

@@ -17,6 +17,7 @@ or a prompt in the CLI): there is no default.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion._fs import atomic_write, file_lock
 from bastion.errors import AccessDenied, ConfigError, Error, IntegrityError, StateError
@@ -39,14 +40,17 @@ from bastion.security.signing import (
     verify_statement,
 )
 from bastion.store.artifacts import ArtifactStore
-from bastion.store.db import make_engine, migrate
+from bastion.store.db import ensure_schema, make_engine, migrate
 
-__all__ = ["Problem", "RotationReport", "VerifyReport", "Workspace"]
+if TYPE_CHECKING:
+    from bastion.pipeline.registry import ModelRegistry
+
+__all__ = ["Identity", "Problem", "RotationReport", "VerifyReport", "Workspace", "parse_model_ref"]
 
 _HOME_FORMAT = "bastion-home"
 _HOME_VERSION = 1
 ENV_HOME = "BASTION_HOME"
-ENV_PASSPHRASE = "BASTION_MASTER_KEY"
+ENV_PASSPHRASE = "BASTION_MASTER_KEY"  # noqa: S105 - the name of the variable, not a secret
 ENV_DATABASE = "BASTION_DATABASE_URL"
 
 Progress = Callable[[str, int, int], None]
@@ -87,6 +91,13 @@ class RotationReport:
     new_signing_key: str | None
 
 
+def parse_model_ref(ref: str) -> tuple[str, int | None]:
+    """``NAME[:VERSION]`` → (name, version or None); ConfigError when malformed."""
+    from bastion.pipeline.registry import parse_ref
+
+    return parse_ref(ref)
+
+
 def default_home() -> Path:
     return Path(os.environ.get(ENV_HOME, ".bastion"))
 
@@ -106,6 +117,7 @@ class Workspace:
         self.home = home
         self.keyring = keyring
         self.engine = make_engine(database_url)
+        ensure_schema(self.engine)
         self.audit = AuditLog(self.engine, keyring)
         self.store = ArtifactStore(home, keyring, self.engine, self.audit)
         self.access = AccessControl(self.engine, self.audit)
@@ -154,7 +166,10 @@ class Workspace:
         ws = cls(home, keyring, url)
         try:
             ws.audit.record(
-                admin, "home.init", f"home:{home.resolve()}", "ok",
+                admin,
+                "home.init",
+                f"home:{home.resolve()}",
+                "ok",
                 {"database": marker["database"], "python": platform.python_version()},
             )
             ws.access.add_principal(admin, "person", actor=admin)
@@ -207,6 +222,13 @@ class Workspace:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @functools.cached_property
+    def models(self) -> ModelRegistry:
+        """Registered models; loading one verifies its signature and provenance first."""
+        from bastion.pipeline.registry import ModelRegistry
+
+        return ModelRegistry(self)
+
     # -- keys -------------------------------------------------------------------------
 
     def rotate_keys(
@@ -241,9 +263,16 @@ class Workspace:
                     retired.append(info.id)
                     step("retired", len(retired), 0)
             self.audit.record(
-                actor, "keys.rotate", "keyring", "ok",
-                {"new_kek": new_kek, "rewrapped": rewrapped, "retired": retired,
-                 "new_signing_key": new_sig},
+                actor,
+                "keys.rotate",
+                "keyring",
+                "ok",
+                {
+                    "new_kek": new_kek,
+                    "rewrapped": rewrapped,
+                    "retired": retired,
+                    "new_signing_key": new_sig,
+                },
             )
             if new_sig:
                 self.audit.checkpoint()  # the first checkpoint under the new signing key
@@ -269,7 +298,10 @@ class Workspace:
         statement = make_statement(subjects, predicate_type, predicate)
         envelope = sign_statement(self.keyring, statement)
         self.audit.record(
-            actor, "statement.sign", f"predicate:{predicate_type}", "ok",
+            actor,
+            "statement.sign",
+            f"predicate:{predicate_type}",
+            "ok",
             {"subjects": [d for _n, d in subjects]},
         )
         return self.statements.add(envelope, trusted=trusted_keys(self.keyring))
@@ -292,8 +324,11 @@ class Workspace:
             )
         except AccessDenied:
             self.audit.record(
-                identity.principal, permission, f"{resource_type or '*'}:{resource or '*'}",
-                "denied", {"role": identity.role, "token": identity.token_id},
+                identity.principal,
+                permission,
+                f"{resource_type or '*'}:{resource or '*'}",
+                "denied",
+                {"role": identity.role, "token": identity.token_id},
             )
             raise
         return identity
@@ -310,7 +345,9 @@ class Workspace:
         known = {ref.digest for ref in self.store.list()}
         on_disk = set(self.store.iter_digests())
         for digest in sorted(known - on_disk):
-            report.problems.append(Problem("artifact", digest, "recorded but missing from the store"))
+            report.problems.append(
+                Problem("artifact", digest, "recorded but missing from the store")
+            )
         for digest in sorted(on_disk - known):
             report.problems.append(Problem("artifact", digest, "in the store but not recorded"))
         todo = sorted(known & on_disk)
@@ -329,7 +366,9 @@ class Workspace:
                 for subject in statement["subject"]:
                     digest = subject["digest"]["sha256"]
                     if digest not in known:
-                        raise IntegrityError(f"subject {subject['name']} ({digest[:12]}…) is not in the store")
+                        raise IntegrityError(
+                            f"subject {subject['name']} ({digest[:12]}…) is not in the store"
+                        )
             except Error as exc:
                 report.problems.append(Problem("statement", sid, str(exc)))
         step("statements", report.statements, report.statements)
@@ -352,4 +391,3 @@ def opened(home: Path | None = None, passphrase: str | None = None) -> Iterator[
         yield ws
     finally:
         ws.close()
-

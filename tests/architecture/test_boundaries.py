@@ -44,7 +44,8 @@ def _imports(path: Path) -> set[str]:
 def test_shells_import_only_the_public_api(path: Path) -> None:
     allowed = {"bastion", "bastion.errors", "bastion.workspace"}
     bad = {
-        m for m in _imports(path)
+        m
+        for m in _imports(path)
         if m.startswith("bastion") and m not in allowed and not m.startswith("bastion.cli")
     }
     assert not bad, f"{_name(path)} reaches past the public API: {sorted(bad)}"
@@ -85,7 +86,8 @@ def test_all_is_sorted_and_complete(path: Path) -> None:
     if names is None:
         tree = ast.parse(path.read_text())
         public = [
-            n.name for n in tree.body
+            n.name
+            for n in tree.body
             if isinstance(n, ast.FunctionDef | ast.ClassDef) and not n.name.startswith("_")
         ]
         private_module = path.name.startswith("_") or "cli" in path.parts
@@ -98,7 +100,9 @@ def test_all_is_sorted_and_complete(path: Path) -> None:
 
 def test_no_assert_statements_in_library_code() -> None:
     offenders = [
-        f"{_name(p)}:{n.lineno}" for p in MODULES for n in ast.walk(ast.parse(p.read_text()))
+        f"{_name(p)}:{n.lineno}"
+        for p in MODULES
+        for n in ast.walk(ast.parse(p.read_text()))
         if isinstance(n, ast.Assert)
     ]
     assert not offenders, f"assert is stripped by python -O; raise instead: {offenders}"

@@ -64,7 +64,10 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 def _child(home: Path, kill_at: int) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", CHILD, str(home), str(kill_at), PASSPHRASE],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
         cwd=Path(__file__).resolve().parents[2],
     )
 
@@ -120,7 +123,8 @@ def test_rotation_killed_at_random_moments_loses_nothing(
         shutil.copytree(template[0], home)
         proc = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(home), "0", PASSPHRASE],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             cwd=Path(__file__).resolve().parents[2],
         )
         time.sleep(rng.uniform(0.3, 1.5))

@@ -12,9 +12,12 @@ from bastion.errors import AccessDenied, AuthError, ConfigError, StateError
 from tests.conftest import PASSPHRASE
 
 
-def test_workspace_round_trip_on_each_database(database_url: str, tmp_path: Path) -> None:
-    ws, token = Workspace.init(tmp_path / "h", PASSPHRASE, database_url=database_url,
-                               scrypt_log_n=14)
+def test_workspace_round_trip_on_each_database(database_url: str | None, tmp_path: Path) -> None:
+    if database_url.startswith("sqlite"):
+        database_url = None  # the home's own SQLite file
+    ws, token = Workspace.init(
+        tmp_path / "h", PASSPHRASE, database_url=database_url, scrypt_log_n=14
+    )
     try:
         ref = ws.store.put(b"payload", actor="admin", name="p")
         ws.attest([("p", ref.digest)], "https://example.org/t/v1", {"k": 1}, actor="admin")
@@ -23,7 +26,7 @@ def test_workspace_round_trip_on_each_database(database_url: str, tmp_path: Path
     finally:
         ws.close()
     marker = json.loads((tmp_path / "h" / "home.json").read_text())
-    assert marker["database"] == ("sqlite" if database_url.startswith("sqlite") else "external")
+    assert marker["database"] == ("sqlite" if database_url is None else "external")
     assert "postgres" not in json.dumps(marker)  # the URL (and any password) is never stored
     with Workspace.open(tmp_path / "h", PASSPHRASE, database_url=database_url) as ws:
         assert ws.store.read_bytes(ref.digest) == b"payload"
@@ -33,11 +36,11 @@ def test_workspace_round_trip_on_each_database(database_url: str, tmp_path: Path
         assert report.audit_entries >= 5
 
 
-def test_external_database_home_needs_the_url(postgres_url: str, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_external_database_home_needs_the_url(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("BASTION_DATABASE_URL", raising=False)
-    ws, _ = Workspace.init(tmp_path / "h", PASSPHRASE, database_url=postgres_url,
-                           scrypt_log_n=14)
+    ws, _ = Workspace.init(tmp_path / "h", PASSPHRASE, database_url=postgres_url, scrypt_log_n=14)
     ws.close()
     with pytest.raises(StateError, match="BASTION_DATABASE_URL"):
         Workspace.open(tmp_path / "h", PASSPHRASE)
@@ -72,15 +75,19 @@ def test_no_default_passphrase(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_denied_authorization_is_recorded(workspace: Workspace) -> None:
     issued = workspace.access.create_token("admin", "admin", actor="admin")
     workspace.access.add_principal("carol", "person", actor="admin")
-    workspace.access.grant("carol", "consumer", resource_type="deployment", resource="adult",
-                           actor="admin")
-    consumer = workspace.access.create_token("carol", "consumer", resource_type="deployment",
-                                             resource="adult", actor="admin")
-    workspace.authorize(consumer.token, "deployment:predict", resource_type="deployment",
-                        resource="adult")
+    workspace.access.grant(
+        "carol", "consumer", resource_type="deployment", resource="adult", actor="admin"
+    )
+    consumer = workspace.access.create_token(
+        "carol", "consumer", resource_type="deployment", resource="adult", actor="admin"
+    )
+    workspace.authorize(
+        consumer.token, "deployment:predict", resource_type="deployment", resource="adult"
+    )
     with pytest.raises(AccessDenied):
-        workspace.authorize(consumer.token, "deployment:predict", resource_type="deployment",
-                            resource="other")
+        workspace.authorize(
+            consumer.token, "deployment:predict", resource_type="deployment", resource="other"
+        )
     assert workspace.authorize(issued.token, "audit:read").principal == "admin"
     last = workspace.audit.entries(start=1, limit=1000)[-1]
     assert (last.actor, last.outcome, last.action) == ("carol", "denied", "deployment:predict")

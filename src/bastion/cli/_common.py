@@ -94,9 +94,7 @@ def authorized(
 ) -> Iterator[tuple[Workspace, Identity]]:
     """Open the home and check that the caller's token grants ``permission``."""
     with workspace(home) as ws:
-        identity = ws.authorize(
-            token(), permission, resource_type=resource_type, resource=resource
-        )
+        identity = ws.authorize(token(), permission, resource_type=resource_type, resource=resource)
         yield ws, identity
 
 
@@ -105,6 +103,9 @@ def progress() -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        console=err_console(), transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err_console(),
+        transient=True,
     )

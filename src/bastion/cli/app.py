@@ -11,11 +11,15 @@ from bastion.cli import _common as c
 from bastion.cli.artifacts import artifact_app
 from bastion.cli.audit import audit_app
 from bastion.cli.keys import keys_app
+from bastion.cli.pipeline import models_app
+from bastion.cli.pipeline import run as run_command
+from bastion.cli.pipeline import schema as schema_command
 from bastion.cli.tokens import principal_app, token_app
 
 app = typer.Typer(
     name="bastion",
-    help="Bastion: a secure-by-default ML pipeline framework. Every control runs, and proves it ran.",
+    help="Bastion: a secure-by-default ML pipeline framework."
+    " Every control runs, and proves it ran.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -24,6 +28,9 @@ app = typer.Typer(
 app.add_typer(artifact_app, name="artifact")
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
+app.add_typer(models_app, name="models")
+app.command("run")(run_command)
+app.command("schema")(schema_command)
 app.add_typer(principal_app, name="principal")
 app.add_typer(token_app, name="token")
 
@@ -49,14 +56,23 @@ def init(
     finally:
         ws.close()
     if json_out:
-        c.emit({"home": where, "admin": admin, "token": issued.token,
-                "token_id": issued.id, "expires": issued.expires})
+        c.emit(
+            {
+                "home": where,
+                "admin": admin,
+                "token": issued.token,
+                "token_id": issued.id,
+                "expires": issued.expires,
+            }
+        )
         return
     out = c.console()
     out.print(f"Initialised Bastion home at [bold]{where}[/] (mode 0700).")
     out.print(f"Admin principal [bold]{admin}[/]; its token, shown only this once:")
     out.print(issued.token, markup=False, highlight=False)
-    out.print(f"Keep it safe (it expires {issued.expires}); export BASTION_TOKEN=<token> to use it.")
+    out.print(
+        f"Keep it safe (it expires {issued.expires}); export BASTION_TOKEN=<token> to use it."
+    )
 
 
 @app.command()
@@ -65,10 +81,17 @@ def verify(
     checkpoint: Annotated[
         Path | None, typer.Option(help="An exported audit checkpoint to check against.")
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Verify one model (NAME:VERSION): signature and provenance chain."),
+    ] = None,
     json_out: c.Json = False,
     debug: c.Debug = False,
 ) -> None:
     """Re-check every artifact, signed statement and the audit log; exit 1 on any failure."""
+    if model is not None:
+        _verify_model(home, model, json_out)
+        return
     with c.authorized(home, "verify:run") as (ws, who):
         with c.progress() as bar:
             tasks: dict[str, int] = {}
@@ -80,20 +103,31 @@ def verify(
 
             report = ws.verify(checkpoint=checkpoint, progress=step)
         ws.audit.record(
-            who.principal, "verify.run", "home", "ok" if report.ok else "failed",
-            {"artifacts": report.artifacts, "statements": report.statements,
-             "audit_entries": report.audit_entries, "problems": len(report.problems)},
+            who.principal,
+            "verify.run",
+            "home",
+            "ok" if report.ok else "failed",
+            {
+                "artifacts": report.artifacts,
+                "statements": report.statements,
+                "audit_entries": report.audit_entries,
+                "problems": len(report.problems),
+            },
         )
     if json_out:
-        c.emit({
-            "ok": report.ok, "artifacts": report.artifacts, "statements": report.statements,
-            "audit_entries": report.audit_entries,
-            "audit_checkpoints": report.audit_checkpoints,
-            "problems": [
-                {"kind": p.kind, "subject": p.subject, "message": p.message}
-                for p in report.problems
-            ],
-        })
+        c.emit(
+            {
+                "ok": report.ok,
+                "artifacts": report.artifacts,
+                "statements": report.statements,
+                "audit_entries": report.audit_entries,
+                "audit_checkpoints": report.audit_checkpoints,
+                "problems": [
+                    {"kind": p.kind, "subject": p.subject, "message": p.message}
+                    for p in report.problems
+                ],
+            }
+        )
     else:
         out = c.console()
         out.print(
@@ -106,3 +140,37 @@ def verify(
             out.print("[green]all verified[/]")
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _verify_model(home: Path | None, ref: str, json_out: bool) -> None:
+    from bastion.errors import IntegrityError
+
+    with c.authorized(home, "verify:run") as (ws, who):
+        try:
+            verified = ws.models.verify(ref)
+        except IntegrityError as exc:
+            ws.audit.record(
+                who.principal, "verify.model", f"model:{ref}", "failed", {"error": str(exc)[:500]}
+            )
+            if json_out:
+                c.emit({"ok": False, "model": ref, "problems": [str(exc)]})
+            else:
+                c.console().print(f"[red]FAIL[/] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+        ws.audit.record(who.principal, "verify.model", f"model:{verified.record.ref}", "ok", {})
+    stages = [s["predicate"]["stage"] for s in verified.chain]
+    if json_out:
+        c.emit(
+            {
+                "ok": True,
+                "model": verified.record.ref,
+                "digest": verified.record.digest,
+                "provenance": stages,
+                "sources": verified.sources,
+            }
+        )
+    else:
+        c.console().print(
+            f"[green]{verified.record.ref} verified[/]: signature, artifacts and provenance"
+            f" {' <- '.join(stages)} back to {len(verified.sources)} pinned source(s)"
+        )

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from bastion.cli import _common as c
 
-artifact_app = typer.Typer(help="The encrypted, content-addressed artifact store.",
-                           no_args_is_help=True)
+artifact_app = typer.Typer(
+    help="The encrypted, content-addressed artifact store.", no_args_is_help=True
+)
 
 PUT_PREDICATE = "https://bastion.dev/attestations/artifact-put/v1"
 
@@ -30,16 +31,26 @@ def put(
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     with c.authorized(home, "artifact:write") as (ws, who):
-        ref = ws.store.put(path, actor=who.principal, media_type=media_type,
-                           name=name or path.name)
+        ref = ws.store.put(path, actor=who.principal, media_type=media_type, name=name or path.name)
         statement = ws.attest(
-            [(ref.name or ref.digest, ref.digest)], PUT_PREDICATE,
-            {"actor": who.principal, "source": str(path), "media_type": media_type,
-             "size": ref.size, "stored": ref.created},
+            [(ref.name or ref.digest, ref.digest)],
+            PUT_PREDICATE,
+            {
+                "actor": who.principal,
+                "source": str(path),
+                "media_type": media_type,
+                "size": ref.size,
+                "stored": ref.created,
+            },
             actor=who.principal,
         )
-    data = {"digest": ref.digest, "size": ref.size, "media_type": ref.media_type,
-            "name": ref.name, "statement": statement}
+    data = {
+        "digest": ref.digest,
+        "size": ref.size,
+        "media_type": ref.media_type,
+        "name": ref.name,
+        "statement": statement,
+    }
     c.emit(data) if json_out else c.console().print(f"stored {ref.name}: sha256:{ref.digest}")
 
 
@@ -55,10 +66,12 @@ def get(
     digest = digest.removeprefix("sha256:")
     with c.authorized(home, "artifact:read") as (ws, who):
         ws.store.export(digest, output)
-        ws.audit.record(who.principal, "artifact.get", f"artifact:{digest}", "ok",
-                        {"output": str(output)})
+        ws.audit.record(
+            who.principal, "artifact.get", f"artifact:{digest}", "ok", {"output": str(output)}
+        )
     c.emit({"digest": digest, "output": str(output)}) if json_out else c.console().print(
-        f"wrote {output}")
+        f"wrote {output}"
+    )
 
 
 @artifact_app.command("list")
@@ -66,8 +79,17 @@ def list_artifacts(home: c.Home = None, json_out: c.Json = False, debug: c.Debug
     """List stored artifacts."""
     with c.authorized(home, "artifact:read") as (ws, _who):
         refs = ws.store.list()
-    rows = [{"digest": r.digest, "size": r.size, "media_type": r.media_type, "name": r.name,
-             "created": r.created, "created_by": r.created_by} for r in refs]
+    rows: list[dict[str, Any]] = [
+        {
+            "digest": r.digest,
+            "size": r.size,
+            "media_type": r.media_type,
+            "name": r.name,
+            "created": r.created,
+            "created_by": r.created_by,
+        }
+        for r in refs
+    ]
     if json_out:
         c.emit({"artifacts": rows})
         return
@@ -75,6 +97,12 @@ def list_artifacts(home: c.Home = None, json_out: c.Json = False, debug: c.Debug
 
     table = Table("digest", "size", "media type", "name", "created", "by")
     for r in rows:
-        table.add_row(r["digest"][:16] + "…", str(r["size"]), r["media_type"], r["name"] or "",
-                      r["created"], r["created_by"])
+        table.add_row(
+            r["digest"][:16] + "…",
+            str(r["size"]),
+            r["media_type"],
+            r["name"] or "",
+            r["created"],
+            r["created_by"],
+        )
     c.console().print(table)

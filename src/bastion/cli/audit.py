@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -25,9 +25,16 @@ def show(
     """Show a page of entries, oldest first, from --start."""
     with c.authorized(home, "audit:read") as (ws, _who):
         rows = ws.audit.entries(start=start, limit=limit, actor=actor, action=action)
-    items = [
-        {"seq": e.seq, "ts": e.ts, "actor": e.actor, "action": e.action,
-         "resource": e.resource, "outcome": e.outcome, "details": e.details}
+    items: list[dict[str, Any]] = [
+        {
+            "seq": e.seq,
+            "ts": e.ts,
+            "actor": e.actor,
+            "action": e.action,
+            "resource": e.resource,
+            "outcome": e.outcome,
+            "details": e.details,
+        }
         for e in rows
     ]
     next_start = rows[-1].seq + 1 if len(rows) == limit else None
@@ -38,8 +45,15 @@ def show(
 
     table = Table("seq", "time", "actor", "action", "resource", "outcome", "details")
     for e in items:
-        table.add_row(str(e["seq"]), e["ts"], e["actor"], e["action"], e["resource"],
-                      e["outcome"], str(e["details"]))
+        table.add_row(
+            str(e["seq"]),
+            e["ts"],
+            e["actor"],
+            e["action"],
+            e["resource"],
+            e["outcome"],
+            str(e["details"]),
+        )
     out = c.console()
     out.print(table)
     if next_start:
@@ -72,8 +86,14 @@ def verify(
                     out.print(f"[red]FAIL[/] {p}", highlight=False)
             raise typer.Exit(1) from None
     if json_out:
-        c.emit({"ok": True, "entries": report.entries, "checkpoints": report.checkpoints,
-                "root": report.root})
+        c.emit(
+            {
+                "ok": True,
+                "entries": report.entries,
+                "checkpoints": report.checkpoints,
+                "root": report.root,
+            }
+        )
     else:
         c.console().print(
             f"[green]audit log verified[/]: {report.entries} entries,"
@@ -85,7 +105,8 @@ def verify(
 def checkpoint(
     home: c.Home = None,
     export: Annotated[
-        Path | None, typer.Option(help="Also write the checkpoint to this file (keep it elsewhere).")
+        Path | None,
+        typer.Option(help="Also write the checkpoint to this file (keep it elsewhere)."),
     ] = None,
     json_out: c.Json = False,
     debug: c.Debug = False,
@@ -95,8 +116,13 @@ def checkpoint(
         cp = ws.audit.checkpoint()
         if export is not None:
             ws.audit.export_checkpoint(export)
-    data = {"tree_size": cp.tree_size, "root": cp.root.hex(), "ts": cp.ts, "key_id": cp.key_id,
-            "exported": str(export) if export else None}
+    data = {
+        "tree_size": cp.tree_size,
+        "root": cp.root.hex(),
+        "ts": cp.ts,
+        "key_id": cp.key_id,
+        "exported": str(export) if export else None,
+    }
     if json_out:
         c.emit(data)
     else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,8 +17,16 @@ def list_keys(home: c.Home = None, json_out: c.Json = False, debug: c.Debug = Fa
     with c.authorized(home, "keys:read") as (ws, _who):
         keys = ws.keyring.keys()
         in_use = ws.store.key_ids_in_use()
-    rows = [{"id": k.id, "kind": k.kind, "state": k.state, "created": k.created,
-             "blobs": in_use.get(k.id, 0) if k.kind == "kek" else None} for k in keys]
+    rows: list[dict[str, Any]] = [
+        {
+            "id": k.id,
+            "kind": k.kind,
+            "state": k.state,
+            "created": k.created,
+            "blobs": in_use.get(k.id, 0) if k.kind == "kek" else None,
+        }
+        for k in keys
+    ]
     if json_out:
         c.emit({"keys": rows})
         return
@@ -26,8 +34,13 @@ def list_keys(home: c.Home = None, json_out: c.Json = False, debug: c.Debug = Fa
 
     table = Table("id", "kind", "state", "created", "blobs")
     for r in rows:
-        table.add_row(r["id"], r["kind"], r["state"], r["created"],
-                      "" if r["blobs"] is None else str(r["blobs"]))
+        table.add_row(
+            r["id"],
+            r["kind"],
+            r["state"],
+            r["created"],
+            "" if r["blobs"] is None else str(r["blobs"]),
+        )
     c.console().print(table)
 
 
@@ -47,8 +60,12 @@ def rotate(
                 bar.update(task, completed=done, total=total)
 
         report = ws.rotate_keys(actor=who.principal, signing=signing, progress=step)
-    data = {"new_kek": report.new_kek, "rewrapped": report.rewrapped,
-            "retired": report.retired, "new_signing_key": report.new_signing_key}
+    data = {
+        "new_kek": report.new_kek,
+        "rewrapped": report.rewrapped,
+        "retired": report.retired,
+        "new_signing_key": report.new_signing_key,
+    }
     if json_out:
         c.emit(data)
     else:

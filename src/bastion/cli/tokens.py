@@ -12,7 +12,9 @@ import typer
 from bastion.cli import _common as c
 
 token_app = typer.Typer(help="API tokens: shown once, stored only as hashes.", no_args_is_help=True)
-principal_app = typer.Typer(help="People and services, and their role grants.", no_args_is_help=True)
+principal_app = typer.Typer(
+    help="People and services, and their role grants.", no_args_is_help=True
+)
 
 Role = Annotated[
     str,
@@ -41,8 +43,9 @@ def _duration(text: str) -> timedelta:
 def _scope(deployment: str | None, model: str | None, dataset: str | None) -> tuple[str, str]:
     from bastion.errors import ConfigError
 
-    given = [(t, v) for t, v in (("deployment", deployment), ("model", model),
-                                 ("dataset", dataset)) if v]
+    given = [
+        (t, v) for t, v in (("deployment", deployment), ("model", model), ("dataset", dataset)) if v
+    ]
     if len(given) > 1:
         raise ConfigError("scope: give at most one of --deployment, --model, --dataset")
     return given[0] if given else ("*", "*")
@@ -72,20 +75,36 @@ def create(
         if owner is None:
             owner = f"svc-{role}-{secrets.token_hex(4)}"
             ws.access.add_principal(owner, "service", actor=who.principal)
-            ws.access.grant(owner, role, resource_type=rtype, resource=resource,
-                            actor=who.principal)
+            ws.access.grant(
+                owner, role, resource_type=rtype, resource=resource, actor=who.principal
+            )
         issued = ws.access.create_token(
-            owner, role, resource_type=rtype, resource=resource, expires_in=ttl,
-            description=description, actor=who.principal,
+            owner,
+            role,
+            resource_type=rtype,
+            resource=resource,
+            expires_in=ttl,
+            description=description,
+            actor=who.principal,
         )
     if json_out:
-        c.emit({"token": issued.token, "id": issued.id, "principal": issued.principal,
-                "role": issued.role, "resource_type": issued.resource_type,
-                "resource": issued.resource, "expires": issued.expires})
+        c.emit(
+            {
+                "token": issued.token,
+                "id": issued.id,
+                "principal": issued.principal,
+                "role": issued.role,
+                "resource_type": issued.resource_type,
+                "resource": issued.resource,
+                "expires": issued.expires,
+            }
+        )
         return
     out = c.console()
-    out.print(f"token {issued.id} for {issued.principal} ({issued.role} on"
-              f" {issued.resource_type}:{issued.resource}), expires {issued.expires}; shown once:")
+    out.print(
+        f"token {issued.id} for {issued.principal} ({issued.role} on"
+        f" {issued.resource_type}:{issued.resource}), expires {issued.expires}; shown once:"
+    )
     out.print(issued.token, markup=False, highlight=False)
 
 
@@ -98,8 +117,10 @@ def list_tokens(
 ) -> None:
     """List tokens (never their secrets)."""
     with c.authorized(home, "token:read") as (ws, _who):
-        rows = [t.__dict__ if hasattr(t, "__dict__") else _asdict(t)
-                for t in ws.access.list_tokens(principal)]
+        rows = [
+            t.__dict__ if hasattr(t, "__dict__") else _asdict(t)
+            for t in ws.access.list_tokens(principal)
+        ]
     if json_out:
         c.emit({"tokens": rows})
         return
@@ -167,7 +188,8 @@ def grant(
         ws.access.grant(name, role, resource_type=rtype, resource=resource, actor=who.principal)
     data = {"principal": name, "role": role, "resource_type": rtype, "resource": resource}
     c.emit(data) if json_out else c.console().print(
-        f"granted {role} on {rtype}:{resource} to {name}")
+        f"granted {role} on {rtype}:{resource} to {name}"
+    )
 
 
 @principal_app.command("disable")
@@ -196,7 +218,10 @@ def list_principals(home: c.Home = None, json_out: c.Json = False, debug: c.Debu
 
     table = Table("principal", "kind", "disabled", "grants")
     for p in people:
-        mine = [f"{g['role']}@{g['resource_type']}:{g['resource']}" for g in grants
-                if g["principal"] == p["name"]]
-        table.add_row(p["name"], p["kind"], str(p["disabled"]), ", ".join(mine))
+        mine = [
+            f"{g['role']}@{g['resource_type']}:{g['resource']}"
+            for g in grants
+            if g["principal"] == p["name"]
+        ]
+        table.add_row(str(p["name"]), str(p["kind"]), str(p["disabled"]), ", ".join(mine))
     c.console().print(table)

@@ -156,12 +156,16 @@ class LocalKeyring:
                 f" got {len(passphrase)}"
             )
         if not MIN_SCRYPT_LOG_N <= scrypt_log_n <= 22:
-            raise ConfigError(
-                f"scrypt_log_n: expected {MIN_SCRYPT_LOG_N}..22, got {scrypt_log_n}"
-            )
+            raise ConfigError(f"scrypt_log_n: expected {MIN_SCRYPT_LOG_N}..22, got {scrypt_log_n}")
         if path.exists():
             raise ConfigError(f"{path}: a keyring already exists here")
-        kdf = {"name": "scrypt", "salt": _b64(os.urandom(16)), "log_n": scrypt_log_n, "r": 8, "p": 1}
+        kdf = {
+            "name": "scrypt",
+            "salt": _b64(os.urandom(16)),
+            "log_n": scrypt_log_n,
+            "r": 8,
+            "p": 1,
+        }
         doc: dict[str, Any] = {"format": _FORMAT, "version": _VERSION, "kdf": kdf, "keys": []}
         seal_key, mac_key = cls._derive(passphrase, kdf)
         ring = cls(path, doc, seal_key, mac_key)
@@ -195,11 +199,15 @@ class LocalKeyring:
         if kdf.get("name") != "scrypt" or not MIN_SCRYPT_LOG_N <= int(kdf["log_n"]) <= 22:
             raise ValueError("kdf")
         master = Scrypt(
-            salt=_unb64(kdf["salt"]), length=32, n=2 ** int(kdf["log_n"]),
-            r=int(kdf["r"]), p=int(kdf["p"]),
+            salt=_unb64(kdf["salt"]),
+            length=32,
+            n=2 ** int(kdf["log_n"]),
+            r=int(kdf["r"]),
+            p=int(kdf["p"]),
         ).derive(passphrase.encode("utf-8"))
-        okm = HKDF(algorithm=hashes.SHA256(), length=64, salt=None,
-                   info=b"bastion keyring v1").derive(master)
+        okm = HKDF(
+            algorithm=hashes.SHA256(), length=64, salt=None, info=b"bastion keyring v1"
+        ).derive(master)
         return okm[:32], okm[32:]
 
     # -- persistence ----------------------------------------------------------------------
@@ -248,7 +256,8 @@ class LocalKeyring:
     def _entry(self, key_id: str) -> dict[str, Any]:
         for entry in self._doc["keys"]:
             if entry["id"] == key_id:
-                return entry
+                found: dict[str, Any] = entry
+                return found
         raise UnknownKeyError(f"key {key_id!r} is not in the keyring")
 
     def add_kek(self) -> str:
@@ -340,10 +349,13 @@ class LocalKeyring:
     def public_keys_pem(self) -> dict[str, str]:
         """Every signing key's public half in PEM, for verifiers outside the home."""
         return {
-            e["id"]: self.public_key(e["id"]).public_bytes(
+            e["id"]: self.public_key(e["id"])
+            .public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            ).decode()
-            for e in self._doc["keys"] if e["kind"] == "signing"
+            )
+            .decode()
+            for e in self._doc["keys"]
+            if e["kind"] == "signing"
         }
 
 

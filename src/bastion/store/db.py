@@ -36,16 +36,21 @@ from sqlalchemy.exc import ArgumentError
 from bastion.errors import ConfigError
 
 __all__ = [
+    "HEAD_REVISION",
     "artifacts",
     "audit_checkpoints",
     "audit_head",
     "audit_log",
+    "ensure_schema",
     "grants",
     "make_engine",
     "metadata",
     "migrate",
+    "models",
     "principals",
     "role_permissions",
+    "runs",
+    "stage_cache",
     "statement_subjects",
     "statements",
     "tokens",
@@ -158,6 +163,44 @@ tokens = Table(
 )
 
 
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("pipeline", String(64), nullable=False),
+    Column("config_digest", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # running | passed | failed | error
+    Column("actor", String(128), nullable=False),
+    Column("started", String(40), nullable=False),
+    Column("finished", String(40), nullable=True),
+    Column("record", Text, nullable=False),  # JSON: environment, seeds, stages, gates, model
+)
+
+stage_cache = Table(
+    "stage_cache",
+    metadata,
+    Column("key", String(64), primary_key=True),  # SHA-256 of stage, version, config, inputs
+    Column("stage", String(64), nullable=False),
+    Column("outputs", Text, nullable=False),  # JSON {output name: digest}
+    Column("statement_id", String(64), nullable=False),
+    Column("run_id", String(32), nullable=False),
+    Column("created", String(40), nullable=False),
+)
+
+models = Table(
+    "models",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("digest", String(64), nullable=False),  # the serialized model artifact
+    Column("statement_id", String(64), nullable=False),  # the signed release statement
+    Column("run_id", String(32), nullable=False),
+    Column("status", String(16), nullable=False),  # registered | production | archived
+    Column("created", String(40), nullable=False),
+    Column("record", Text, nullable=False),  # JSON: metrics, gates, card digests, estimator
+)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     if isinstance(dbapi_conn, sqlite3.Connection):
         cur = dbapi_conn.cursor()
@@ -186,6 +229,23 @@ def make_engine(url: str) -> Engine:
             f"BASTION_DATABASE_URL: expected sqlite or postgresql, got {parsed.get_backend_name()}"
         )
     return create_engine(url, pool_pre_ping=True)
+
+
+HEAD_REVISION = "0002"
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Upgrade the schema if it is older than this code (cheap when it is current)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        with engine.connect() as conn:
+            current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except DBAPIError:
+        current = None
+    if current != HEAD_REVISION:
+        migrate(engine)
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:

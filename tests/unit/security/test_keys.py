@@ -31,7 +31,9 @@ def test_new_keyring_has_one_active_kek_and_one_signing_key(ring: LocalKeyring) 
     assert kinds == [("kek", "active"), ("signing", "active")]
 
 
-def test_keyring_file_is_private_and_holds_no_plain_material(ring: LocalKeyring, tmp_path: Path) -> None:
+def test_keyring_file_is_private_and_holds_no_plain_material(
+    ring: LocalKeyring, tmp_path: Path
+) -> None:
     path = tmp_path / "keyring.json"
     assert path.stat().st_mode & 0o777 == 0o600
     dek = os.urandom(32)
@@ -43,7 +45,7 @@ def test_keyring_file_is_private_and_holds_no_plain_material(ring: LocalKeyring,
 
 
 def test_wrong_passphrase_gets_one_bland_error(ring: LocalKeyring, tmp_path: Path) -> None:
-    with pytest.raises(AuthError, match="^wrong passphrase or damaged keyring$"):
+    with pytest.raises(AuthError, match=r"^wrong passphrase or damaged keyring$"):
         LocalKeyring.open(tmp_path / "keyring.json", PASS + "!")
 
 
@@ -63,7 +65,7 @@ def test_edited_keyring_is_refused_with_the_same_bland_error(
     else:
         keks[0]["material"], keks[1]["material"] = keks[1]["material"], keks[0]["material"]
     path.write_text(json.dumps(doc))
-    with pytest.raises(AuthError, match="^wrong passphrase or damaged keyring$"):
+    with pytest.raises(AuthError, match=r"^wrong passphrase or damaged keyring$"):
         LocalKeyring.open(path, PASS)
 
 

@@ -12,7 +12,6 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.helpers.keys import FixedKeyring
 
 from bastion.errors import ConfigError, IntegrityError
 from bastion.security.keys import LocalKeyring
@@ -25,6 +24,7 @@ from bastion.store.blob import (
     read_header,
     write_blob,
 )
+from tests.helpers.keys import FixedKeyring
 
 KEK_HEX = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 MIB = 1 << 20

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.helpers.keys import FixedKeyring
 
 from bastion.errors import IntegrityError
 from bastion.store.blob import BlobReader
+from tests.helpers.keys import FixedKeyring
 
 HERE = Path(__file__).resolve().parents[2] / "vectors" / "artifact"
 MANIFEST: dict[str, Any] = json.loads((HERE / "vectors.json").read_text())

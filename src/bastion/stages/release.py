@@ -1,0 +1,110 @@
+"""The release stage: write the model card, in Markdown and HTML.
+
+Signing, registration and promotion belong to the runner, which decides the model's
+``NAME:VERSION`` and passes it in ``ctx.summary["model_ref"]`` before it runs this stage
+(the card says ``unregistered`` otherwise). This stage only reads: the fitted model, the
+evaluation, the feature spec and the training record, plus from the context
+
+- ``ctx.config.data.sources``: each source's name, format, path (never a SQL URL, which may
+  hold credentials) and pinned SHA-256 — always available, even when ingest was cached;
+- ``ctx.summary["ingest.<source>"]["rows"]``, ``ctx.summary.get("sources")`` (a mapping
+  name → facts, or a list of dicts with ``name``) and ``ctx.materials``: extra facts
+  (rows, the digest actually read) merged in by source name when present;
+- ``ctx.summary["config_digest"]`` (else the SHA-256 of the canonical JSON of the config),
+  ``ctx.summary.get("date")`` (else today, UTC), ``ctx.run_id``, ``ctx.seed``, ``ctx.actor``.
+
+Because the card depends on ``model_ref``, the runner's cache key for this stage must
+include it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from bastion.compliance.model_card import build_model_card
+from bastion.pipeline.config import ReleaseConfig
+from bastion.pipeline.stage import Kind, StageContext
+
+__all__ = ["ReleaseStage"]
+
+
+class ReleaseStage:
+    """Build the model card for the model the runner is registering."""
+
+    name = "release"
+    version = "1"
+    inputs: Mapping[str, str] = {
+        "model": "train.model",
+        "metrics": "evaluate.metrics",
+        "spec": "features.spec",
+        "training": "train.training",
+    }
+    outputs: Mapping[str, Kind] = {"card_md": "text", "card_html": "text"}
+
+    def __init__(self, release: ReleaseConfig) -> None:
+        self.release = release
+
+    def fingerprint(self) -> Mapping[str, Any]:
+        return {"release": self.release.model_dump(mode="json")}
+
+    def run(self, ctx: StageContext, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
+        training = dict(inputs["training"])
+        fitted = getattr(inputs["model"], "named_steps", {}).get("model")
+        if fitted is not None:
+            training.setdefault("estimator", type(fitted).__name__)
+        card = build_model_card(
+            name=self.release.name,
+            model_ref=str(ctx.summary.get("model_ref") or "unregistered"),
+            description=self.release.description,
+            intended_use=self.release.intended_use,
+            limitations=self.release.limitations,
+            date=str(ctx.summary.get("date") or datetime.now(UTC).date().isoformat()),
+            training=training,
+            spec=inputs["spec"],
+            metrics=inputs["metrics"],
+            sources=_sources(ctx),
+            provenance={
+                "run_id": ctx.run_id,
+                "pipeline": ctx.config.name,
+                "config_digest": ctx.summary.get("config_digest") or _config_digest(ctx),
+                "seed": ctx.seed,
+                "actor": ctx.actor,
+            },
+        )
+        return {"card_md": card.to_markdown(), "card_html": card.to_html()}
+
+
+def _sources(ctx: StageContext) -> list[dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for name, src in ctx.config.data.sources.items():
+        found[name] = {
+            "name": name,
+            "role": "test" if name == ctx.config.split.test_source else "training",
+            "format": src.format,
+            "uri": src.path if src.format != "sql" else "SQL query",
+            "sha256": src.sha256 or "UNPINNED",
+        }
+        rows = (ctx.summary.get(f"ingest.{name}") or {}).get("rows")
+        if rows is not None:
+            found[name]["rows"] = rows
+    extra = ctx.summary.get("sources") or {}
+    items = extra.items() if isinstance(extra, Mapping) else [(e.get("name"), e) for e in extra]
+    for name, facts in items:
+        if name and isinstance(facts, Mapping):
+            found.setdefault(str(name), {"name": str(name)}).update(
+                {k: v for k, v in facts.items() if k in ("rows", "sha256", "format")}
+            )
+    for material in ctx.materials:
+        name = material.name.removeprefix("source:")
+        found.setdefault(name, {"name": name, "uri": material.uri})["sha256"] = material.sha256
+    return list(found.values())
+
+
+def _config_digest(ctx: StageContext) -> str:
+    doc = ctx.config.model_dump(mode="json", by_alias=True)
+    raw = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()

@@ -1,0 +1,120 @@
+"""Split: the validated data into ``train`` and ``test`` tables, deterministically.
+
+How it works. With ``split.test_source`` set, the test set is that source's validated table
+and the train set is the other source's (there must be exactly one other source); both pass
+through unchanged apart from a fresh 0..n-1 index. Otherwise the single source is split with
+scikit-learn's ``train_test_split`` — shuffled with ``random_state=ctx.seed``, stratified on
+the label when ``split.stratify`` is true, ``split.test_size`` of the rows in the test part
+— so the same data and seed always give the same rows in the same order. The ``report``
+records the mode, seed, sizes and the class balance (counts and fractions) of each part.
+
+The seed comes from the run context, not from the constructor: the runner must include
+``ctx.seed`` in the cache key of this stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from bastion.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bastion.pipeline.config import SplitConfig
+    from bastion.pipeline.stage import Kind, StageContext
+
+__all__ = ["SplitStage"]
+
+
+class SplitStage:
+    """Produce ``train``, ``test`` and a ``report`` from the validated source table(s)."""
+
+    name = "split"
+    version = "1"
+
+    def __init__(self, split: SplitConfig, label: str, sources: list[str]) -> None:
+        self.split = split
+        self.label = label
+        self.sources = list(sources)
+        self.outputs: Mapping[str, Kind] = {"train": "table", "test": "table", "report": "json"}
+        test = split.test_source
+        if test is not None:
+            others = [s for s in self.sources if s != test]
+            if test not in self.sources or len(others) != 1:
+                raise ConfigError(
+                    f"split.test_source {test!r}: expected it to be one of exactly two data"
+                    f" sources, got sources {self.sources}"
+                )
+            self.inputs: Mapping[str, str] = {
+                "train": f"validate.{others[0]}.table",
+                "test": f"validate.{test}.table",
+            }
+        else:
+            if len(self.sources) != 1:
+                raise ConfigError(
+                    f"split: {len(self.sources)} data sources and no split.test_source;"
+                    " expected one source to split, or test_source naming the test set"
+                )
+            self.inputs = {"data": f"validate.{self.sources[0]}.table"}
+
+    def fingerprint(self) -> Mapping[str, Any]:
+        """The split config, label and sources (the seed is ``ctx.seed``: cache on it too)."""
+        return {
+            "split": self.split.model_dump(mode="json"),
+            "label": self.label,
+            "sources": self.sources,
+        }
+
+    def run(self, ctx: StageContext, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
+        if self.split.test_source is not None:
+            train = inputs["train"].reset_index(drop=True)
+            test = inputs["test"].reset_index(drop=True)
+            mode = "test_source"
+        else:
+            train, test = self._random(inputs["data"], ctx.seed)
+            mode = "random"
+        sizes = {"train": len(train), "test": len(test)}
+        report = {
+            "mode": mode,
+            "seed": ctx.seed,
+            "label": self.label,
+            "test_source": self.split.test_source,
+            "test_size": self.split.test_size if mode == "random" else None,
+            "stratify": self.split.stratify if mode == "random" else None,
+            "sizes": sizes,
+            "class_balance": {
+                "train": _balance(train, self.label),
+                "test": _balance(test, self.label),
+            },
+        }
+        ctx.summary[self.name] = {"mode": mode, **sizes}
+        return {"train": train, "test": test, "report": report}
+
+    def _random(self, data: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        from sklearn.model_selection import train_test_split
+
+        if self.label not in data.columns:
+            raise ConfigError(f"split: the label column {self.label!r} is not in the data")
+        stratify = data[self.label] if self.split.stratify else None
+        try:
+            train, test = train_test_split(
+                data,
+                test_size=self.split.test_size,
+                random_state=seed,
+                shuffle=True,
+                stratify=stratify,
+            )
+        except ValueError as exc:
+            hint = " (set split.stratify: false or use more data)" if stratify is not None else ""
+            raise ConfigError(f"split: cannot split {len(data)} rows: {exc}{hint}") from None
+        return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def _balance(table: pd.DataFrame, label: str) -> dict[str, dict[str, float | int]]:
+    counts = table[label].astype("str").value_counts(dropna=False).sort_index()
+    total = max(int(counts.sum()), 1)
+    return {
+        str(k): {"count": int(v), "fraction": round(int(v) / total, 6)} for k, v in counts.items()
+    }

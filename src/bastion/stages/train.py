@@ -1,0 +1,188 @@
+"""The train stage: fit an allow-listed estimator behind the fitted feature transformer.
+
+Estimators are allow-listed by name in :data:`ESTIMATORS`; each one's fitted form (inside
+the features ``ColumnTransformer``) round-trips through skops using only
+:data:`bastion.pipeline.serialization.TRUSTED_TYPES`. Any other name is refused with a
+:class:`~bastion.errors.ConfigError` — an unknown name and a real scikit-learn estimator
+that is not on the list alike — before any data is touched.
+
+Parameters are checked one key at a time with the estimator's own ``set_params`` and
+``_validate_params``, so the error names ``model.params.<key>`` and says what was expected.
+``random_state`` comes from the pipeline seed when the estimator takes one and the file does
+not set it. Nested keys (``a__b``) are refused.
+
+The target is ``label == data.label.positive`` as 0/1. The estimator is fitted on
+``transformer.transform(X)`` and the stage returns the whole fitted
+``Pipeline([("features", transformer), ("model", estimator)])``, which takes raw rows.
+``training`` (json) records ``estimator``, ``params`` (all of them, as used), ``seed``,
+``n_rows``, ``n_features``, ``class_balance``, ``fit_seconds`` and ``warnings`` (e.g. a
+convergence warning, deduplicated).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import time
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from bastion.errors import ConfigError
+from bastion.pipeline.config import LabelConfig, ModelConfig
+from bastion.pipeline.stage import Kind, StageContext
+
+__all__ = ["ESTIMATORS", "TrainStage", "make_estimator"]
+
+ESTIMATORS: Mapping[str, str] = {
+    "ExtraTreesClassifier": "sklearn.ensemble.ExtraTreesClassifier",
+    "GradientBoostingClassifier": "sklearn.ensemble.GradientBoostingClassifier",
+    "HistGradientBoostingClassifier": "sklearn.ensemble.HistGradientBoostingClassifier",
+    "LogisticRegression": "sklearn.linear_model.LogisticRegression",
+    "MLPClassifier": "sklearn.neural_network.MLPClassifier",
+    "RandomForestClassifier": "sklearn.ensemble.RandomForestClassifier",
+    "RidgeClassifier": "sklearn.linear_model.RidgeClassifier",
+    "SGDClassifier": "sklearn.linear_model.SGDClassifier",
+}
+
+
+class TrainStage:
+    """Fit the configured estimator; output the full, fitted pipeline."""
+
+    name = "train"
+    version = "1"
+    inputs: Mapping[str, str] = {"transformer": "features.transformer", "train": "split.train"}
+    outputs: Mapping[str, Kind] = {"model": "model", "training": "json"}
+
+    def __init__(self, model: ModelConfig, label: LabelConfig) -> None:
+        self.model = model
+        self.label = label
+
+    def fingerprint(self) -> Mapping[str, Any]:
+        return {
+            "model": self.model.model_dump(mode="json"),
+            "label": {"column": self.label.column, "positive": self.label.positive},
+        }
+
+    def run(self, ctx: StageContext, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
+        from sklearn.pipeline import Pipeline
+
+        estimator = make_estimator(self.model, ctx.seed)
+        transformer, train = inputs["transformer"], inputs["train"]
+        y = _target(train, self.label)
+        features = transformer.transform(train[list(transformer.feature_names_in_)])
+        started = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                estimator.fit(features, y)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"model: {self.model.estimator} could not be fitted with model.params"
+                    f" {sorted(self.model.params)}: {exc}"
+                ) from exc
+        seconds = time.perf_counter() - started
+        n_pos = int(y.sum())
+        training = {
+            "estimator": self.model.estimator,
+            "params": _jsonable(estimator.get_params(deep=False)),
+            "seed": ctx.seed,
+            "n_rows": len(y),
+            "n_features": int(features.shape[1]),
+            "class_balance": {
+                "positive_label": self.label.positive,
+                "positive": n_pos,
+                "negative": len(y) - n_pos,
+                "positive_rate": n_pos / len(y),
+            },
+            "fit_seconds": round(seconds, 3),
+            "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught})[:20],
+        }
+        model = Pipeline([("features", transformer), ("model", estimator)])
+        return {"model": model, "training": training}
+
+
+def make_estimator(model: ModelConfig, seed: int) -> Any:
+    """An unfitted, configured estimator, or a :class:`ConfigError` naming what is wrong.
+
+    Cheap and side-effect free: a runner may call it when the pipeline file is loaded so a
+    bad ``model:`` section fails before ingest.
+    """
+    cls = _estimator_class(model.estimator)
+    for key, value in model.params.items():
+        _check_param(cls, model.estimator, key, value)
+    estimator = cls()
+    params = dict(model.params)
+    if "random_state" in estimator.get_params(deep=False) and "random_state" not in params:
+        params["random_state"] = seed
+    estimator.set_params(**params)
+    try:
+        estimator._validate_params()
+    except ValueError as exc:  # a combination of keys, each valid alone
+        raise ConfigError(f"model.params: {exc}") from None
+    return estimator
+
+
+def _estimator_class(name: str) -> Any:
+    allowed = ", ".join(ESTIMATORS)
+    if name not in ESTIMATORS:
+        from sklearn.utils.discovery import all_estimators
+
+        if name in {n for n, _ in all_estimators()}:
+            raise ConfigError(
+                f"model.estimator: {name!r} is not on the allow-list (allowed: {allowed})"
+            )
+        raise ConfigError(
+            f"model.estimator: unknown estimator {name!r}; it is not on the allow-list"
+            f" (allowed: {allowed})"
+        )
+    module, _, cls = ESTIMATORS[name].rpartition(".")
+    return getattr(importlib.import_module(module), cls)
+
+
+def _check_param(cls: Any, name: str, key: str, value: Any) -> None:
+    where = f"model.params.{key}"
+    if not key.isidentifier() or "__" in key:
+        raise ConfigError(f"{where}: not a parameter of {name} (nested keys are not allowed)")
+    estimator = cls()
+    valid = estimator.get_params(deep=False)
+    if key not in valid:
+        raise ConfigError(f"{where}: not a parameter of {name} (valid: {', '.join(valid)})")
+    try:
+        estimator.set_params(**{key: value})
+        estimator._validate_params()
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _target(train: Any, label: LabelConfig) -> Any:
+    if label.column not in train.columns:
+        raise ConfigError(f"data.label.column: {label.column!r} is not in the training table")
+    values = train[label.column]
+    if values.isna().any():
+        raise ConfigError(f"data.label.column: {int(values.isna().sum())} rows have no label")
+    y = (values == label.positive).to_numpy(dtype="int64")
+    if y.min() == y.max():
+        seen = sorted(str(v) for v in values.unique()[:5])
+        raise ConfigError(
+            f"data.label.positive: the training labels hold one class only"
+            f" (positive {label.positive!r}; saw {seen})"
+        )
+    return y
+
+
+def _jsonable(value: Any) -> Any:
+    """Parameters as JSON: numbers, strings, lists, dicts; anything else by its repr."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return repr(value)

@@ -1,0 +1,327 @@
+"""The Adult pipeline through the real CLI on a temporary home: runs, caches, gates, refuses.
+
+One home runs the pipeline once (module fixture); tests that tamper work on copies.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import PASSPHRASE, Home, run_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "adult-income" / "pipeline.yaml"
+
+
+def pipeline_file(folder: Path, edit: Any = None, name: str = "pipeline.yaml") -> Path:
+    """A copy of the Adult pipeline in ``folder`` with absolute data paths, edited."""
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    for source in doc["data"]["sources"].values():
+        source["path"] = str(EXAMPLE.parent / source["path"])
+    if edit:
+        edit(doc)
+    path = folder / name
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory) -> tuple[Home, dict[str, Any]]:
+    from bastion import Workspace
+
+    root = tmp_path_factory.mktemp("adult")
+    ws, issued = Workspace.init(root / "home", PASSPHRASE, scrypt_log_n=14)
+    ws.close()
+    home = Home(root / "home", issued.token)
+    res = run_cli(["run", str(EXAMPLE), "--json"], home.env(), timeout=600)
+    assert res.code == 0, res.err
+    return home, res.json()
+
+
+def copy_home(ran: tuple[Home, dict[str, Any]], tmp_path: Path) -> Home:
+    home, _ = ran
+    shutil.copytree(home.path, tmp_path / "home")
+    return Home(tmp_path / "home", home.token)
+
+
+def test_adult_runs_end_to_end_and_passes_its_gates(ran: tuple[Home, dict[str, Any]]) -> None:
+    home, result = ran
+    assert result["status"] == "passed"
+    assert result["model"] == "adult-income:1"
+    assert {g["gate"] for g in result["gates"]} == {"min_accuracy", "min_roc_auc"}
+    assert all(g["passed"] for g in result["gates"])
+    names = [s["name"] for s in result["stages"]]
+    assert names == [
+        "ingest.train",
+        "ingest.test",
+        "validate.train",
+        "validate.test",
+        "split",
+        "features",
+        "train",
+        "evaluate",
+        "release",
+    ]
+    report = Path(result["report"])
+    assert report.is_file() and (report.parent / "report.json").is_file()
+    assert "data:image/png;base64," in report.read_text()
+    assert run_cli(["verify"], home.env()).code == 0
+    assert run_cli(["audit", "verify"], home.env()).code == 0
+
+
+def test_models_list_show_and_verify(ran: tuple[Home, dict[str, Any]]) -> None:
+    home, _ = ran
+    listed = run_cli(["models", "list", "--json"], home.env()).json()["models"]
+    assert [m["model"] for m in listed] == ["adult-income:1"]
+    shown = run_cli(["models", "show", "adult-income:1", "--json"], home.env())
+    assert shown.code == 0, shown.err
+    data = shown.json()
+    assert data["verified"] is True
+    assert data["provenance"][0] == "train"
+    pins = {s["sha256"] for s in data["sources"]}
+    assert "a5b3a620cb7325a48f5090531afd611ce4622440451a5cfbd11c49be2ed868e5" in pins
+    ver = run_cli(["verify", "--model", "adult-income:1", "--json"], home.env())
+    assert ver.code == 0 and ver.json()["ok"] is True
+
+
+def test_every_stage_is_signed_and_audited(ran: tuple[Home, dict[str, Any]]) -> None:
+    home, result = ran
+    entries = run_cli(["audit", "show", "--json", "--limit", "10000"], home.env()).json()
+    actions = [(e["action"], e["resource"]) for e in entries["entries"]]
+    for stage in result["stages"]:
+        assert ("stage.start", f"stage:{stage['name']}") in actions
+        assert ("stage.finish", f"stage:{stage['name']}") in actions
+    assert ("model.register", "model:adult-income:1") in actions
+
+
+def test_no_change_rerun_reuses_every_stage(
+    ran: tuple[Home, dict[str, Any]], tmp_path: Path
+) -> None:
+    home = copy_home(ran, tmp_path)
+    res = run_cli(["run", str(EXAMPLE), "--json"], home.env())
+    assert res.code == 0, res.err
+    again = res.json()
+    assert all(s["cached"] for s in again["stages"]), again["stages"]
+    assert again["model"] == "adult-income:1"  # same bytes, same version
+    assert again["run_id"] != ran[1]["run_id"]
+
+
+def test_changed_model_setting_reruns_train_and_what_follows(
+    ran: tuple[Home, dict[str, Any]], tmp_path: Path
+) -> None:
+    home = copy_home(ran, tmp_path)
+
+    def slower(doc: dict[str, Any]) -> None:
+        doc["model"]["params"]["learning_rate"] = 0.05
+
+    res = run_cli(["run", str(pipeline_file(tmp_path, slower)), "--json"], home.env())
+    assert res.code == 0, res.err
+    cached = {s["name"]: s["cached"] for s in res.json()["stages"]}
+    assert cached == {
+        "ingest.train": True,
+        "ingest.test": True,
+        "validate.train": True,
+        "validate.test": True,
+        "split": True,
+        "features": True,
+        "train": False,
+        "evaluate": False,
+        "release": False,
+    }
+    assert res.json()["model"] == "adult-income:2"
+
+
+def test_impossible_gate_fails_with_exit_1_and_releases_nothing(
+    ran: tuple[Home, dict[str, Any]], tmp_path: Path
+) -> None:
+    home = copy_home(ran, tmp_path)
+
+    def impossible(doc: dict[str, Any]) -> None:
+        doc["evaluate"]["gates"]["min_accuracy"] = 0.999
+
+    path = pipeline_file(tmp_path, impossible)
+    res = run_cli(["run", str(path), "--json"], home.env())
+    assert res.code == 1
+    data = res.json()
+    assert data["status"] == "failed" and data["model"] is None
+    failed = [g for g in data["gates"] if not g["passed"]]
+    assert [g["gate"] for g in failed] == ["min_accuracy"]
+    human = run_cli(["run", str(path)], home.env())
+    assert human.code == 1 and "FAIL" in human.out and "min_accuracy" in human.out
+    listed = run_cli(["models", "list", "--json"], home.env()).json()["models"]
+    assert [m["model"] for m in listed] == ["adult-income:1"]
+
+
+def _unknown_key(doc: dict[str, Any]) -> None:
+    doc["model"]["estimatorz"] = "x"
+
+
+def _wrong_type(doc: dict[str, Any]) -> None:
+    doc["seed"] = "forty-two"
+
+
+def _missing_file(doc: dict[str, Any]) -> None:
+    doc["data"]["sources"]["train"]["path"] = "/nonexistent/adult.data"
+
+
+def _hash_mismatch(doc: dict[str, Any]) -> None:
+    doc["data"]["sources"]["train"]["sha256"] = "0" * 64
+
+
+def _schema_violation(doc: dict[str, Any]) -> None:
+    doc["data"]["schema"]["age"]["max"] = 80
+
+
+def _unknown_estimator(doc: dict[str, Any]) -> None:
+    doc["model"]["estimator"] = "MagicForestClassifier"
+
+
+def _not_allowed(doc: dict[str, Any]) -> None:
+    doc["model"]["estimator"] = "KNeighborsClassifier"
+    doc["model"]["params"] = {}
+
+
+@pytest.mark.parametrize(
+    ("edit", "needles"),
+    [
+        (_unknown_key, ["model.estimatorz", "unknown key", ":"]),
+        (_wrong_type, ["seed", "forty-two"]),
+        (_missing_file, ["/nonexistent/adult.data"]),
+        (_hash_mismatch, ["train", "0000000000"]),
+        (_schema_violation, ["row", "column age"]),
+        (_unknown_estimator, ["MagicForestClassifier", "unknown estimator"]),
+        (_not_allowed, ["KNeighborsClassifier", "allow-list"]),
+    ],
+    ids=[
+        "unknown-key",
+        "wrong-type",
+        "missing-file",
+        "hash-mismatch",
+        "schema-violation",
+        "unknown-estimator",
+        "not-allow-listed",
+    ],
+)
+def test_bad_input_exits_2_naming_the_problem(
+    ran: tuple[Home, dict[str, Any]], tmp_path: Path, edit: Any, needles: list[str]
+) -> None:
+    home = copy_home(ran, tmp_path)
+    res = run_cli(["run", str(pipeline_file(tmp_path, edit))], home.env())
+    assert res.code == 2, (res.code, res.out, res.err)
+    assert "Traceback" not in res.err
+    for needle in needles:
+        assert needle in res.err, (needle, res.err)
+
+
+def test_unknown_key_error_names_the_line(ran: tuple[Home, dict[str, Any]], tmp_path: Path) -> None:
+    home = copy_home(ran, tmp_path)
+    path = pipeline_file(tmp_path, _unknown_key)
+    lines = path.read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if "estimatorz" in text)
+    res = run_cli(["run", str(path)], home.env())
+    assert f"{path.name}:{line}:" in res.err
+
+
+def _model_blob(home: Home) -> Path:
+    listed = run_cli(["models", "list", "--json"], home.env()).json()["models"]
+    digest = listed[0]["digest"]
+    return home.path / "objects" / digest[:2] / digest
+
+
+def test_tampered_model_file_is_refused_everywhere(
+    ran: tuple[Home, dict[str, Any]], tmp_path: Path
+) -> None:
+    from bastion import Workspace
+    from bastion.errors import IntegrityError
+
+    home = copy_home(ran, tmp_path)
+    blob = _model_blob(home)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0x08
+    blob.write_bytes(bytes(data))
+    show = run_cli(["models", "show", "adult-income:1"], home.env())
+    assert show.code == 1 and "adult-income:1" in show.err
+    ver = run_cli(["verify", "--model", "adult-income:1"], home.env())
+    assert ver.code == 1
+    assert run_cli(["verify"], home.env()).code == 1
+    with Workspace.open(home.path, PASSPHRASE) as ws, pytest.raises(IntegrityError):
+        ws.models.load("adult-income:1")
+
+
+def test_swapped_model_file_is_refused(ran: tuple[Home, dict[str, Any]], tmp_path: Path) -> None:
+    """Replace the model blob with another valid blob (the transformer): a replay."""
+    home = copy_home(ran, tmp_path)
+    blob = _model_blob(home)
+    other = next(p for p in (home.path / "objects").rglob("*") if p.is_file() and p != blob)
+    blob.write_bytes(other.read_bytes())
+    assert run_cli(["verify", "--model", "adult-income:1"], home.env()).code == 1
+
+
+def test_tampered_provenance_statement_is_refused_everywhere(
+    ran: tuple[Home, dict[str, Any]], tmp_path: Path
+) -> None:
+    from bastion import Workspace
+    from bastion.errors import IntegrityError
+
+    home = copy_home(ran, tmp_path)
+    with sqlite3.connect(home.path / "bastion.db") as conn:
+        sid, text = conn.execute(
+            "SELECT id, envelope FROM statements WHERE predicate_type LIKE '%/stage/v1'"
+            " AND envelope LIKE '%' ORDER BY created LIMIT 1"
+        ).fetchone()
+        env = json.loads(text)
+        import base64
+
+        payload = json.loads(base64.b64decode(env["payload"]))
+        payload["predicate"]["seed"] = 7  # the attacker rewrites history...
+        env["payload"] = base64.b64encode(json.dumps(payload).encode()).decode()
+        new_text = json.dumps(env)
+        import hashlib
+
+        new_id = hashlib.sha256(new_text.encode()).hexdigest()  # ...and even fixes the id
+        conn.execute("PRAGMA foreign_keys=OFF")
+        conn.execute(
+            "UPDATE statements SET id = ?, envelope = ? WHERE id = ?", (new_id, new_text, sid)
+        )
+        conn.execute(
+            "UPDATE statement_subjects SET statement_id = ? WHERE statement_id = ?", (new_id, sid)
+        )
+    show = run_cli(["models", "show", "adult-income:1"], home.env())
+    assert show.code == 1, show.err
+    assert run_cli(["verify", "--model", "adult-income:1"], home.env()).code == 1
+    assert run_cli(["verify"], home.env()).code == 1
+    with Workspace.open(home.path, PASSPHRASE) as ws, pytest.raises(IntegrityError):
+        ws.models.load("adult-income:1")
+
+
+def test_python_api_mirrors_the_cli(ran: tuple[Home, dict[str, Any]], tmp_path: Path) -> None:
+    from bastion import Pipeline, Workspace
+
+    home = copy_home(ran, tmp_path)
+    with Workspace.open(home.path, PASSPHRASE) as ws:
+        result = Pipeline.from_yaml(EXAMPLE).run(ws, actor="admin")
+        assert result.status == "passed" and result.model == "adult-income:1"
+        model, verified = ws.models.load("adult-income:1")
+        import pandas as pd
+
+        test = pd.read_csv(
+            EXAMPLE.parent / "data" / "adult.test", skipinitialspace=True, na_values="?"
+        ).head(50)
+        assert len(model.predict(test)) == 50
+        assert verified.sources
+
+
+def test_schema_prints_a_json_schema(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin"}
+    res = run_cli(["schema"], env)
+    assert res.code == 0
+    schema = res.json()
+    assert schema["title"] == "Bastion pipeline"
+    assert "data" in schema["properties"] and "model" in schema["properties"]
