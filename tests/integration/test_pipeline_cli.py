@@ -71,6 +71,8 @@ def test_adult_runs_end_to_end_and_passes_its_gates(ran: tuple[Home, dict[str, A
     ]
     report = Path(result["report"])
     assert report.is_file() and (report.parent / "report.json").is_file()
+    assert "adult-income:1" in (report.parent / "model_card.md").read_text()
+    assert (report.parent / "model_card.html").is_file()
     assert "data:image/png;base64," in report.read_text()
     assert run_cli(["verify"], home.env()).code == 0
     assert run_cli(["audit", "verify"], home.env()).code == 0
