@@ -50,6 +50,7 @@ cannot write.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import base64
 import binascii
@@ -457,7 +458,43 @@ class _Waiter:
         return self.seq
 
 
-_Message = tuple[_Item, "Future[int] | _Waiter"] | _Control
+class _AsyncWaiter:
+    """What ``arecord`` awaits: settled on its event loop, one loop wake-up per batch."""
+
+    __slots__ = ("future", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[int] = loop.create_future()
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return True
+
+    def set_result(self, seq: int) -> None:  # only used on failure paths, one by one
+        result: _Result = (self.future, seq, None)
+        with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
+            self.loop.call_soon_threadsafe(_settle, [result])
+
+    def set_exception(self, error: BaseException) -> None:
+        result: _Result = (self.future, 0, error)
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(_settle, [result])
+
+
+_Result = tuple["asyncio.Future[int]", int, BaseException | None]
+
+
+def _settle(results: list[_Result]) -> None:
+    for future, seq, error in results:
+        if future.done():  # the awaiting task was cancelled; the entry is written anyway
+            continue
+        if error is None:
+            future.set_result(seq)
+        else:
+            future.set_exception(error)
+
+
+_Message = tuple[_Item, "Future[int] | _Waiter | _AsyncWaiter"] | _Control
 _Signed = tuple[Checkpoint, str]  # a checkpoint and its frontier as stored (JSON)
 
 
@@ -524,6 +561,25 @@ class AuditLog:
         waiter = _Waiter()
         self._send((_validated(actor, action, resource, outcome, details), waiter))
         return waiter.wait()
+
+    async def arecord(
+        self,
+        actor: str,
+        action: str,
+        resource: str,
+        outcome: str = "ok",
+        details: Mapping[str, Any] | None = None,
+    ) -> int:
+        """``record`` for asyncio code (the inference server): await the durable seq.
+
+        Many tasks awaiting at once share one commit, and the writer wakes their event loop
+        once per batch rather than once per entry, so an async caller gets group commit
+        without a thread per request. If the awaiting task is cancelled, the entry may
+        still be written: audit entries are never withdrawn.
+        """
+        waiter = _AsyncWaiter(asyncio.get_running_loop())
+        self._send((_validated(actor, action, resource, outcome, details), waiter))
+        return await waiter.future
 
     def record_in(
         self,
@@ -631,7 +687,7 @@ class AuditLog:
         try:
             while not stop:
                 items: list[_Item] = []
-                futures: list[Future[int] | _Waiter] = []
+                futures: list[Future[int] | _Waiter | _AsyncWaiter] = []
                 for message in self._drain():
                     if isinstance(message, tuple):
                         if message[1].set_running_or_notify_cancel():
@@ -679,7 +735,10 @@ class AuditLog:
         return messages
 
     def _commit(
-        self, items: list[_Item], futures: list[Future[int] | _Waiter], control: _Control | None
+        self,
+        items: list[_Item],
+        futures: list[Future[int] | _Waiter | _AsyncWaiter],
+        control: _Control | None,
     ) -> None:
         """Write one batch in one transaction and settle its futures."""
         want = control is not None and control.kind == "checkpoint"
@@ -690,7 +749,7 @@ class AuditLog:
         try:
             seqs, checkpoint = self._write(items, want_checkpoint=want)
         except BaseException as exc:
-            waiting: list[Future[Any] | _Waiter] = [
+            waiting: list[Future[Any] | _Waiter | _AsyncWaiter] = [
                 *futures,
                 *([control.future] if control else []),
             ]
@@ -699,8 +758,15 @@ class AuditLog:
             if not isinstance(exc, Exception):
                 raise
             return
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Result]] = {}
         for future, seq in zip(futures, seqs, strict=True):
-            future.set_result(seq)
+            if isinstance(future, _AsyncWaiter):
+                by_loop.setdefault(future.loop, []).append((future.future, seq, None))
+            else:
+                future.set_result(seq)
+        for loop, results in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a loop closed meanwhile
+                loop.call_soon_threadsafe(_settle, results)
         if control is not None:
             control.future.set_result(checkpoint)
 

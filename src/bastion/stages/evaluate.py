@@ -135,9 +135,12 @@ def _predict(model: Any, x: Any) -> tuple[np.ndarray, np.ndarray, bool]:
     classes = [int(c) for c in model.classes_]
     if sorted(classes) != [0, 1]:
         raise ConfigError(f"evaluate: expected a binary 0/1 model, got classes {classes}")
-    y_pred = np.asarray(model.predict(x)).astype("int64")
     if hasattr(model, "predict_proba"):
-        return y_pred, np.asarray(model.predict_proba(x))[:, classes.index(1)], True
+        # one pass over the model: the label is the most probable class, as predict() does
+        proba = np.asarray(model.predict_proba(x))
+        y_pred = np.asarray(classes, dtype="int64")[proba.argmax(axis=1)]
+        return y_pred, proba[:, classes.index(1)], True
+    y_pred = np.asarray(model.predict(x)).astype("int64")
     score = np.asarray(model.decision_function(x), dtype="float64")
     return y_pred, score if classes[1] == 1 else -score, False
 

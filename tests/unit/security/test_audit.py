@@ -530,3 +530,38 @@ def test_appending_onto_a_log_that_does_not_match_its_head_is_refused(
             fresh.record("a", "b", "c")
         with pytest.raises(AuditChainError):
             fresh.verify()
+
+
+# -- asyncio ----------------------------------------------------------------------------------
+
+
+def test_arecord_from_many_tasks_shares_commits_gapless(log: AuditLog) -> None:
+    import asyncio
+
+    async def worker(n: int) -> list[int]:
+        return [await log.arecord(f"task-{n}", "predict", "deployment:d") for _ in range(20)]
+
+    async def main() -> list[list[int]]:
+        return await asyncio.gather(*(worker(n) for n in range(50)))
+
+    seqs = sorted(s for batch in asyncio.run(main()) for s in batch)
+    assert seqs == list(range(1, 1001))
+    report = log.verify()
+    assert report.entries == 1000 and report.checkpoints == 200  # every 5 entries
+
+
+def test_arecord_fails_closed_in_the_awaiting_task(engine: Engine, log: AuditLog) -> None:
+    import asyncio
+
+    log.record("a", "before", "r")
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE audit_log RENAME TO audit_log_away"))
+
+    async def main() -> None:
+        with pytest.raises(AuditError, match="could not write"):
+            await log.arecord("a", "lost", "r")
+
+    asyncio.run(main())
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE audit_log_away RENAME TO audit_log"))
+    assert [e.action for e in log.entries()] == ["before"]
