@@ -202,6 +202,7 @@ class _Run:
         self.statements: dict[str, str] = {}
         self.summary: dict[str, Any] = {"config_digest": pipeline.config_digest}
         self.materials: dict[str, list[dict[str, str]]] = {}
+        self.config_ref = ""  # digest of the pipeline file, stored at the start of the run
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -406,7 +407,7 @@ class _Run:
         digest = self.produced["train.model"][0]
         ref = f"{name}:{version}"
         chain = {r.name: r.statement for r in self.records if r.statement}
-        subjects = [(ref, digest)] + [
+        subjects = [(ref, digest), (f"{ref}/pipeline.yaml", self.config_ref)] + [
             (f"{ref}/{n}", d) for n, d in sorted(self.records[-1].outputs.items())
         ]
         statement = self.ws.attest(
@@ -425,11 +426,15 @@ class _Run:
         )
         if new:
             record = {
-                "metrics": {k: v for k, v in metrics.items() if not isinstance(v, dict | list)},
+                "metrics": dict(metrics.get("metrics", {})),
                 "gates": metrics.get("gates", []),
                 "card": self.records[-1].outputs,
                 "estimator": self.p.config.model.estimator,
                 "stages": chain,
+                # what a server needs to screen requests: the pipeline file (data schema,
+                # label) and the training table, both in the store and on the chain
+                "config": self.config_ref,
+                "train_table": self.produced["split.train"][0],
             }
             with self.ws.engine.begin() as conn:
                 conn.execute(
@@ -467,6 +472,13 @@ class _Run:
         self._audit(
             "run.start", f"pipeline:{cfg.name}", "started", {"config_digest": self.p.config_digest}
         )
+        self.config_ref = self.ws.store.put(
+            self.p.raw,
+            actor=self.actor,
+            media_type="application/yaml",
+            name=f"{cfg.name}/pipeline.yaml",
+        ).digest
+        record["config_artifact"] = self.config_ref
         with self.ws.engine.begin() as conn:
             conn.execute(
                 sa.insert(runs).values(
