@@ -27,6 +27,8 @@ are one line. Secrets never appear in them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "AccessDenied",
     "AuditChainError",
@@ -89,7 +91,14 @@ class SignatureError(IntegrityError):
 
 
 class AuditChainError(IntegrityError):
-    """The audit log does not verify: an entry was edited, removed, inserted or reordered."""
+    """The audit log does not verify: an entry was edited, removed, inserted or reordered.
+
+    ``problems`` lists every finding (each names the sequence number it concerns).
+    """
+
+    def __init__(self, message: str, problems: Sequence[object] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
 
 
 class AuthError(Error):

@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bastion._fs import atomic_write, file_lock
-from bastion.errors import AccessDenied, ConfigError, Error, IntegrityError, StateError
+from bastion.errors import (
+    AccessDenied,
+    AuditChainError,
+    ConfigError,
+    Error,
+    IntegrityError,
+    StateError,
+)
 from bastion.security.access import AccessControl, Identity, IssuedToken
 from bastion.security.audit import AuditLog
 from bastion.security.keys import DEFAULT_SCRYPT_LOG_N, LocalKeyring
@@ -377,7 +384,8 @@ class Workspace:
             report.audit_entries = audit.entries
             report.audit_checkpoints = audit.checkpoints
         except Error as exc:
-            problems = getattr(exc, "problems", None) or [str(exc)]
+            problems = exc.problems if isinstance(exc, AuditChainError) else []
+            problems = problems or [str(exc)]
             report.problems.extend(Problem("audit", "audit-log", str(p)) for p in problems)
         step("audit", 1, 1)
         return report

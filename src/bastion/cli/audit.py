@@ -77,7 +77,7 @@ def verify(
         try:
             report = ws.audit.verify(checkpoint=checkpoint)
         except AuditChainError as exc:
-            problems = [str(p) for p in getattr(exc, "problems", [])] or [str(exc)]
+            problems = [str(p) for p in exc.problems] or [str(exc)]
             if json_out:
                 c.emit({"ok": False, "problems": problems})
             else:

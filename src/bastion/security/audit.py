@@ -196,6 +196,9 @@ class AuditProblem:
     seq: int | None
     message: str
 
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}"
+
 
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
@@ -1070,12 +1073,11 @@ _MAX_PROBLEMS = 10_000
 
 
 def _chain_error(problems: list[AuditProblem]) -> AuditChainError:
-    error = AuditChainError(
+    return AuditChainError(
         f"the audit log failed verification: {len(problems)} problem(s), first:"
-        f" {problems[0].message}"
+        f" {problems[0].message}",
+        problems,
     )
-    error.problems = problems  # type: ignore[attr-defined]
-    return error
 
 
 def _load_exported(
