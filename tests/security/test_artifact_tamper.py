@@ -11,9 +11,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -21,6 +20,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bastion.errors import IntegrityError, UnknownKeyError
+from bastion.security.audit import AuditLog
 from bastion.security.keys import LocalKeyring
 from bastion.store.artifacts import ArtifactStore
 from bastion.store.blob import TAG_LEN, read_header
@@ -30,24 +30,13 @@ PASSPHRASE = "a long test passphrase"
 CHUNK = 64
 
 
-class _Sink:
-    def record(
-        self,
-        actor: str,
-        action: str,
-        resource: str,
-        outcome: str = "ok",
-        details: Mapping[str, Any] | None = None,
-    ) -> int:
-        return 1
-
-
 def _make_store(folder: Path, keyring: LocalKeyring | None = None) -> ArtifactStore:
     folder.mkdir(parents=True, exist_ok=True)
     keyring = keyring or LocalKeyring.create(folder / "keyring.json", PASSPHRASE, scrypt_log_n=14)
     engine: sa.Engine = make_engine("sqlite:///" + str(folder / "meta.db"))
     migrate(engine)
-    return ArtifactStore(folder / "store", keyring, engine, _Sink(), chunk_size=CHUNK)
+    audit = AuditLog(engine, keyring)  # the real log; puts append in their own transaction
+    return ArtifactStore(folder / "store", keyring, engine, audit, chunk_size=CHUNK)
 
 
 class Victim:

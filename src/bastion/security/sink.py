@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from sqlalchemy import Connection
+
 __all__ = ["AuditSink"]
 
 
@@ -29,4 +31,17 @@ class AuditSink(Protocol):
         Raises :class:`bastion.errors.AuditError` when the entry cannot be written; the
         caller must then undo or refuse the action it was recording (fail closed).
         """
+        ...
+
+    def record_in(
+        self,
+        conn: Connection,
+        actor: str,
+        action: str,
+        resource: str,
+        outcome: str = "ok",
+        details: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Append one entry inside the caller's open transaction on ``conn``: the entry
+        and the caller's change commit together or not at all."""
         ...

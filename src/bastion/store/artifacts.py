@@ -12,9 +12,11 @@ blob (reading and encrypting, hashing, and writing on three threads; the kernel 
 to write back every 16 MiB so the final fsync is short), fsyncs it, then, holding the lock,
 renames it into place unless that digest is already stored (dedup: the existing file is
 kept), fsyncs the folder, records a row in the ``artifacts`` table if absent and writes the
-audit entry.
-If the database or the audit log fails, what this put created is removed again and the
-error re-raised: an artifact that was not audited does not exist.
+audit entry, and the row and its audit entry commit in one transaction (``record_in``).
+If the database or the audit log fails, the transaction rolls back, the new blob file is
+removed and the error re-raised: an artifact that was not audited does not exist. A crash
+between the blob's rename and the commit leaves an unrecorded blob, which ``bastion verify``
+reports and the next put of the same bytes adopts.
 
 Every read (:meth:`~ArtifactStore.open`, :meth:`~ArtifactStore.read_bytes`,
 :meth:`~ArtifactStore.export`, :meth:`~ArtifactStore.verify`) checks each chunk and that the
@@ -37,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import BigInteger, Engine, String, exists, literal, select
+from sqlalchemy import BigInteger, Connection, Engine, String, exists, literal, select
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from bastion._fs import file_lock, fsync_dir
@@ -249,28 +251,27 @@ class ArtifactStore:
                 os.replace(tmp, final)
                 blob_created = True
                 fsync_dir(final.parent)
-            row_created = self._insert_if_absent(ref)
-            stored = ref if row_created else self.info(ref.digest)
-            details: dict[str, Any] = {
-                "size": stored.size,
-                "media_type": stored.media_type,
-                "name": stored.name,
-                "new": blob_created or row_created,
-            }
-            self._audit.record(
-                ref.created_by, "artifact.put", f"artifact:{ref.digest}", "ok", details
-            )
+            # the row and its audit entry commit in one transaction: both or neither
+            with self._engine.begin() as conn:
+                row_created = self._insert_if_absent(conn, ref)
+                stored = ref if row_created else self._info(conn, ref.digest)
+                details: dict[str, Any] = {
+                    "size": stored.size,
+                    "media_type": stored.media_type,
+                    "name": stored.name,
+                    "new": blob_created or row_created,
+                }
+                self._audit.record_in(
+                    conn, ref.created_by, "artifact.put", f"artifact:{ref.digest}", "ok", details
+                )
         except BaseException:
             if blob_created:
                 final.unlink()
                 fsync_dir(final.parent)
-            if row_created:
-                with self._engine.begin() as conn:
-                    conn.execute(artifacts.delete().where(artifacts.c.digest == ref.digest))
             raise
         return stored
 
-    def _insert_if_absent(self, ref: ArtifactRef) -> bool:
+    def _insert_if_absent(self, conn: Connection, ref: ArtifactRef) -> bool:
         """INSERT ... SELECT ... WHERE NOT EXISTS ... RETURNING: the same SQL on SQLite
         (3.35+) and PostgreSQL; a row comes back only if this call inserted it."""
         row = select(
@@ -283,11 +284,14 @@ class ArtifactStore:
         ).where(~exists().where(artifacts.c.digest == ref.digest))
         columns = ["digest", "size", "media_type", "name", "created", "created_by"]
         stmt = artifacts.insert().from_select(columns, row).returning(artifacts.c.digest)
-        try:
-            with self._engine.begin() as conn:
-                return conn.execute(stmt).first() is not None
-        except SQLIntegrityError:  # another writer inserted it between the check and the insert
+        if conn.dialect.name == "sqlite":  # one writer at a time: the check cannot race
+            return conn.execute(stmt).first() is not None
+        try:  # PostgreSQL: a savepoint, so a lost race does not abort the transaction
+            with conn.begin_nested():
+                inserted = conn.execute(stmt).first()
+        except SQLIntegrityError:  # another writer inserted it between check and insert
             return False
+        return inserted is not None
 
     def rewrap(self, digest: str, kek_id: str) -> bool:
         """Re-wrap a blob's data key under ``kek_id``, rewriting only the key slot.
@@ -371,7 +375,11 @@ class ArtifactStore:
         """The recorded metadata of an artifact."""
         _check_digest(digest)
         with self._engine.connect() as conn:
-            row = conn.execute(select(artifacts).where(artifacts.c.digest == digest)).first()
+            return self._info(conn, digest)
+
+    @staticmethod
+    def _info(conn: Connection, digest: str) -> ArtifactRef:
+        row = conn.execute(select(artifacts).where(artifacts.c.digest == digest)).first()
         if row is None:
             raise NotFound(f"artifact {digest}: not recorded in the store")
         return ArtifactRef(

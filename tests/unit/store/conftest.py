@@ -1,17 +1,16 @@
 """Fixtures for the artifact store tests: a real keyring, a real SQLite database, a real
-file system, and an in-memory audit sink that can be told to refuse writes."""
+file system, and the real audit log, which a test can make unwritable."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from bastion.errors import AuditError
+from bastion.security.audit import AuditLog
 from bastion.security.keys import LocalKeyring
 from bastion.store.artifacts import ArtifactStore
 from bastion.store.db import make_engine, migrate
@@ -20,25 +19,29 @@ PASSPHRASE = "a long test passphrase"
 SMALL_CHUNK = 64
 
 
-@dataclass
-class ListSink:
-    """An AuditSink that keeps entries in a list, or refuses them all while ``fail`` is set."""
+class RecordingLog(AuditLog):
+    """The real audit log, with two test conveniences: ``entries`` as plain tuples, and
+    ``fail`` to make the log unwritable (its table renamed away) or writable again."""
 
-    entries: list[tuple[str, str, str, str, dict[str, Any]]] = field(default_factory=list)
-    fail: bool = False
+    @property
+    def recorded(self) -> list[tuple[str, str, str, str, dict[str, Any]]]:
+        return [
+            (e.actor, e.action, e.resource, e.outcome, e.details)
+            for e in self.entries(limit=10_000)
+        ]
 
-    def record(
-        self,
-        actor: str,
-        action: str,
-        resource: str,
-        outcome: str = "ok",
-        details: Mapping[str, Any] | None = None,
-    ) -> int:
-        if self.fail:
-            raise AuditError("audit log unavailable")
-        self.entries.append((actor, action, resource, outcome, dict(details or {})))
-        return len(self.entries)
+    @property
+    def fail(self) -> bool:
+        return bool(getattr(self, "_failing", False))
+
+    @fail.setter
+    def fail(self, value: bool) -> None:
+        if value == self.fail:
+            return
+        old, new = ("audit_log", "audit_log_away") if value else ("audit_log_away", "audit_log")
+        with self._engine.begin() as conn:
+            conn.execute(sa.text(f"ALTER TABLE {old} RENAME TO {new}"))
+        self._failing = value
 
 
 def new_engine(folder: Path) -> sa.Engine:
@@ -60,13 +63,14 @@ def engine(tmp_path: Path) -> Iterator[sa.Engine]:
 
 
 @pytest.fixture
-def sink() -> ListSink:
-    return ListSink()
+def sink(engine: sa.Engine, keyring: LocalKeyring) -> Iterator[RecordingLog]:
+    with RecordingLog(engine, keyring) as log:
+        yield log
 
 
 @pytest.fixture
 def store(
-    tmp_path: Path, keyring: LocalKeyring, engine: sa.Engine, sink: ListSink
+    tmp_path: Path, keyring: LocalKeyring, engine: sa.Engine, sink: RecordingLog
 ) -> ArtifactStore:
     """A store with 64-byte chunks, so that small inputs span many chunks."""
     return ArtifactStore(tmp_path / "store", keyring, engine, sink, chunk_size=SMALL_CHUNK)
@@ -85,7 +89,6 @@ def module_store(
     """One store for property tests, which must not rebuild it for every example."""
     folder = tmp_path_factory.mktemp("store")
     engine = new_engine(folder)
-    yield ArtifactStore(
-        folder / "store", module_keyring, engine, ListSink(), chunk_size=SMALL_CHUNK
-    )
+    with RecordingLog(engine, module_keyring) as log:
+        yield ArtifactStore(folder / "store", module_keyring, engine, log, chunk_size=SMALL_CHUNK)
     engine.dispose()

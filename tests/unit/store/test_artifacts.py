@@ -23,7 +23,7 @@ from bastion.store.artifacts import ArtifactRef, ArtifactStore
 from bastion.store.blob import read_header
 from bastion.store.db import artifacts, make_engine, migrate
 
-from .conftest import SMALL_CHUNK, ListSink
+from .conftest import SMALL_CHUNK, RecordingLog
 
 MIB = 1 << 20
 
@@ -71,7 +71,7 @@ def test_boundary_sizes_round_trip(size: int, store: ArtifactStore) -> None:
 
 @pytest.mark.parametrize("size", [4 * MIB, 17 * MIB + 17])
 def test_real_one_mib_chunks_round_trip_from_a_path(
-    size: int, tmp_path: Path, keyring: LocalKeyring, engine: sa.Engine, sink: ListSink
+    size: int, tmp_path: Path, keyring: LocalKeyring, engine: sa.Engine, sink: RecordingLog
 ) -> None:
     store = ArtifactStore(tmp_path / "big", keyring, engine, sink)
     source = tmp_path / "source.bin"
@@ -119,7 +119,7 @@ def test_a_missing_source_file_is_a_config_error(store: ArtifactStore, tmp_path:
 # -- records, dedup, audit ------------------------------------------------------------------
 
 
-def test_put_records_a_row_and_an_audit_entry(store: ArtifactStore, sink: ListSink) -> None:
+def test_put_records_a_row_and_an_audit_entry(store: ArtifactStore, sink: RecordingLog) -> None:
     ref = store.put(b"model bytes", actor="alice", media_type="application/onnx", name="m.onnx")
     assert ref == store.info(ref.digest)
     assert (ref.size, ref.media_type, ref.name, ref.created_by) == (
@@ -129,7 +129,7 @@ def test_put_records_a_row_and_an_audit_entry(store: ArtifactStore, sink: ListSi
         "alice",
     )
     assert datetime.fromisoformat(ref.created).tzinfo == UTC
-    assert sink.entries == [
+    assert sink.recorded == [
         (
             "alice",
             "artifact.put",
@@ -141,7 +141,7 @@ def test_put_records_a_row_and_an_audit_entry(store: ArtifactStore, sink: ListSi
 
 
 def test_same_plaintext_is_stored_once_and_the_first_record_kept(
-    store: ArtifactStore, sink: ListSink, engine: sa.Engine
+    store: ArtifactStore, sink: RecordingLog, engine: sa.Engine
 ) -> None:
     first = store.put(b"dataset v1", actor="alice", name="first")
     path = _blob_path(store, first.digest)
@@ -150,8 +150,8 @@ def test_same_plaintext_is_stored_once_and_the_first_record_kept(
     assert second == first
     assert (path.read_bytes(), path.stat().st_ino) == before
     assert _rows(engine) == [first.digest]
-    assert [e[4]["new"] for e in sink.entries] == [True, False]
-    assert [e[0] for e in sink.entries] == ["alice", "bob"]
+    assert [e[4]["new"] for e in sink.recorded] == [True, False]
+    assert [e[0] for e in sink.recorded] == ["alice", "bob"]
     assert _tmp_files(store) == []
 
 
@@ -242,7 +242,7 @@ def test_objects_are_0600_in_0700_folders(store: ArtifactStore) -> None:
 
 
 def test_chunk_size_out_of_range_is_refused(
-    tmp_path: Path, keyring: LocalKeyring, engine: sa.Engine, sink: ListSink
+    tmp_path: Path, keyring: LocalKeyring, engine: sa.Engine, sink: RecordingLog
 ) -> None:
     with pytest.raises(ConfigError, match="chunk_size"):
         ArtifactStore(tmp_path / "s", keyring, engine, sink, chunk_size=8)
@@ -323,18 +323,18 @@ class _BrokenStream(io.RawIOBase):
 
 @pytest.mark.parametrize("good", [0, 1, SMALL_CHUNK, 1000])
 def test_a_crash_during_put_leaves_nothing_behind(
-    store: ArtifactStore, sink: ListSink, engine: sa.Engine, good: int
+    store: ArtifactStore, sink: RecordingLog, engine: sa.Engine, good: int
 ) -> None:
     with pytest.raises(OSError, match="connection reset"):
         store.put(_BrokenStream(good), actor="alice")  # type: ignore[arg-type]
     assert list(store.iter_digests()) == []
     assert list((store.root / "objects").iterdir()) == []
     assert _tmp_files(store) == []
-    assert _rows(engine) == [] and sink.entries == []
+    assert _rows(engine) == [] and sink.recorded == []
 
 
 def test_a_crash_during_put_with_big_chunks_leaves_nothing_behind(
-    tmp_path: Path, keyring: LocalKeyring, engine: sa.Engine, sink: ListSink
+    tmp_path: Path, keyring: LocalKeyring, engine: sa.Engine, sink: RecordingLog
 ) -> None:
     store = ArtifactStore(tmp_path / "big", keyring, engine, sink)
 
@@ -366,7 +366,7 @@ def test_a_crash_during_put_with_big_chunks_leaves_nothing_behind(
 
 
 def test_put_is_undone_when_the_audit_log_refuses_it(
-    store: ArtifactStore, sink: ListSink, engine: sa.Engine
+    store: ArtifactStore, sink: RecordingLog, engine: sa.Engine
 ) -> None:
     sink.fail = True
     with pytest.raises(AuditError):
@@ -379,7 +379,7 @@ def test_put_is_undone_when_the_audit_log_refuses_it(
 
 
 def test_a_refused_audit_of_a_repeat_put_keeps_the_existing_artifact(
-    store: ArtifactStore, sink: ListSink, engine: sa.Engine
+    store: ArtifactStore, sink: RecordingLog, engine: sa.Engine
 ) -> None:
     ref = store.put(b"kept", actor="alice")
     sink.fail = True
@@ -390,7 +390,7 @@ def test_a_refused_audit_of_a_repeat_put_keeps_the_existing_artifact(
 
 
 def test_a_missing_row_is_recorded_again_and_undone_with_the_audit(
-    store: ArtifactStore, sink: ListSink, engine: sa.Engine
+    store: ArtifactStore, sink: RecordingLog, engine: sa.Engine
 ) -> None:
     ref = store.put(b"orphan", actor="alice")
     with engine.begin() as conn:
@@ -401,7 +401,7 @@ def test_a_missing_row_is_recorded_again_and_undone_with_the_audit(
     assert _rows(engine) == [] and store.exists(ref.digest)
     sink.fail = False
     again = store.put(b"orphan", actor="bob")
-    assert again.created_by == "bob" and sink.entries[-1][4]["new"] is True
+    assert again.created_by == "bob" and sink.recorded[-1][4]["new"] is True
 
 
 # -- key rotation ---------------------------------------------------------------------------
@@ -481,17 +481,22 @@ def test_metadata_works_on_sqlite_and_postgresql(
     engine = make_engine(database_url)
     try:
         migrate(engine)
-        sink = ListSink()
-        store = ArtifactStore(tmp_path / "s", keyring, engine, sink, chunk_size=SMALL_CHUNK)
-        a = store.put(b"alpha", actor="alice", name=None)
-        b = store.put(b"beta", actor="bob", name="b", media_type="text/csv")
-        assert store.put(b"alpha", actor="carol", name="other") == a
-        assert store.info(b.digest) == ArtifactRef(b.digest, 4, "text/csv", "b", b.created, "bob")
-        assert {r.digest for r in store.list()} == {a.digest, b.digest}
-        assert a.name is None and store.info(a.digest).name is None
-        sink.fail = True
-        with pytest.raises(AuditError):
-            store.put(b"gamma", actor="alice")
-        assert len(store.list()) == 2
+        with RecordingLog(engine, keyring) as sink:
+            store = ArtifactStore(tmp_path / "s", keyring, engine, sink, chunk_size=SMALL_CHUNK)
+            a = store.put(b"alpha", actor="alice", name=None)
+            b = store.put(b"beta", actor="bob", name="b", media_type="text/csv")
+            assert store.put(b"alpha", actor="carol", name="other") == a
+            info = store.info(b.digest)
+            assert info == ArtifactRef(b.digest, 4, "text/csv", "b", b.created, "bob")
+            assert {r.digest for r in store.list()} == {a.digest, b.digest}
+            assert a.name is None and store.info(a.digest).name is None
+            sink.fail = True
+            with pytest.raises(AuditError):
+                store.put(b"gamma", actor="alice")
+            sink.fail = False
+            assert len(store.list()) == 2
+            assert [e[2] for e in sink.recorded] == [
+                f"artifact:{d}" for d in (a.digest, b.digest, a.digest)
+            ]
     finally:
         engine.dispose()
