@@ -1,59 +1,22 @@
-"""Fixtures for the attack tests: a real SQLite home database, real keyrings, audit doubles.
-
-The audit log itself is wired in by the workspace; here an :class:`AuditSink` double
-either keeps what it is given (so tests can read it) or refuses everything, as a full or
-broken log would.
-"""
+"""Fixtures for the attack tests: a real SQLite home database, real keyrings, and the real
+audit log (``sink``), which a test can make unwritable (``sink.fail = True``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from bastion.errors import AuditError
 from bastion.security.access import AccessControl
 from bastion.security.keys import LocalKeyring
 from bastion.store.db import make_engine, migrate
+from tests.helpers.audit import RecordingLog
 
 PASSPHRASE = "a long test passphrase"
-
-
-@dataclass
-class RecordingSink:
-    """An AuditSink that keeps every entry in memory."""
-
-    entries: list[tuple[str, str, str, str, dict[str, Any]]] = field(default_factory=list)
-
-    def record(
-        self,
-        actor: str,
-        action: str,
-        resource: str,
-        outcome: str = "ok",
-        details: Mapping[str, Any] | None = None,
-    ) -> int:
-        self.entries.append((actor, action, resource, outcome, dict(details or {})))
-        return len(self.entries)
-
-
-class FailingSink:
-    """An AuditSink whose every write fails, like a full disk under the real log."""
-
-    def record(
-        self,
-        actor: str,
-        action: str,
-        resource: str,
-        outcome: str = "ok",
-        details: Mapping[str, Any] | None = None,
-    ) -> int:
-        raise AuditError("audit log unavailable")
 
 
 @dataclass
@@ -81,13 +44,9 @@ def engine(tmp_path: Path) -> sa.Engine:
 
 
 @pytest.fixture
-def sink() -> RecordingSink:
-    return RecordingSink()
-
-
-@pytest.fixture
-def failing_sink() -> FailingSink:
-    return FailingSink()
+def sink(engine: sa.Engine) -> Iterator[RecordingLog]:
+    with RecordingLog(engine) as log:
+        yield log
 
 
 @pytest.fixture
@@ -96,7 +55,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def access(engine: sa.Engine, sink: RecordingSink, clock: FakeClock) -> AccessControl:
+def access(engine: sa.Engine, sink: RecordingLog, clock: FakeClock) -> AccessControl:
     return AccessControl(engine, sink, clock=clock)
 
 
@@ -119,4 +78,5 @@ def module_keyring(tmp_path_factory: pytest.TempPathFactory) -> LocalKeyring:
 @pytest.fixture(scope="module")
 def module_access(tmp_path_factory: pytest.TempPathFactory) -> AccessControl:
     """One access database for property tests, which must not rebuild it per example."""
-    return AccessControl(new_engine(tmp_path_factory.mktemp("db")), RecordingSink())
+    engine = new_engine(tmp_path_factory.mktemp("db"))
+    return AccessControl(engine, RecordingLog(engine))

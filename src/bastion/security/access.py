@@ -20,21 +20,17 @@ random dummy hash when the id is unknown or the text is malformed, so the work d
 reveal which ids exist. Every failure (wrong, unknown, malformed, expired, revoked, principal
 disabled, grant revoked) is the same bland :class:`~bastion.errors.AuthError`.
 
-Ordering with the audit log: every state change is validated first, then recorded through
-the :class:`~bastion.security.sink.AuditSink`, and only then applied in its own short
-transaction. If recording raises :class:`~bastion.errors.AuditError`, nothing has changed
-(fail closed). We do not hold a write transaction open across ``record`` because the real
-audit log writes through its own connection and SQLite has a single writer: that would
-deadlock until the busy timeout. If the change itself then fails (a concurrent edit, a lost
-database), a second entry with outcome ``failed`` is recorded, best effort, and the error is
-re-raised. Reads and authorization decisions are not recorded here; the server does that.
+Audit: every state change is validated first, then applied and recorded in ONE transaction
+(:meth:`~bastion.security.sink.AuditSink.record_in`): the change and its audit entry commit
+together or not at all. If the entry cannot be written, :class:`~bastion.errors.AuditError`
+rolls the change back (fail closed). Reads and authorization decisions are not recorded
+here; the workspace and the server do that.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import re
@@ -271,17 +267,13 @@ class AccessControl:
         details: Mapping[str, Any],
         change: Callable[[sa.Connection], None],
     ) -> None:
-        """Record first (fail closed), then apply ``change`` in its own transaction."""
-        self._audit.record(actor, action, resource, "ok", details)
+        """Apply ``change`` and record it in one transaction: both or neither."""
         try:
             with self._engine.begin() as conn:
                 change(conn)
-        except Exception as exc:
-            with contextlib.suppress(Exception):
-                self._audit.record(actor, action, resource, "failed", details)
-            if isinstance(exc, DBIntegrityError):
-                raise ConfigError(f"{resource}: conflicts with a concurrent change") from None
-            raise
+                self._audit.record_in(conn, actor, action, resource, "ok", details)
+        except DBIntegrityError:
+            raise ConfigError(f"{resource}: conflicts with a concurrent change") from None
 
     def _principal_row(self, name: str) -> sa.Row[Any]:
         with self._engine.connect() as conn:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -18,24 +16,9 @@ from bastion.errors import AccessDenied, AuthError, ConfigError, NotFound
 from bastion.security import access as access_module
 from bastion.security.access import ROLES, AccessControl, Identity, TokenInfo
 from bastion.store.db import make_engine, migrate
+from tests.helpers.audit import RecordingLog
 
 # -- fixtures -----------------------------------------------------------------------------
-
-
-@dataclass
-class RecordingSink:
-    entries: list[tuple[str, str, str, str, dict[str, Any]]] = field(default_factory=list)
-
-    def record(
-        self,
-        actor: str,
-        action: str,
-        resource: str,
-        outcome: str = "ok",
-        details: Mapping[str, Any] | None = None,
-    ) -> int:
-        self.entries.append((actor, action, resource, outcome, dict(details or {})))
-        return len(self.entries)
 
 
 class Clock:
@@ -53,8 +36,14 @@ def _engine(url: str) -> sa.Engine:
 
 
 @pytest.fixture
-def sink() -> RecordingSink:
-    return RecordingSink()
+def engine(tmp_path: Path) -> sa.Engine:
+    return _engine("sqlite:///" + str(tmp_path / "m.db"))
+
+
+@pytest.fixture
+def sink(engine: sa.Engine) -> Iterator[RecordingLog]:
+    with RecordingLog(engine) as log:  # the real audit log
+        yield log
 
 
 @pytest.fixture
@@ -63,8 +52,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def ac(tmp_path: Path, sink: RecordingSink, clock: Clock) -> AccessControl:
-    return AccessControl(_engine("sqlite:///" + str(tmp_path / "m.db")), sink, clock=clock)
+def ac(engine: sa.Engine, sink: RecordingLog, clock: Clock) -> AccessControl:
+    return AccessControl(engine, sink, clock=clock)
 
 
 def _person(ac: AccessControl, name: str, role: str, rtype: str = "*", res: str = "*") -> None:
@@ -279,7 +268,7 @@ def test_token_lifetime_is_bounded(ac: AccessControl, expires_in: timedelta) -> 
 
 def test_naive_clock_is_refused(tmp_path: Path) -> None:
     engine = _engine("sqlite:///" + str(tmp_path / "m.db"))
-    ac = AccessControl(engine, RecordingSink(), clock=lambda: datetime(2026, 1, 1))
+    ac = AccessControl(engine, RecordingLog(engine), clock=lambda: datetime(2026, 1, 1))
     with pytest.raises(ConfigError, match="clock"):
         ac.authenticate("bst_0123456789abcdef_" + "A" * 43)
 
@@ -287,14 +276,14 @@ def test_naive_clock_is_refused(tmp_path: Path) -> None:
 # -- audit entries ------------------------------------------------------------------------
 
 
-def test_every_change_is_audited_without_secrets(ac: AccessControl, sink: RecordingSink) -> None:
+def test_every_change_is_audited_without_secrets(ac: AccessControl, sink: RecordingLog) -> None:
     ac.add_principal("alice", actor="root")
     ac.grant("alice", "admin", actor="root")
     issued = ac.create_token("alice", "admin", actor="root")
     ac.revoke_token(issued.id, actor="root")
     ac.revoke_grant("alice", "admin", actor="root")
     ac.disable_principal("alice", actor="root")
-    assert [(e[1], e[2], e[3]) for e in sink.entries] == [
+    assert [(e[1], e[2], e[3]) for e in sink.recorded] == [
         ("principal.add", "principal:alice", "ok"),
         ("grant.add", "principal:alice", "ok"),
         ("token.create", f"token:{issued.id}", "ok"),
@@ -303,8 +292,8 @@ def test_every_change_is_audited_without_secrets(ac: AccessControl, sink: Record
         ("principal.disable", "principal:alice", "ok"),
     ]
     secret = issued.token.rsplit("_", 1)[1]
-    assert all(e[0] == "root" for e in sink.entries)
-    assert secret not in repr(sink.entries)
+    assert all(e[0] == "root" for e in sink.recorded)
+    assert secret not in repr(sink.recorded)
 
 
 # -- both databases -----------------------------------------------------------------------
@@ -312,7 +301,8 @@ def test_every_change_is_audited_without_secrets(ac: AccessControl, sink: Record
 
 def test_token_life_cycle_on_each_database(database_url: str) -> None:
     clock = Clock()
-    ac = AccessControl(_engine(database_url), RecordingSink(), clock=clock)
+    engine = _engine(database_url)
+    ac = AccessControl(engine, RecordingLog(engine), clock=clock)
     _person(ac, "svc", "consumer", "deployment", "fraud-v1")
     issued = ac.create_token(
         "svc", "consumer", resource_type="deployment", resource="fraud-v1", actor="root"

@@ -5,43 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from bastion.security.audit import AuditLog
 from bastion.security.keys import LocalKeyring
 from bastion.store.artifacts import ArtifactStore
 from bastion.store.db import make_engine, migrate
+from tests.helpers.audit import RecordingLog
 
 PASSPHRASE = "a long test passphrase"
 SMALL_CHUNK = 64
-
-
-class RecordingLog(AuditLog):
-    """The real audit log, with two test conveniences: ``entries`` as plain tuples, and
-    ``fail`` to make the log unwritable (its table renamed away) or writable again."""
-
-    @property
-    def recorded(self) -> list[tuple[str, str, str, str, dict[str, Any]]]:
-        return [
-            (e.actor, e.action, e.resource, e.outcome, e.details)
-            for e in self.entries(limit=10_000)
-        ]
-
-    @property
-    def fail(self) -> bool:
-        return bool(getattr(self, "_failing", False))
-
-    @fail.setter
-    def fail(self, value: bool) -> None:
-        if value == self.fail:
-            return
-        old, new = ("audit_log", "audit_log_away") if value else ("audit_log_away", "audit_log")
-        with self._engine.begin() as conn:
-            conn.execute(sa.text(f"ALTER TABLE {old} RENAME TO {new}"))
-        self._failing = value
 
 
 def new_engine(folder: Path) -> sa.Engine:

@@ -22,8 +22,9 @@ from bastion.security.keys import LocalKeyring
 from bastion.store.artifacts import ArtifactRef, ArtifactStore
 from bastion.store.blob import read_header
 from bastion.store.db import artifacts, make_engine, migrate
+from tests.helpers.audit import RecordingLog
 
-from .conftest import SMALL_CHUNK, RecordingLog
+from .conftest import SMALL_CHUNK
 
 MIB = 1 << 20
 
