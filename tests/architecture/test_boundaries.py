@@ -1,7 +1,10 @@
 """The tree is the architecture: imports flow one way, public names are declared.
 
 - shells (cli/) import only the public API: ``bastion``, ``bastion.errors``,
-  ``bastion.workspace`` and their own modules;
+  ``bastion.workspace``, their own modules and the other shell, ``bastion.serving``;
+- the server (serving/) imports the public API, the pipeline file's schema
+  (``bastion.pipeline.config`` / ``loader``) and its own modules — never the store,
+  the security services or the stages directly;
 - the services (security/, store/) never import the shells or the workspace;
 - nothing outside security/ imports ``bastion.security.hazmat``;
 - no module imports pickle, joblib, dill or cloudpickle;
@@ -46,7 +49,26 @@ def test_shells_import_only_the_public_api(path: Path) -> None:
     bad = {
         m
         for m in _imports(path)
-        if m.startswith("bastion") and m not in allowed and not m.startswith("bastion.cli")
+        if m.startswith("bastion")
+        and m not in allowed
+        and not m.startswith(("bastion.cli", "bastion.serving"))
+    }
+    assert not bad, f"{_name(path)} reaches past the public API: {sorted(bad)}"
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if "serving" in p.parts], ids=_name)
+def test_the_server_imports_only_the_public_api_and_the_schema(path: Path) -> None:
+    allowed = {
+        "bastion",
+        "bastion.errors",
+        "bastion.workspace",
+        "bastion.pipeline.config",
+        "bastion.pipeline.loader",
+    }
+    bad = {
+        m
+        for m in _imports(path)
+        if m.startswith("bastion") and m not in allowed and not m.startswith("bastion.serving")
     }
     assert not bad, f"{_name(path)} reaches past the public API: {sorted(bad)}"
 

@@ -72,7 +72,7 @@ def test_an_attacker_hiding_among_benign_principals_is_still_caught() -> None:
     rows = benign_rows()
     attack = uniform_rows(BUDGET, np.random.default_rng(9))
     alarms = []
-    for i in range(BUDGET):
+    for i in range(300):
         for who, row in (("analyst", rows[i]), ("thief", attack[i])):
             alarm = mon.observe(who, [row])
             if alarm is not None:

@@ -14,6 +14,7 @@ from bastion.cli.keys import keys_app
 from bastion.cli.pipeline import models_app
 from bastion.cli.pipeline import run as run_command
 from bastion.cli.pipeline import schema as schema_command
+from bastion.cli.serve import serve as serve_command
 from bastion.cli.tokens import principal_app, token_app
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
 app.command("run")(run_command)
 app.command("schema")(schema_command)
+app.command("serve")(serve_command)
 app.add_typer(principal_app, name="principal")
 app.add_typer(token_app, name="token")
 

@@ -195,6 +195,26 @@ class ModelRegistry:
         memo[digest] = False
         return False
 
+    def unsafe_load_unverified(self, ref: str, *, actor: str) -> tuple[Any, ModelRecord]:
+        """Deserialise WITHOUT checking the signature or provenance: debugging only.
+
+        Logged as a warning and recorded in the audit log every time. The model still goes
+        through skops with the type allow-list (never pickle) and the store still checks
+        the blob's integrity on read.
+        """
+        import logging
+
+        from bastion.pipeline.serialization import load_model
+
+        rec = self.get(ref)
+        logging.getLogger("bastion").warning(
+            "UNSAFE: loading %s without verifying its signature and provenance", rec.ref
+        )
+        self.ws.audit.record(
+            actor, "model.unsafe_load_unverified", f"model:{rec.ref}", "ok", {"digest": rec.digest}
+        )
+        return load_model(self.ws.store.read_bytes(rec.digest)), rec
+
     def load(self, ref: str) -> tuple[Any, VerifiedModel]:
         """Verify, then deserialise: the only way Bastion hands out a model."""
         from bastion.pipeline.serialization import load_model

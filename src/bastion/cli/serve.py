@@ -1,0 +1,93 @@
+"""``bastion serve``: verify the models, then serve them over HTTPS with one uvicorn worker."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bastion.cli import _common as c
+
+
+def serve(
+    models: Annotated[list[str], typer.Argument(help="NAME[:VERSION] of each model to serve.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8443,
+    tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate chain (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    tls_self_signed: Annotated[
+        bool, typer.Option(help="Make a development certificate for localhost in the home.")
+    ] = False,
+    unsafe_no_tls: Annotated[
+        bool, typer.Option(help="Plain HTTP; loopback only; logged and audited.")
+    ] = False,
+    max_body: Annotated[int, typer.Option(help="Largest request body in bytes.", min=1)] = 1 << 20,
+    max_batch: Annotated[int, typer.Option(help="Most instances per request.", min=1)] = 1000,
+    timeout: Annotated[float, typer.Option(help="Per-request deadline in seconds.")] = 10.0,
+    jwks: Annotated[
+        str | None, typer.Option(help="OIDC: JWKS file or https:// URL (RS256/ES256 keys).")
+    ] = None,
+    issuer: Annotated[str | None, typer.Option(help="OIDC: the required 'iss'.")] = None,
+    audience: Annotated[str | None, typer.Option(help="OIDC: the required 'aud'.")] = None,
+    token_cache_ttl: Annotated[
+        float, typer.Option(help="Seconds a token lookup is cached (0-5).", min=0, max=5)
+    ] = 5.0,
+    unsafe_skip_verify: Annotated[
+        bool, typer.Option(help="Load models without verifying them; logged and audited.")
+    ] = False,
+    home: c.Home = None,
+    debug: c.Debug = False,
+) -> None:
+    """Serve registered models: TLS, tokens or OIDC, schema limits, every request audited."""
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy/sklearn load: see app.py
+    import uvicorn
+
+    from bastion import serving
+    from bastion.errors import ConfigError
+    from bastion.workspace import default_home
+
+    if (jwks is None) != (issuer is None) or (jwks is None) != (audience is None):
+        raise ConfigError("OIDC: --jwks, --issuer and --audience go together")
+    where = home if home is not None else default_home()
+    tls = serving.resolve_tls(
+        where,
+        host,
+        cert=tls_cert,
+        key=tls_key,
+        self_signed_cert=tls_self_signed,
+        unsafe_no_tls=unsafe_no_tls,
+    )
+    mode = "unsafe-no-tls" if tls is None else "self-signed" if tls_self_signed else "cert"
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    options = serving.ServeOptions(
+        operator_token=c.token(),
+        max_body=max_body,
+        max_batch=max_batch,
+        timeout=timeout,
+        jwt=serving.JwtSettings(jwks, issuer, audience)
+        if jwks is not None and issuer is not None and audience is not None
+        else None,
+        token_cache_ttl=token_cache_ttl,
+        unsafe_skip_verify=unsafe_skip_verify,
+        listen=f"{host}:{port}",
+        tls=mode,
+    )
+    app = serving.create_app(where, c.passphrase(), models, options=options)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        workers=1,
+        lifespan="on",
+        access_log=False,
+        log_level="info" if not debug else "debug",
+        ssl_certfile=str(tls.cert) if tls is not None else None,
+        ssl_keyfile=str(tls.key) if tls is not None else None,
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    )
+    uvicorn.Server(config).run()

@@ -1,0 +1,58 @@
+"""The inference server: authenticated, rate-limited, screened and audited serving.
+
+``bastion serve`` (``cli/serve.py``) is a thin shell over :func:`create_app`, which returns
+a plain ASGI app. The parts::
+
+    app.py        create_app: verify-before-load, routes, the predict path, audit (fail closed)
+    auth.py       bearer API tokens (5 s cache) and OIDC/JWT (RS256/ES256 from a JWKS)
+    requests.py   the request contract generated from the pipeline's data schema
+    batching.py   MicroBatcher: concurrent requests' rows in one model call
+    tls.py        TLS by default; self-signed development certificate; loopback-only HTTP
+
+Rate limits, input screening, output hardening and the extraction monitor plug in as
+:class:`~bastion.serving.app.Control` checks (``ServeOptions.controls``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "Control",
+    "JwtSettings",
+    "MicroBatcher",
+    "RequestSchema",
+    "ServeOptions",
+    "ServerApp",
+    "TlsFiles",
+    "create_app",
+    "resolve_tls",
+]
+
+if TYPE_CHECKING:
+    from bastion.serving.app import Control, ServeOptions, ServerApp, create_app
+    from bastion.serving.auth import JwtSettings
+    from bastion.serving.batching import MicroBatcher
+    from bastion.serving.requests import RequestSchema
+    from bastion.serving.tls import TlsFiles, resolve_tls
+
+_WHERE = {
+    "Control": "app",
+    "ServeOptions": "app",
+    "ServerApp": "app",
+    "create_app": "app",
+    "JwtSettings": "auth",
+    "MicroBatcher": "batching",
+    "RequestSchema": "requests",
+    "TlsFiles": "tls",
+    "resolve_tls": "tls",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bastion.serving' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"bastion.serving.{module}"), name)

@@ -1,0 +1,243 @@
+"""The request contract of ``POST /v1/models/{name}/predict``, generated from the data schema.
+
+A body is ``{"instances": [{"column": value, ...}, ...]}``. Every feature column the model
+was fitted on is required, with the type, range and categories that the pipeline's
+``data.schema`` declares; a field the schema does not name is refused; ``null`` only where the
+column is nullable; NaN and infinities never (orjson already refuses the ``NaN`` literal; a
+float is checked as well). Booleans are not numbers here, even though Python says so.
+
+:meth:`RequestSchema.parse` returns the rows column by column (ready for a DataFrame) or
+raises :class:`RequestRefused` with the HTTP status (413 too large, 422 invalid) and a list
+of problems, each naming the instance index, the field and what was expected. Parsing is
+plain Python on purpose: pydantic on the hot path costs more than the model does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from bastion.pipeline.config import ColumnSpec
+
+__all__ = ["MAX_PROBLEMS", "ColumnRule", "RequestRefused", "RequestSchema"]
+
+MAX_PROBLEMS = 20  # problems listed in one 422 body; more are counted, not listed
+_MISSING = float("nan")  # a null of a nullable column, as the training data read it
+
+
+class RequestRefused(Exception):
+    """A request the server will not run: its HTTP status, a message and the problems."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        problems: list[dict[str, Any]] | None = None,
+        decision: str = "invalid",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.problems = list(problems or [])
+        self.decision = decision
+        self.headers = dict(headers or {})
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnRule:
+    """What one request field must hold."""
+
+    name: str
+    type: str  # int | float | str | category | bool
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    categories: frozenset[str] | None = None
+    ordered: tuple[str, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def from_spec(cls, name: str, spec: ColumnSpec) -> ColumnRule:
+        cats = list(spec.categories) if spec.categories is not None else None
+        return cls(
+            name,
+            spec.type,
+            spec.nullable,
+            spec.min,
+            spec.max,
+            frozenset(cats) if cats is not None else None,
+            tuple(cats or ()),
+        )
+
+    def check(self, value: Any) -> str | None:
+        """None when ``value`` is acceptable, else what was expected (no echo of secrets)."""
+        if value is None:
+            return None if self.nullable else f"a {self.type} (not null)"
+        kind = self.type
+        if kind == "int":
+            if type(value) is not int:
+                return "an integer"
+            return self._range(value)
+        if kind == "float":
+            if type(value) is int:
+                return self._range(value)
+            if type(value) is not float:
+                return "a number"
+            if not math.isfinite(value):
+                return "a finite number"
+            return self._range(value)
+        if kind == "bool":
+            return None if type(value) is bool else "true or false"
+        if type(value) is not str:
+            return "a string"
+        if self.categories is not None and value not in self.categories:
+            shown = ", ".join(self.ordered[:12]) + (", ..." if len(self.ordered) > 12 else "")
+            return f"one of {shown}"
+        return None
+
+    def _range(self, value: float) -> str | None:
+        if (self.min is not None and value < self.min) or (
+            self.max is not None and value > self.max
+        ):
+            return f"a number in [{_num(self.min)}, {_num(self.max)}]"
+        return None
+
+    def json_schema(self) -> dict[str, Any]:
+        """This field as JSON Schema (OpenAPI 3.1 dialect)."""
+        base: dict[str, Any]
+        if self.type == "int":
+            base = {"type": "integer"}
+        elif self.type == "float":
+            base = {"type": "number"}
+        elif self.type == "bool":
+            base = {"type": "boolean"}
+        else:
+            base = {"type": "string"}
+        if self.min is not None:
+            base["minimum"] = self.min
+        if self.max is not None:
+            base["maximum"] = self.max
+        if self.categories is not None:
+            base["enum"] = list(self.ordered)
+        if self.nullable:
+            base["type"] = [base["type"], "null"]
+            if "enum" in base:
+                base["enum"] = [*base["enum"], None]
+        return base
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "-inf"
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+class RequestSchema:
+    """The fields of one deployment's instances, in the model's column order."""
+
+    def __init__(self, rules: Iterable[ColumnRule], *, max_batch: int) -> None:
+        self.rules = tuple(rules)
+        if not self.rules:
+            raise ValueError("a request schema needs at least one column")
+        if max_batch < 1:
+            raise ValueError(f"max_batch: expected a positive integer, got {max_batch}")
+        self.columns = tuple(r.name for r in self.rules)
+        self._names = frozenset(self.columns)
+        self.max_batch = max_batch
+
+    @classmethod
+    def from_config(
+        cls, schema: Mapping[str, ColumnSpec], columns: Iterable[str], *, max_batch: int
+    ) -> RequestSchema:
+        """Rules for ``columns`` (the model's input columns) from ``data.schema``."""
+        rules = []
+        for name in columns:
+            spec = schema.get(name)
+            if spec is None:
+                raise ValueError(f"column {name!r}: the model needs it but data.schema lacks it")
+            rules.append(ColumnRule.from_spec(name, spec))
+        return cls(rules, max_batch=max_batch)
+
+    def parse(self, body: bytes) -> dict[str, list[Any]]:
+        """Decode and check ``body``; return the columns. RequestRefused (422) otherwise."""
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise RequestRefused(422, "body: expected a JSON object (UTF-8, no NaN)") from None
+        if type(doc) is not dict or set(doc) != {"instances"}:
+            raise RequestRefused(422, 'body: expected {"instances": [...]} and nothing else')
+        instances = doc["instances"]
+        if type(instances) is not list or not instances:
+            raise RequestRefused(422, "instances: expected a non-empty array of objects")
+        if len(instances) > self.max_batch:
+            raise RequestRefused(
+                422,
+                f"instances: expected at most {self.max_batch} rows, got {len(instances)}",
+                decision="batch_too_large",
+            )
+        return self.columns_of(instances)
+
+    def columns_of(self, instances: list[Any]) -> dict[str, list[Any]]:
+        """Check each instance; return ``{column: [values...]}``."""
+        out: dict[str, list[Any]] = {name: [] for name in self.columns}
+        problems: list[dict[str, Any]] = []
+        count = 0
+        names = self._names
+        for index, row in enumerate(instances):
+            if type(row) is not dict:
+                count += 1
+                if len(problems) < MAX_PROBLEMS:
+                    problems.append({"instance": index, "field": None, "expected": "an object"})
+                continue
+            if len(row) != len(names) or not names.issuperset(row):
+                for key in row:
+                    if key not in names:
+                        count += 1
+                        if len(problems) < MAX_PROBLEMS:
+                            problems.append(
+                                {
+                                    "instance": index,
+                                    "field": str(key)[:64],
+                                    "expected": "no such field (unknown fields are refused)",
+                                }
+                            )
+            for rule in self.rules:
+                if rule.name not in row:
+                    count += 1
+                    if len(problems) < MAX_PROBLEMS:
+                        problems.append(
+                            {"instance": index, "field": rule.name, "expected": "present"}
+                        )
+                    continue
+                value = row[rule.name]
+                why = rule.check(value)
+                if why is not None:
+                    count += 1
+                    if len(problems) < MAX_PROBLEMS:
+                        problems.append({"instance": index, "field": rule.name, "expected": why})
+                    continue
+                out[rule.name].append(value if value is not None else _MISSING)
+        if count:
+            first = problems[0]
+            where = f"instances[{first['instance']}]" + (
+                f".{first['field']}" if first["field"] is not None else ""
+            )
+            raise RequestRefused(
+                422,
+                f"{where}: expected {first['expected']} ({count} problem(s) in all)",
+                problems,
+            )
+        return out
+
+    def instance_schema(self) -> dict[str, Any]:
+        """One instance as a JSON Schema object (for the OpenAPI document)."""
+        return {
+            "type": "object",
+            "additionalProperties": False,
+            "required": list(self.columns),
+            "properties": {r.name: r.json_schema() for r in self.rules},
+        }

@@ -1,0 +1,139 @@
+"""TLS for the inference server: on by default, plain HTTP only on loopback, and audited.
+
+:func:`resolve_tls` turns the command-line choice into a :class:`TlsFiles` (or None for
+``--unsafe-no-tls``) and refuses what is unsafe:
+
+- ``--tls-cert F --tls-key F``: both files must exist; given together;
+- ``--tls-self-signed``: an ECDSA P-256 certificate for ``localhost`` and ``127.0.0.1``
+  (and ``::1``), valid 30 days, made with the ``cryptography`` x509 API into
+  ``<home>/tls/`` (key file mode 0600) and reused while it has more than a day left;
+- ``--unsafe-no-tls``: only when the host is a loopback address (``localhost``,
+  ``127.0.0.0/8``, ``::1``); the caller logs and audits it;
+- none of these: a :class:`~bastion.errors.ConfigError` (exit 2) naming the options.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from bastion.errors import ConfigError
+
+__all__ = ["TlsFiles", "is_loopback", "resolve_tls", "self_signed"]
+
+_VALID_DAYS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """A certificate chain and its private key, as PEM files."""
+
+    cert: Path
+    key: Path
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses; False for anything else."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def self_signed(folder: Path) -> TlsFiles:
+    """A development certificate for localhost in ``folder`` (made if missing or stale)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    cert_path, key_path = folder / "localhost.crt", folder / "localhost.key"
+    now = dt.datetime.now(dt.UTC)
+    if cert_path.is_file() and key_path.is_file():
+        try:
+            old = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            if old.not_valid_after_utc - now > dt.timedelta(days=1):
+                return TlsFiles(cert_path, key_path)
+        except ValueError:
+            pass  # unreadable: make a new one
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=_VALID_DAYS))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.IPAddress(ipaddress.ip_address("::1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    tmp_key = key_path.with_suffix(".key.tmp")
+    fd = os.open(tmp_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem_key)
+    os.chmod(tmp_key, 0o600)
+    os.replace(tmp_key, key_path)
+    tmp_cert = cert_path.with_suffix(".crt.tmp")
+    tmp_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    os.replace(tmp_cert, cert_path)
+    return TlsFiles(cert_path, key_path)
+
+
+def resolve_tls(
+    home: Path,
+    host: str,
+    *,
+    cert: Path | None = None,
+    key: Path | None = None,
+    self_signed_cert: bool = False,
+    unsafe_no_tls: bool = False,
+) -> TlsFiles | None:
+    """The TLS files to serve with, or None for plain HTTP (loopback only)."""
+    chosen = sum([cert is not None or key is not None, self_signed_cert, unsafe_no_tls])
+    if chosen == 0:
+        raise ConfigError(
+            "TLS: choose --tls-cert F --tls-key F, or --tls-self-signed (development), or"
+            " --unsafe-no-tls (loopback only)"
+        )
+    if chosen > 1:
+        raise ConfigError(
+            "TLS: give only one of --tls-cert/--tls-key, --tls-self-signed, --unsafe-no-tls"
+        )
+    if unsafe_no_tls:
+        if not is_loopback(host):
+            raise ConfigError(
+                f"--unsafe-no-tls: refused on host {host!r}; plain HTTP is allowed only on"
+                " loopback (127.0.0.1, ::1, localhost)"
+            )
+        return None
+    if self_signed_cert:
+        return self_signed(home / "tls")
+    if cert is None or key is None:
+        raise ConfigError("TLS: --tls-cert and --tls-key go together")
+    for flag, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if not path.is_file():
+            raise ConfigError(f"{flag}: {path} is not a file")
+    return TlsFiles(cert, key)

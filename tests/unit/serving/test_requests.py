@@ -1,0 +1,145 @@
+"""The request contract: every field named, typed, bounded; hostile bodies refused with 422."""
+
+from __future__ import annotations
+
+import math
+
+import orjson
+import pytest
+
+from bastion.pipeline.config import ColumnSpec
+from bastion.serving.requests import MAX_PROBLEMS, RequestRefused, RequestSchema
+
+SPEC = {
+    "age": ColumnSpec(type="int", min=17, max=90),
+    "score": ColumnSpec(type="float", min=0, max=1),
+    "job": ColumnSpec(type="category", nullable=True, categories=["a", "b"]),
+    "flag": ColumnSpec(type="bool"),
+    "Y": ColumnSpec(type="category", categories=["no", "yes"]),
+}
+COLUMNS = ["age", "score", "job", "flag"]
+ROW = {"age": 30, "score": 0.5, "job": "a", "flag": True}
+
+
+def schema(max_batch: int = 10) -> RequestSchema:
+    return RequestSchema.from_config(SPEC, COLUMNS, max_batch=max_batch)
+
+
+def body(*rows: object) -> bytes:
+    return orjson.dumps({"instances": list(rows)})
+
+
+def refused(raw: bytes, max_batch: int = 10) -> RequestRefused:
+    with pytest.raises(RequestRefused) as info:
+        schema(max_batch).parse(raw)
+    assert info.value.status == 422
+    return info.value
+
+
+def test_valid_rows_come_back_column_by_column() -> None:
+    cols = schema().parse(body(ROW, {**ROW, "job": None, "score": 1}))
+    assert cols["age"] == [30, 30]
+    assert cols["score"] == [0.5, 1]
+    assert cols["job"][0] == "a" and math.isnan(cols["job"][1])
+    assert list(cols) == COLUMNS
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "needle"),
+    [
+        ({**ROW, "extra": 1}, "extra", "unknown"),
+        ({k: v for k, v in ROW.items() if k != "age"}, "age", "present"),
+        ({**ROW, "age": "30"}, "age", "integer"),
+        ({**ROW, "age": 30.0}, "age", "integer"),
+        ({**ROW, "age": True}, "age", "integer"),
+        ({**ROW, "age": 91}, "age", "[17, 90]"),
+        ({**ROW, "score": -0.1}, "score", "[0, 1]"),
+        ({**ROW, "score": False}, "score", "number"),
+        ({**ROW, "job": "c"}, "job", "one of a, b"),
+        ({**ROW, "flag": 1}, "flag", "true or false"),
+        ({**ROW, "flag": None}, "flag", "not null"),
+    ],
+    ids=[
+        "unknown-field",
+        "missing-field",
+        "string-for-int",
+        "float-for-int",
+        "bool-for-int",
+        "above-max",
+        "below-min",
+        "bool-for-float",
+        "unknown-category",
+        "int-for-bool",
+        "null-not-nullable",
+    ],
+)
+def test_bad_field_is_refused_naming_instance_and_field(
+    row: dict[str, object], field: str, needle: str
+) -> None:
+    err = refused(body(ROW, row))
+    assert err.problems[0]["instance"] == 1
+    assert err.problems[0]["field"] == field
+    assert needle in err.problems[0]["expected"]
+    assert f"instances[1].{field}" in err.message
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"instances": [{"age": 30, "score": NaN, "job": "a", "flag": true}]}',
+        b'{"instances": [{"age": 30, "score": Infinity, "job": "a", "flag": true}]}',
+        b'{"instances": [{"age": 30, "score": 1e999, "job": "a", "flag": true}]}',
+    ],
+    ids=["nan-literal", "infinity-literal", "overflow-to-inf"],
+)
+def test_nan_and_infinities_are_refused(raw: bytes) -> None:
+    refused(raw)
+
+
+def test_float_check_refuses_non_finite_values_directly() -> None:
+    rule = schema().rules[1]
+    assert rule.check(math.nan) == "a finite number"
+    assert rule.check(math.inf) == "a finite number"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"not json",
+        b"[]",
+        b'{"instances": []}',
+        b'{"instances": {}}',
+        b'{"rows": []}',
+        b'{"instances": [1]}',
+        b'{"instances": [], "x": 1}',
+        b"\xff\xfe",
+    ],
+)
+def test_malformed_bodies_are_refused(raw: bytes) -> None:
+    refused(raw)
+
+
+def test_batch_over_the_limit_is_refused() -> None:
+    err = refused(body(*[ROW] * 4), max_batch=3)
+    assert err.decision == "batch_too_large" and "at most 3" in err.message
+
+
+def test_problem_list_is_bounded() -> None:
+    err = refused(body(*[{"junk": i} for i in range(100)]), max_batch=1000)
+    assert len(err.problems) == MAX_PROBLEMS
+    assert "problem(s) in all" in err.message
+
+
+def test_schema_needs_every_model_column_in_the_data_schema() -> None:
+    with pytest.raises(ValueError, match="zzz"):
+        RequestSchema.from_config(SPEC, ["age", "zzz"], max_batch=1)
+
+
+def test_instance_schema_carries_types_ranges_and_enums() -> None:
+    doc = schema().instance_schema()
+    assert doc["additionalProperties"] is False
+    assert doc["required"] == COLUMNS
+    assert doc["properties"]["age"] == {"type": "integer", "minimum": 17, "maximum": 90}
+    assert doc["properties"]["job"]["enum"] == ["a", "b", None]
+    assert doc["properties"]["flag"] == {"type": "boolean"}

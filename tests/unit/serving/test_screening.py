@@ -1,0 +1,152 @@
+"""Input screening against the training profile: out-of-range, unseen categories and an
+out-of-distribution score calibrated on Adult; JSON round trip; speed.
+
+The Adult helpers here are shared with the extraction tests."""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from bastion.errors import ConfigError, DataError
+from bastion.pipeline.config import ColumnSpec
+from bastion.serving.screening import InputScreen, TrainingProfile
+
+DATA = Path(__file__).resolve().parents[3] / "examples" / "adult-income"
+
+
+@functools.cache
+def schema() -> dict[str, ColumnSpec]:
+    cfg = yaml.safe_load((DATA / "pipeline.yaml").read_text())
+    return {k: ColumnSpec(**v) for k, v in cfg["data"]["schema"].items()}
+
+
+@functools.cache
+def frame(name: str) -> pd.DataFrame:
+    return pd.read_csv(DATA / "data" / name, skipinitialspace=True, na_values="?")
+
+
+@functools.cache
+def profile() -> TrainingProfile:
+    return TrainingProfile.from_frame(frame("adult.data"), schema(), "Y")
+
+
+def benign_rows() -> list[dict]:
+    return frame("adult.test").drop(columns="Y").to_dict("records")
+
+
+def uniform_rows(n: int, rng: np.random.Generator) -> list[dict]:
+    """Rows drawn uniformly from the schema's ranges and categories."""
+    rows = []
+    for _ in range(n):
+        row: dict = {}
+        for name, spec in schema().items():
+            if name == "Y":
+                continue
+            if spec.type in ("int", "float"):
+                row[name] = int(rng.integers(int(spec.min or 0), int(spec.max or 1) + 1))
+            else:
+                row[name] = str(rng.choice(spec.categories or []))
+        rows.append(row)
+    return rows
+
+
+def test_profile_summarises_the_training_frame() -> None:
+    p = profile()
+    assert "Y" not in p.numeric and "Y" not in p.categorical
+    age = p.numeric["age"]
+    assert (age.min, age.max) == (17.0, 90.0)
+    assert age.quantiles[0] == age.min and age.quantiles[-1] == age.max
+    assert p.numeric["capital-loss"].max == 4356.0  # training range, not the schema's 99999
+    assert p.categorical["sex"].frequencies["Male"] == pytest.approx(0.669, abs=0.001)
+    assert p.categorical["workclass"].null_fraction > 0
+
+
+def test_json_round_trip() -> None:
+    p = profile()
+    again = TrainingProfile.from_json(p.to_json())
+    assert again == p
+    assert again.to_json() == p.to_json()
+
+
+@pytest.mark.parametrize(
+    "text", ["{}", "not json", '{"format": "bastion.training-profile/1"}', "[]"]
+)
+def test_malformed_profile_json_is_a_config_error(text: str) -> None:
+    with pytest.raises(ConfigError, match="training profile"):
+        TrainingProfile.from_json(text)
+
+
+def test_encode_is_zscores_then_one_hot() -> None:
+    p = profile()
+    rows = benign_rows()[:3]
+    x = p.encode(rows)
+    assert x.dtype == np.float32 and x.shape == (3, p.dim)
+    k = len(p.numeric)
+    age = p.numeric["age"]
+    assert x[0, 0] == pytest.approx((25 - age.mean) / age.std, rel=1e-5)
+    assert np.all(x[:, k:].sum(axis=1) == len(p.categorical))  # one hot per column
+    unseen = p.encode([{**rows[0], "sex": "Robot", "age": None}])
+    assert unseen[0, k:].sum() == len(p.categorical) - 1 and unseen[0, 0] == 0.0
+    assert np.array_equal(p.encode(pd.DataFrame(rows)), x)
+
+
+def test_out_of_training_range_and_unseen_categories_are_named() -> None:
+    screen = InputScreen(profile())
+    row = benign_rows()[0]
+    [ok, bad] = screen.screen([row, {**row, "capital-loss": 9000, "race": "Martian"}])
+    assert not ok.flagged and ok.out_of_range == () and ok.unseen_categories == ()
+    assert bad.flagged
+    assert bad.out_of_range == ("capital-loss",)
+    assert bad.unseen_categories == ("race",)
+    assert bad.ood_score > ok.ood_score
+
+
+def test_benign_test_rows_are_rarely_flagged() -> None:
+    results = InputScreen(profile()).screen(frame("adult.test"))
+    rate = np.mean([r.flagged for r in results])
+    assert rate <= 0.01, rate  # measured 0.23 %
+
+
+def test_uniform_random_rows_are_flagged_by_the_score_alone() -> None:
+    screen = InputScreen(profile())
+    rows = uniform_rows(500, np.random.default_rng(0))
+    assert np.mean([r.flagged for r in screen.screen(rows)]) > 0.95
+    assert np.mean(screen.scores(rows) > screen.threshold) > 0.95  # measured 99.9 %
+
+
+def test_policy_decides_and_is_validated() -> None:
+    rows = [{**benign_rows()[0], "race": "Martian"}]
+    flag = InputScreen(profile())
+    reject = InputScreen(profile(), policy="reject")
+    assert flag.screen(rows)[0].flagged and not flag.should_reject(flag.screen(rows))
+    assert reject.should_reject(reject.screen(rows))
+    assert not reject.should_reject(reject.screen(benign_rows()[:1]))
+    with pytest.raises(ConfigError, match="policy"):
+        InputScreen(profile(), policy="drop")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="threshold"):
+        InputScreen(profile(), threshold=float("nan"))
+
+
+def test_screening_100_rows_is_fast() -> None:
+    screen = InputScreen(profile())
+    rows = benign_rows()[:100]
+    screen.screen(rows)
+    start = time.perf_counter()
+    for _ in range(20):
+        screen.screen(rows)
+    per_row = (time.perf_counter() - start) / 20 / 100
+    assert per_row < 2e-4, per_row  # measured ≈ 0.05 ms per row
+
+
+def test_empty_or_incomplete_frames_are_data_errors() -> None:
+    with pytest.raises(DataError):
+        TrainingProfile.from_frame(frame("adult.data").head(0), schema(), "Y")
+    with pytest.raises(DataError, match="age"):
+        TrainingProfile.from_frame(frame("adult.data").drop(columns="age"), schema(), "Y")
