@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import secrets
 
 import pytest
@@ -18,7 +19,7 @@ from bastion.serving.ratelimit import (
     rate_limiter_from_env,
 )
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = os.environ.get("BASTION_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 class Clock:
