@@ -33,6 +33,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,7 +59,9 @@ from bastion.store.blob import (
 )
 from bastion.store.db import artifacts
 
-__all__ = ["ArtifactRef", "ArtifactStore", "Source"]
+__all__ = ["STALE_TEMP_SECONDS", "ArtifactRef", "ArtifactStore", "Source"]
+
+STALE_TEMP_SECONDS = 3600  # a temp blob untouched this long belongs to a dead process
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _FANOUT = re.compile(r"[0-9a-f]{2}")
@@ -199,6 +202,17 @@ class ArtifactStore:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         for folder in (self._objects, self._tmp):
             folder.mkdir(mode=0o700, exist_ok=True)
+        self._sweep_stale_temp_files()
+
+    def _sweep_stale_temp_files(self) -> None:
+        """Remove half-written blobs a killed process left behind (older than an hour, so a
+        put still running in another process is never touched). They were never readable:
+        only a complete, fsynced blob is ever renamed into ``objects/``."""
+        cutoff = time.time() - STALE_TEMP_SECONDS
+        for leftover in self._tmp.glob(".tmp-*"):
+            with contextlib.suppress(FileNotFoundError):
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
 
     def _path(self, digest: str) -> Path:
         return self._objects / digest[:2] / digest

@@ -8,6 +8,7 @@ import io
 import os
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 
 from bastion.errors import AuditError, ConfigError, IntegrityError, NotFound, UnknownKeyError
 from bastion.security.keys import LocalKeyring
-from bastion.store.artifacts import ArtifactRef, ArtifactStore
+from bastion.store.artifacts import STALE_TEMP_SECONDS, ArtifactRef, ArtifactStore
 from bastion.store.blob import read_header
 from bastion.store.db import artifacts, make_engine, migrate
 from tests.helpers.audit import RecordingLog
@@ -501,3 +502,18 @@ def test_metadata_works_on_sqlite_and_postgresql(
             ]
     finally:
         engine.dispose()
+
+
+def test_stale_temp_files_of_a_killed_put_are_swept_on_open(
+    tmp_path: Path, keyring: LocalKeyring, engine: sa.Engine, sink: RecordingLog
+) -> None:
+    store = ArtifactStore(tmp_path / "s", keyring, engine, sink, chunk_size=SMALL_CHUNK)
+    stale = store.root / "tmp" / ".tmp-dead.blob"
+    fresh = store.root / "tmp" / ".tmp-running.blob"
+    stale.write_bytes(b"half a blob")
+    fresh.write_bytes(b"a put still running elsewhere")
+    old = time.time() - STALE_TEMP_SECONDS - 60
+    os.utime(stale, (old, old))
+    ArtifactStore(tmp_path / "s", keyring, engine, sink, chunk_size=SMALL_CHUNK)
+    assert not stale.exists()
+    assert fresh.exists()
