@@ -68,7 +68,7 @@ Progress = Callable[[str, int, int], None]
 class Problem:
     """One thing that failed verification."""
 
-    kind: str  # artifact | statement | audit
+    kind: str  # artifact | statement | model | audit
     subject: str
     message: str
 
@@ -79,6 +79,7 @@ class VerifyReport:
 
     artifacts: int = 0
     statements: int = 0
+    models: int = 0
     audit_entries: int = 0
     audit_checkpoints: int = 0
     problems: list[Problem] = field(default_factory=list)
@@ -345,8 +346,9 @@ class Workspace:
     def verify(
         self, *, checkpoint: Path | None = None, progress: Progress | None = None
     ) -> VerifyReport:
-        """Re-check every artifact, signed statement and the audit log. Never raises for
-        a failed check: each failure is a :class:`Problem` in the report."""
+        """Re-check every artifact, signed statement, registered model (signature and
+        provenance chain) and the audit log. Never raises for a failed check: each failure
+        is a :class:`Problem` in the report."""
         step = progress or (lambda _s, _d, _t: None)
         report = VerifyReport()
         known = {ref.digest for ref in self.store.list()}
@@ -379,6 +381,13 @@ class Workspace:
             except Error as exc:
                 report.problems.append(Problem("statement", sid, str(exc)))
         step("statements", report.statements, report.statements)
+        for record in self.models.list():
+            report.models += 1
+            try:
+                self.models.verify(record.ref)
+            except Error as exc:
+                report.problems.append(Problem("model", record.ref, str(exc)))
+        step("models", report.models, report.models)
         try:
             audit = self.audit.verify(checkpoint=checkpoint)
             report.audit_entries = audit.entries

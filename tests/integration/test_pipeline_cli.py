@@ -74,7 +74,8 @@ def test_adult_runs_end_to_end_and_passes_its_gates(ran: tuple[Home, dict[str, A
     assert "adult-income:1" in (report.parent / "model_card.md").read_text()
     assert (report.parent / "model_card.html").is_file()
     assert "data:image/png;base64," in report.read_text()
-    assert run_cli(["verify"], home.env()).code == 0
+    verified = run_cli(["verify", "--json"], home.env())
+    assert verified.code == 0 and verified.json()["models"] == 1
     assert run_cli(["audit", "verify"], home.env()).code == 0
 
 

@@ -112,6 +112,7 @@ def verify(
             {
                 "artifacts": report.artifacts,
                 "statements": report.statements,
+                "models": report.models,
                 "audit_entries": report.audit_entries,
                 "problems": len(report.problems),
             },
@@ -122,6 +123,7 @@ def verify(
                 "ok": report.ok,
                 "artifacts": report.artifacts,
                 "statements": report.statements,
+                "models": report.models,
                 "audit_entries": report.audit_entries,
                 "audit_checkpoints": report.audit_checkpoints,
                 "problems": [
@@ -134,6 +136,7 @@ def verify(
         out = c.console()
         out.print(
             f"checked {report.artifacts} artifacts, {report.statements} statements,"
+            f" {report.models} models,"
             f" {report.audit_entries} audit entries, {report.audit_checkpoints} checkpoints"
         )
         for p in report.problems:
