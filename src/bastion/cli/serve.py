@@ -34,13 +34,41 @@ def serve(
     token_cache_ttl: Annotated[
         float, typer.Option(help="Seconds a token lookup is cached (0-5).", min=0, max=5)
     ] = 5.0,
+    rate: Annotated[
+        float, typer.Option(help="Rows per second per principal (token bucket refill).", min=0.001)
+    ] = 50.0,
+    burst: Annotated[
+        int, typer.Option(help="Bucket size: rows a principal may send at once.", min=1)
+    ] = 200,
+    daily_budget: Annotated[
+        int | None, typer.Option(help="Rows per principal per UTC day (default: no budget).", min=1)
+    ] = None,
+    screen: Annotated[
+        str, typer.Option(help="Rows unlike the training data: flag (audited) or reject (422).")
+    ] = "flag",
+    output: Annotated[
+        str, typer.Option(help="What a prediction reveals: label, top_k, rounded or noised.")
+    ] = "label",
+    top_k: Annotated[int, typer.Option(help="Classes returned with --output top_k.", min=1)] = 1,
+    decimals: Annotated[int, typer.Option(help="Decimals of returned scores.", min=0, max=6)] = 2,
+    noise_scale: Annotated[
+        float, typer.Option(help="Laplace scale of the noise with --output noised.")
+    ] = 0.02,
+    on_extraction: Annotated[
+        str,
+        typer.Option(
+            help="On an extraction alarm: block (403 until restart), throttle (rate / 10) "
+            "or notify (alert only). Always audited."
+        ),
+    ] = "block",
     unsafe_skip_verify: Annotated[
         bool, typer.Option(help="Load models without verifying them; logged and audited.")
     ] = False,
     home: c.Home = None,
     debug: c.Debug = False,
 ) -> None:
-    """Serve registered models: TLS, tokens or OIDC, schema limits, every request audited."""
+    """Serve registered models: TLS, tokens or OIDC, schema limits, rate limits, input
+    screening, output hardening and an extraction monitor; every request audited."""
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy/sklearn load: see app.py
@@ -75,6 +103,15 @@ def serve(
         unsafe_skip_verify=unsafe_skip_verify,
         listen=f"{host}:{port}",
         tls=mode,
+        rate=rate,
+        burst=burst,
+        daily_budget=daily_budget,
+        screen=screen,
+        output=output,
+        top_k=top_k,
+        decimals=decimals,
+        noise_scale=noise_scale,
+        on_extraction=on_extraction,
     )
     app = serving.create_app(where, c.passphrase(), models, options=options)
     config = uvicorn.Config(

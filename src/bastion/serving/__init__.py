@@ -8,9 +8,10 @@ a plain ASGI app. The parts::
     requests.py   the request contract generated from the pipeline's data schema
     batching.py   MicroBatcher: concurrent requests' rows in one model call
     tls.py        TLS by default; self-signed development certificate; loopback-only HTTP
-
-Rate limits, input screening, output hardening and the extraction monitor plug in as
-:class:`~bastion.serving.app.Control` checks (``ServeOptions.controls``).
+    controls.py   the per-request checks, on by default: blocklist, rate limit and daily
+                  budget (ratelimit.py; Redis when BASTION_REDIS_URL is set), extraction
+                  monitor (extraction.py, PRADA + coverage), input screening (screening.py)
+    hardening.py  output policy after predict: label only, top-k, rounded or noised scores
 """
 
 from __future__ import annotations

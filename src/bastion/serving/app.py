@@ -31,7 +31,7 @@ import hashlib
 import logging
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -41,7 +41,20 @@ import orjson
 from bastion.errors import AccessDenied, AuditError, AuthError, ConfigError, Error, IntegrityError
 from bastion.serving.auth import DEFAULT_CACHE_TTL, Authenticator, Caller, JwtSettings, JwtVerifier
 from bastion.serving.batching import MicroBatcher
+from bastion.serving.controls import (
+    ACTIONS,
+    THROTTLE_FACTOR,
+    Blocklist,
+    ControlMetrics,
+    ExtractionGuard,
+    RateLimit,
+    Screening,
+)
+from bastion.serving.extraction import ExtractionMonitor
+from bastion.serving.hardening import OutputPolicy
+from bastion.serving.ratelimit import rate_limiter_from_env
 from bastion.serving.requests import RequestRefused, RequestSchema
+from bastion.serving.screening import InputScreen, TrainingProfile
 from bastion.serving.tls import is_loopback
 
 if TYPE_CHECKING:
@@ -76,11 +89,15 @@ class Control(Protocol):
     """A check every predict request passes after its schema (rate limit, screening, ...).
 
     ``check`` raises :class:`~bastion.serving.requests.RequestRefused` (e.g. 429 with a
-    ``Retry-After`` header) to refuse; the refusal is audited with its ``decision``.
+    ``Retry-After`` header) to refuse; the refusal is audited with its ``decision``. To let
+    the request through it returns ``None``, or a small dict of notes (JSON values) that
+    go into the request's audit entry (e.g. screening's flagged rows).
     """
 
-    async def check(self, caller: Caller, deployment: str, columns: dict[str, list[Any]]) -> None:
-        """Refuse by raising RequestRefused; return None to let the request through."""
+    async def check(
+        self, caller: Caller, deployment: str, columns: dict[str, list[Any]]
+    ) -> Mapping[str, Any] | None:
+        """Refuse by raising RequestRefused; return None (or notes) to let it through."""
 
 
 @dataclass(frozen=True)
@@ -98,18 +115,35 @@ class ServeOptions:
     unsafe_skip_verify: bool = False
     listen: str = ""  # host:port, for the audit entry
     tls: str = "unknown"  # cert | self-signed | unsafe-no-tls, for the audit entry
-    controls: Sequence[Control] = ()
+    controls: Sequence[Control] = ()  # extra checks, after the built-in ones below
+    # Rate limit and daily budget per principal, in rows (memory, or Redis when
+    # BASTION_REDIS_URL is set). A request may carry at most ``burst`` rows.
+    rate: float = 50.0
+    burst: int = 200
+    daily_budget: int | None = None
+    # Input screening against the training profile: flag (audit note) or reject (422).
+    screen: str = "flag"
+    # What a response reveals: label | top_k | rounded | noised (see hardening.py).
+    output: str = "label"
+    top_k: int = 1
+    decimals: int = 2
+    noise_scale: float = 0.02
+    # Extraction monitor's action on alarm: block | throttle | notify.
+    on_extraction: str = "block"
 
 
 @dataclass
 class Deployment:
-    """One served model: its verified record, request contract and batcher."""
+    """One served model: its verified record, request contract, batcher and output policy."""
 
     name: str
     ref: str
     schema: RequestSchema
-    batcher: MicroBatcher[str]
+    batcher: MicroBatcher[Any]
     verified: bool
+    output: OutputPolicy
+    classes: list[str]
+    profile: TrainingProfile | None = None
 
 
 def _labels(
@@ -126,19 +160,33 @@ def _labels(
     return [negative, positive]
 
 
-def _predictor(model: Any, columns: Sequence[str], labels: list[str]) -> Callable[..., list[str]]:
-    import numpy as np
+def _predictor(model: Any, columns: Sequence[str]) -> Callable[..., Any]:
+    """Rows → the probability matrix (rows × classes); the output policy runs after."""
     import pandas as pd
 
     names = list(columns)
-    table = np.array(labels, dtype=object)
 
-    def predict(data: dict[str, list[Any]]) -> list[str]:
-        frame = pd.DataFrame(data, columns=names)
-        proba = model.predict_proba(frame)
-        return list(table[np.argmax(proba, axis=1)])
+    def predict(data: dict[str, list[Any]]) -> Any:
+        return model.predict_proba(pd.DataFrame(data, columns=names))
 
     return predict
+
+
+def _training_profile(ws: Workspace, record: Any, schema: Any, label: str) -> TrainingProfile:
+    """The profile of the model's training table (on its verified provenance chain),
+    restricted to the columns the model is served with."""
+    import io
+
+    import pandas as pd
+
+    digest = record.record.get("train_table")
+    if not digest:
+        raise ConfigError(
+            f"{record.ref}: the model record names no training table; input screening "
+            "and the extraction monitor need it"
+        )
+    frame = pd.read_parquet(io.BytesIO(ws.store.read_bytes(digest)))
+    return TrainingProfile.from_frame(frame, schema, label)
 
 
 def _one_thread() -> None:
@@ -190,6 +238,23 @@ def create_app(
         raise ConfigError("models: name at least one NAME[:VERSION] to serve")
     if options.max_body < 1 or options.max_batch < 1 or options.timeout <= 0:
         raise ConfigError("--max-body, --max-batch and the timeout must be positive")
+    if options.screen not in ("flag", "reject"):
+        raise ConfigError(f"--screen: expected flag or reject, got {options.screen!r}")
+    if options.on_extraction not in ACTIONS:
+        raise ConfigError(
+            f"--on-extraction: expected one of {', '.join(ACTIONS)}, got {options.on_extraction!r}"
+        )
+    output = OutputPolicy(
+        options.output,  # type: ignore[arg-type]  # checked by OutputPolicy
+        k=options.top_k,
+        decimals=options.decimals,
+        noise_scale=options.noise_scale,
+    )
+    limiter = rate_limiter_from_env(options.rate, options.burst, options.daily_budget)
+    throttled = rate_limiter_from_env(
+        options.rate / THROTTLE_FACTOR, options.burst, None, namespace="throttled:"
+    )
+    max_batch = min(options.max_batch, options.burst)
     jwt_verifier = JwtVerifier(options.jwt) if options.jwt is not None else None
     ws = Workspace.open(ws_home, passphrase)
     try:
@@ -210,17 +275,19 @@ def create_app(
             columns = list(getattr(model, "feature_names_in_", [])) or [
                 c for c in data.schema_ if c != data.label.column
             ]
-            schema = RequestSchema.from_config(data.schema_, columns, max_batch=options.max_batch)
+            schema = RequestSchema.from_config(data.schema_, columns, max_batch=max_batch)
             label_spec = data.schema_[data.label.column]
             labels = _labels(model, data.label.column, data.label.positive, label_spec.categories)
-            batcher: MicroBatcher[str] = MicroBatcher(
-                _predictor(model, schema.columns, labels),
+            served = {c: data.schema_[c] for c in schema.columns}
+            profile = _training_profile(ws, record, served, data.label.column)
+            batcher: MicroBatcher[Any] = MicroBatcher(
+                _predictor(model, schema.columns),
                 max_wait=options.batch_max_wait,
                 max_rows=max(options.batch_max_rows, options.max_batch),
                 thread_init=_one_thread,
             )
             deployments[record.name] = Deployment(
-                record.name, record.ref, schema, batcher, verified
+                record.name, record.ref, schema, batcher, verified, output, labels, profile
             )
         ws.audit.record(
             actor,
@@ -232,6 +299,12 @@ def create_app(
                 "listen": options.listen,
                 "tls": options.tls,
                 "verified": all(d.verified for d in deployments.values()),
+                "rate": options.rate,
+                "burst": options.burst,
+                "daily_budget": options.daily_budget,
+                "screen": options.screen,
+                "output": options.output,
+                "on_extraction": options.on_extraction,
             },
         )
         if options.tls == "unsafe-no-tls":
@@ -243,7 +316,36 @@ def create_app(
         ws.close()
         raise
     auth = Authenticator(ws, jwt_verifier=jwt_verifier, cache_ttl=options.token_cache_ttl)
-    return ServerApp(ws, deployments, auth, options)
+    metrics = _Metrics()
+    counters = ControlMetrics(metrics.registry)
+    blocklist = Blocklist(counters)
+    rate_limit = RateLimit(limiter, options.burst, throttled, counters)
+    guard = ExtractionGuard(
+        {n: ExtractionMonitor(d.profile) for n, d in deployments.items() if d.profile},
+        options.on_extraction,  # type: ignore[arg-type]  # checked above
+        audit=ws.audit.arecord,
+        blocklist=blocklist,
+        rate_limit=rate_limit,
+        counters=counters,
+    )
+    screening = Screening(
+        {
+            n: InputScreen(d.profile, policy=options.screen)  # type: ignore[arg-type]
+            for n, d in deployments.items()
+            if d.profile
+        },
+        counters,
+    )
+    controls: list[Control] = [blocklist, rate_limit, guard, screening, *options.controls]
+    return ServerApp(
+        ws,
+        deployments,
+        auth,
+        options,
+        controls=controls,
+        metrics=metrics,
+        closers=[limiter, throttled],
+    )
 
 
 class _Metrics:
@@ -290,12 +392,18 @@ class ServerApp:
         deployments: dict[str, Deployment],
         auth: Authenticator,
         options: ServeOptions,
+        *,
+        controls: Sequence[Control] | None = None,
+        metrics: _Metrics | None = None,
+        closers: Sequence[object] = (),
     ) -> None:
         self.ws = ws
         self.deployments = deployments
         self.auth = auth
         self.options = options
-        self.metrics = _Metrics()
+        self.controls = list(options.controls if controls is None else controls)
+        self.metrics = metrics if metrics is not None else _Metrics()
+        self._closers = list(closers)
         for dep in deployments.values():
             dep.batcher._on_batch = self.metrics.on_batch
         self._openapi = orjson.dumps(openapi_document(deployments))
@@ -329,6 +437,11 @@ class ServerApp:
         self._closed = True
         for dep in self.deployments.values():
             await dep.batcher.close()
+        for closer in self._closers:
+            aclose = getattr(closer, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
         await asyncio.to_thread(self.ws.close)
 
     # -- routing --------------------------------------------------------------------------
@@ -413,6 +526,7 @@ class ServerApp:
         rows = 0
         digest: str | None = None
         extra: list[tuple[bytes, bytes]] = []
+        notes: dict[str, Any] = {}
         dep = self.deployments.get(name)
         ref = dep.ref if dep is not None else None
         payload: dict[str, Any]
@@ -428,9 +542,12 @@ class ServerApp:
                 digest = hashlib.sha256(body).hexdigest()
                 columns = dep.schema.parse(body)
                 rows = len(columns[dep.schema.columns[0]])
-                for control in self.options.controls:
-                    await control.check(caller, name, columns)
-                predictions = await dep.batcher.submit(columns)
+                for control in self.controls:
+                    note = await control.check(caller, name, columns)
+                    if note:
+                        notes.update(note)
+                proba = await dep.batcher.submit(columns)
+                predictions = dep.output.apply(_stack(proba), dep.classes)
             status, outcome, decision = 200, "ok", "ok"
             payload = {"predictions": predictions, "model": dep.ref}
         except AuthError:
@@ -449,6 +566,10 @@ class ServerApp:
         except TimeoutError:
             status, outcome, decision = 504, "failed", "timeout"
             payload = {"error": "deadline exceeded"}
+        except AuditError as exc:  # a control's own audit entry (extraction alarm) failed
+            log.error("audit log unavailable, request refused (fail closed): %s", exc)
+            status, outcome, decision = 503, "failed", "audit_unavailable"
+            payload = {"error": "audit log unavailable"}
         except _ClientGone:
             status, outcome, decision = 0, "failed", "client_gone"
             payload = {}
@@ -464,6 +585,7 @@ class ServerApp:
             "decision": decision,
             "status": status,
             "latency_ms": latency_ms,
+            **notes,
         }
         try:
             await self.ws.audit.arecord(
@@ -480,6 +602,13 @@ class ServerApp:
 
 
 _CHALLENGE = [(b"www-authenticate", b'Bearer realm="bastion"')]
+
+
+def _stack(proba: Sequence[Any]) -> Any:
+    """The batcher's per-row probability vectors as one matrix for the output policy."""
+    import numpy as np
+
+    return np.asarray(proba, dtype=np.float64)
 
 
 class _ClientGone(Exception):
@@ -576,7 +705,7 @@ def openapi_document(deployments: dict[str, Deployment]) -> dict[str, Any]:
                 },
                 "responses": {
                     "200": {
-                        "description": "Predicted labels, one per instance.",
+                        "description": f"One prediction per instance ({dep.output.mode}).",
                         "content": {
                             "application/json": {
                                 "schema": {
@@ -585,7 +714,9 @@ def openapi_document(deployments: dict[str, Deployment]) -> dict[str, Any]:
                                     "properties": {
                                         "predictions": {
                                             "type": "array",
-                                            "items": {"type": "string"},
+                                            "items": {"type": "string"}
+                                            if dep.output.mode == "label"
+                                            else {},
                                         },
                                         "model": {"type": "string"},
                                     },

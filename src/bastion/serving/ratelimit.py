@@ -239,9 +239,16 @@ class RedisRateLimiter:
         await self._redis.aclose()
 
 
-def rate_limiter_from_env(rate: float, burst: int, daily_budget: int | None) -> RateLimiter:
-    """A :class:`RedisRateLimiter` when ``BASTION_REDIS_URL`` is set, else in memory."""
+def rate_limiter_from_env(
+    rate: float, burst: int, daily_budget: int | None, *, namespace: str = ""
+) -> RateLimiter:
+    """A :class:`RedisRateLimiter` when ``BASTION_REDIS_URL`` is set, else in memory.
+
+    Redis keys start with ``BASTION_REDIS_PREFIX`` (default ``bastion:rl:``) followed by
+    ``namespace``, so separate limits (or separate test runs) never share a bucket.
+    """
     url = os.environ.get("BASTION_REDIS_URL")
     if url:
-        return RedisRateLimiter(url, rate, burst, daily_budget)
+        prefix = os.environ.get("BASTION_REDIS_PREFIX") or "bastion:rl:"
+        return RedisRateLimiter(url, rate, burst, daily_budget, prefix=prefix + namespace)
     return MemoryRateLimiter(rate, burst, daily_budget)

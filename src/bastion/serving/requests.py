@@ -79,6 +79,9 @@ class ColumnRule:
             return None if self.nullable else f"a {self.type} (not null)"
         kind = self.type
         if kind == "int":
+            # JSON Schema's integer includes 62.0; a float with a fraction is not one
+            if type(value) is float and math.isfinite(value) and value.is_integer():
+                return self._range(value)
             if type(value) is not int:
                 return "an integer"
             return self._range(value)

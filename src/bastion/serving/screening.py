@@ -36,7 +36,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -114,6 +114,33 @@ def _to_frame(rows: Sequence[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(list(rows))
 
 
+#: Rows column by column, as the server's request parser returns them (``None`` or NaN for
+#: a null). Every method that takes rows also takes these, without building a DataFrame.
+Columns: TypeAlias = Mapping[str, Sequence[Any]]
+Table: TypeAlias = pd.DataFrame | Columns
+
+
+def _n_rows(table: Table) -> int:
+    if isinstance(table, pd.DataFrame):
+        return len(table)
+    return len(next(iter(table.values()))) if table else 0
+
+
+def _has(table: Table, name: str) -> bool:
+    return name in table.columns if isinstance(table, pd.DataFrame) else name in table
+
+
+def _is_null(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
+def _strings(table: Table, name: str) -> np.ndarray:
+    if isinstance(table, pd.DataFrame):
+        return _str_values(table[name])
+    values = [None if _is_null(v) else str(v).strip() for v in table[name]]
+    return np.array(values, dtype=object)
+
+
 def _str_values(col: pd.Series) -> np.ndarray:
     """Category values as an object array of strings, with None for nulls."""
     values = col.to_numpy(dtype=object)
@@ -140,6 +167,11 @@ class TrainingProfile:
             for name, s in self.categorical.items()
         }
         self.dim = len(self.numeric) + sum(len(ix) for ix in self._cat_index.values())
+        # per-column arrays, built once (the server screens every request with them)
+        self._mean = np.array([s.mean for s in self.numeric.values()], dtype=np.float64)
+        self._std = np.array([s.std for s in self.numeric.values()], dtype=np.float64)
+        self._min = np.array([s.min for s in self.numeric.values()], dtype=np.float64)
+        self._max = np.array([s.max for s in self.numeric.values()], dtype=np.float64)
 
     @classmethod
     def from_frame(
@@ -258,9 +290,20 @@ class TrainingProfile:
 
     # -- vectors --------------------------------------------------------------------------
 
-    def numeric_matrix(self, frame: pd.DataFrame) -> np.ndarray:
+    def numeric_matrix(self, frame: Table) -> np.ndarray:
         """Raw numeric values, rows × numeric columns (float64, NaN for null or absent)."""
-        out = np.full((len(frame), len(self.numeric)), np.nan)
+        out = np.full((_n_rows(frame), len(self.numeric)), np.nan)
+        if not isinstance(frame, pd.DataFrame):
+            for j, name in enumerate(self.numeric):
+                if name in frame:
+                    values = frame[name]
+                    try:
+                        out[:, j] = np.asarray(values, dtype=np.float64)
+                    except (TypeError, ValueError):
+                        out[:, j] = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(
+                            dtype=np.float64, na_value=np.nan
+                        )
+            return out
         for j, name in enumerate(self.numeric):
             if name in frame.columns:
                 col = frame[name]
@@ -274,9 +317,9 @@ class TrainingProfile:
 
     def zscores(self, raw: np.ndarray) -> np.ndarray:
         """Z-scores of a :meth:`numeric_matrix`; nulls become 0 (the mean)."""
-        mean = np.array([s.mean for s in self.numeric.values()])
-        std = np.array([s.std for s in self.numeric.values()])
-        z: np.ndarray = np.nan_to_num((raw - mean) / std, nan=0.0, posinf=0.0, neginf=0.0)
+        z: np.ndarray = np.nan_to_num(
+            (raw - self._mean) / self._std, nan=0.0, posinf=0.0, neginf=0.0
+        )
         return z
 
     def encode(self, rows: Sequence[Mapping[str, Any]] | pd.DataFrame) -> np.ndarray:
@@ -287,16 +330,16 @@ class TrainingProfile:
         frame = _to_frame(rows)
         return self._encode(frame, self.numeric_matrix(frame))
 
-    def _encode(self, frame: pd.DataFrame, raw: np.ndarray) -> np.ndarray:
-        n = len(frame)
+    def _encode(self, frame: Table, raw: np.ndarray) -> np.ndarray:
+        n = _n_rows(frame)
         out = np.zeros((n, self.dim), dtype=np.float32)
         k = len(self.numeric)
         out[:, :k] = self.zscores(raw)
         offset = k
         rows_ix = np.arange(n)
         for name, index in self._cat_index.items():
-            if name in frame.columns:
-                values = _str_values(frame[name])
+            if _has(frame, name):
+                values = _strings(frame, name)
                 pos = np.array([index.get(v, -1) if v is not None else -1 for v in values])
                 hit = pos >= 0
                 out[rows_ix[hit], offset + pos[hit]] = 1.0
@@ -353,40 +396,51 @@ class InputScreen:
 
     def screen(self, rows: Sequence[Mapping[str, Any]] | pd.DataFrame) -> list[ScreenResult]:
         """One :class:`ScreenResult` per row, in order."""
-        frame = _to_frame(rows)
+        return self._results(_to_frame(rows))
+
+    def _results(self, frame: Table) -> list[ScreenResult]:
         oor, unseen, score = self._screen(frame)
         num_names = np.array(list(self.profile.numeric), dtype=object)
         cat_names = np.array(list(self.profile.categorical), dtype=object)
+        odd: np.ndarray = np.zeros(len(score), dtype=bool)
+        if oor.shape[1]:
+            odd |= oor.any(axis=1)
+        if unseen.shape[1]:
+            odd |= unseen.any(axis=1)
         results = []
-        for r in range(len(frame)):
+        for r in range(_n_rows(frame)):
+            if not odd[r]:  # the common case, without fancy indexing
+                s = float(score[r])
+                results.append(ScreenResult((), (), s, s > self.threshold))
+                continue
             o = tuple(num_names[oor[r]]) if oor.shape[1] else ()
             u = tuple(cat_names[unseen[r]]) if unseen.shape[1] else ()
             s = float(score[r])
             results.append(ScreenResult(o, u, s, bool(o or u or s > self.threshold)))
         return results
 
+    def screen_columns(self, columns: Columns) -> list[ScreenResult]:
+        """:meth:`screen` for rows column by column (the server's fast path: no DataFrame)."""
+        return self._results(columns)
+
     def should_reject(self, results: Sequence[ScreenResult]) -> bool:
         """True when the policy is ``reject`` and any row was flagged."""
         return self.policy == "reject" and any(r.flagged for r in results)
 
-    def _screen(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _screen(self, frame: Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         prof = self.profile
-        n = len(frame)
+        n = _n_rows(frame)
         raw = prof.numeric_matrix(frame)
-        lo = np.array([s.min for s in prof.numeric.values()])
-        hi = np.array([s.max for s in prof.numeric.values()])
         with np.errstate(invalid="ignore"):
-            oor = (raw < lo) | (raw > hi)
+            oor = (raw < prof._min) | (raw > prof._max)
         total = np.zeros(n)
         for j, name in enumerate(prof.numeric):
             total += prof._numeric_surprisal(name, raw[:, j])
         unseen = np.zeros((n, len(prof.categorical)), dtype=bool)
         floor_bits = -math.log2(prof._floor)
         for j, (name, stats) in enumerate(prof.categorical.items()):
-            if name in frame.columns:
-                values = _str_values(frame[name])
-            else:
-                values = np.full(n, None, dtype=object)
+            present = _has(frame, name)
+            values = _strings(frame, name) if present else np.full(n, None, dtype=object)
             table = self._cat_surprisal[name]
             null_bits = -math.log2(max(stats.null_fraction, prof._floor))
             bits = np.array([null_bits if v is None else table.get(v, floor_bits) for v in values])

@@ -50,7 +50,7 @@ def test_valid_rows_come_back_column_by_column() -> None:
         ({**ROW, "extra": 1}, "extra", "unknown"),
         ({k: v for k, v in ROW.items() if k != "age"}, "age", "present"),
         ({**ROW, "age": "30"}, "age", "integer"),
-        ({**ROW, "age": 30.0}, "age", "integer"),
+        ({**ROW, "age": 30.5}, "age", "integer"),
         ({**ROW, "age": True}, "age", "integer"),
         ({**ROW, "age": 91}, "age", "[17, 90]"),
         ({**ROW, "score": -0.1}, "score", "[0, 1]"),
@@ -63,7 +63,7 @@ def test_valid_rows_come_back_column_by_column() -> None:
         "unknown-field",
         "missing-field",
         "string-for-int",
-        "float-for-int",
+        "fraction-for-int",
         "bool-for-int",
         "above-max",
         "below-min",
@@ -94,6 +94,14 @@ def test_bad_field_is_refused_naming_instance_and_field(
 )
 def test_nan_and_infinities_are_refused(raw: bytes) -> None:
     refused(raw)
+
+
+def test_integer_columns_take_whole_floats_as_json_schema_does() -> None:
+    rule = schema().rules[0]
+    assert rule.check(62.0) is None  # JSON Schema's "integer" includes 62.0
+    assert rule.check(62.5) == "an integer"
+    assert rule.check(95.0) is not None  # still range-checked
+    assert rule.check(math.nan) == "an integer"
 
 
 def test_float_check_refuses_non_finite_values_directly() -> None:

@@ -1,0 +1,363 @@
+"""Bastion's inference server vs. a plain FastAPI endpoint, loaded with wrk on loopback.
+
+One process run, one machine, the same Adult model bytes on both sides:
+
+* **Bastion**: ``bastion serve adult-income --tls-self-signed`` with every control it has on:
+  HTTPS (self-signed development certificate), bearer-token authentication and
+  authorization (a consumer token for this deployment), body/batch/schema limits, the
+  controls (rate limits, screening, extraction monitor) and one audit entry per request
+  through group commit. Rate-limit flags (``--rate``, ``--burst``, ``--daily-budget``), where
+  ``bastion serve --help`` lists them, are set very high: the benchmark measures throughput,
+  not the limiter refusing it (the limiter still runs on every request).
+* **Plain**: ``benchmarks/plain_server.py``: FastAPI + pydantic, ``POST /predict``, only
+  predicts; plain HTTP, no token.
+
+Both run one uvicorn worker with ``OMP_NUM_THREADS=1``. The home is a temporary one on which
+the Adult pipeline runs first, or ``--home`` (then BASTION_MASTER_KEY and an admin
+BASTION_TOKEN come from the environment). Each scenario loads both servers with wrk (a Lua
+script cycles through real rows of adult.test, so the traffic looks benign to the screening
+and the extraction monitor); a short warm-up precedes every measured run:
+
+    single rows, 16 connections;  single rows, 64 connections;  100-row batches, 16
+
+Goal per scenario: Bastion's requests/s >= 1.0x the plain endpoint's and its p99 latency no
+worse. Any non-2xx answer or socket error makes the scenario FAIL.
+
+    python benchmarks/bench_serving.py [--seconds 10] [--home HOME] [--wrk-threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "adult-income" / "pipeline.yaml"
+TEST_CSV = EXAMPLE.parent / "data" / "adult.test"
+MODEL = "adult-income"
+BASTION_PATH = f"/v1/models/{MODEL}/predict"
+GENEROUS = {"--rate": "1000000", "--burst": "1000000", "--daily-budget": "1000000000"}
+SCENARIOS = (("single row, c=16", 1, 16), ("single row, c=64", 1, 64), ("100 rows, c=16", 100, 16))
+BASTION = [sys.executable, "-m", "bastion"]
+
+LUA = r"""
+local bodies = {}
+local i = 0
+init = function(args)
+  for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+  if args[2] ~= nil and args[2] ~= "" then
+    wrk.headers["Authorization"] = "Bearer " .. args[2]
+  end
+  i = math.random(#bodies)
+end
+request = function()
+  i = i % #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[i])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "RESULT {\"requests\": %d, \"duration_us\": %d, \"p50_us\": %d, \"p99_us\": %d, "
+    .. "\"non2xx\": %d, \"errors\": %d}\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+@dataclass
+class Run:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non2xx: int
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bodies(workdir: Path, columns: list[str]) -> dict[int, Path]:
+    """Request bodies from real adult.test rows: every row alone, and batches of 100."""
+    import pandas as pd
+
+    frame = pd.read_csv(TEST_CSV, skipinitialspace=True, na_values=["?"])[columns]
+    rows: list[dict[str, Any]] = []
+    for rec in frame.to_dict(orient="records"):
+        rows.append({k: (None if isinstance(v, float) and v != v else v) for k, v in rec.items()})
+    out = {}
+    for size, count in ((1, len(rows)), (100, len(rows) // 100)):
+        path = workdir / f"bodies-{size}.txt"
+        with path.open("w") as f:
+            for n in range(count):
+                chunk = [rows[(n * size + k) % len(rows)] for k in range(size)]
+                f.write(json.dumps({"instances": chunk}, separators=(",", ":")) + "\n")
+        out[size] = path
+    return out
+
+
+def wait_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            # the development certificate is self-signed; loopback only
+            res = httpx.get(url + "/healthz", verify=False, timeout=1)  # noqa: S501
+            if res.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"server did not come up:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def limit_flags(env: dict[str, str]) -> list[str]:
+    helptext = subprocess.run(
+        [sys.executable, "-m", "bastion", "serve", "--help"],
+        env={**env, "COLUMNS": "300", "TERM": "dumb", "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    ).stdout
+    words = set(helptext.replace(",", " ").split())
+    return [arg for flag, value in GENEROUS.items() if flag in words for arg in (flag, value)]
+
+
+def wrk(
+    url: str, script: Path, body: Path, token: str, conns: int, threads: int, seconds: float
+) -> Run:
+    cmd = [
+        "wrk",
+        f"-t{min(threads, conns)}",
+        f"-c{conns}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        url,
+        "--",
+        str(body),
+        token,
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    line = next((ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if line is None:
+        raise SystemExit(f"wrk failed ({res.returncode}): {res.stdout}\n{res.stderr}")
+    d = json.loads(line[len("RESULT ") :])
+    return Run(
+        rps=d["requests"] / (d["duration_us"] / 1e6),
+        p50_ms=d["p50_us"] / 1000,
+        p99_ms=d["p99_us"] / 1000,
+        non2xx=d["non2xx"],
+        errors=d["errors"],
+    )
+
+
+def probe(url: str, token: str, body: Path) -> str:
+    """After a run with non-2xx answers: what a few of the same requests get now."""
+    import httpx
+
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    seen: dict[int, str] = {}
+    with httpx.Client(verify=False, timeout=30) as client:  # noqa: S501 (self-signed, loopback)
+        for line in body.read_text().splitlines()[:20]:
+            res = client.post(url, content=line.encode(), headers=headers)
+            seen.setdefault(res.status_code, res.text[:300])
+    return "; ".join(f"{code}: {text}" for code, text in sorted(seen.items()))
+
+
+def prepare_home(args: argparse.Namespace, work: Path) -> tuple[Path, str, str]:
+    """(home, passphrase, admin token): --home, or a fresh home with the pipeline run."""
+    if args.home is not None:
+        passphrase = os.environ.get("BASTION_MASTER_KEY", "")
+        admin = os.environ.get("BASTION_TOKEN", "")
+        if not passphrase or not admin:
+            raise SystemExit("--home needs BASTION_MASTER_KEY and an admin BASTION_TOKEN")
+        return args.home, passphrase, admin
+    from bastion import Workspace
+
+    passphrase = secrets.token_urlsafe(24)
+    home = work / "home"
+    ws, issued = Workspace.init(home, passphrase, scrypt_log_n=14)
+    ws.close()
+    env = base_env(home, passphrase, issued.token)
+    print("running the Adult pipeline in a fresh home ...", flush=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "bastion", "run", str(EXAMPLE)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if res.returncode != 0:
+        raise SystemExit(f"pipeline failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+    return home, passphrase, issued.token
+
+
+def base_env(home: Path, passphrase: str, token: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+    env.update(
+        BASTION_HOME=str(home),
+        BASTION_MASTER_KEY=passphrase,
+        BASTION_TOKEN=token,
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]).rstrip(
+            os.pathsep
+        ),
+    )
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10, help="each measured wrk run")
+    parser.add_argument("--warmup", type=float, default=2, help="each warm-up wrk run")
+    parser.add_argument("--home", type=Path, default=None, help="reuse this Bastion home")
+    parser.add_argument(
+        "--on-extraction",
+        default=None,
+        help="pass this --on-extraction to bastion serve (default: the server's, block)",
+    )
+    parser.add_argument("--wrk-threads", type=int, default=1, help="wrk -t (it shares the CPUs)")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found (apt-get install wrk)")
+
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        work = Path(tmp)
+        home, passphrase, admin = prepare_home(args, work)
+        env = base_env(home, passphrase, admin)
+        created = subprocess.run(
+            [*BASTION, "token", "create", "--role", "consumer", "--deployment", MODEL, "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if created.returncode != 0:
+            raise SystemExit(f"token create failed: {created.stderr}")
+        consumer = json.loads(created.stdout)["token"]
+
+        from bastion.workspace import Workspace
+
+        with Workspace.open(home, passphrase) as ws:
+            model, _ = ws.models.load(MODEL)
+        columns = list(model.feature_names_in_)
+        del model
+        files = bodies(work, columns)
+        script = work / "post.lua"
+        script.write_text(LUA)
+
+        flags = limit_flags(env)
+        b_port, p_port = free_port(), free_port()
+        b_log, p_log = work / "bastion.log", work / "plain.log"
+        b_cmd = [sys.executable, "-m", "bastion", "serve", MODEL, "--port", str(b_port)]
+        b_cmd += ["--tls-self-signed", *flags]
+        if args.on_extraction:
+            b_cmd += ["--on-extraction", args.on_extraction]
+        p_cmd = [sys.executable, str(ROOT / "benchmarks" / "plain_server.py")]
+        p_cmd += ["--home", str(home), "--model", MODEL, "--port", str(p_port)]
+        procs = []
+        try:
+            with b_log.open("wb") as out:
+                procs.append(subprocess.Popen(b_cmd, env=env, stdout=out, stderr=out))
+            with p_log.open("wb") as out:
+                procs.append(subprocess.Popen(p_cmd, env=env, stdout=out, stderr=out))
+            b_url, p_url = f"https://127.0.0.1:{b_port}", f"http://127.0.0.1:{p_port}"
+            wait_up(b_url, procs[0], b_log)
+            wait_up(p_url, procs[1], p_log)
+            print(f"bastion: {' '.join(b_cmd[2:])}  (pid {procs[0].pid})")
+            print(f"plain:   {' '.join(p_cmd[1:])}  (pid {procs[1].pid})")
+            print(f"wrk -t{args.wrk_threads}, {args.seconds:g} s per run, {os.cpu_count()} CPUs")
+            print()
+            sides = {
+                "plain": (p_url + "/predict", ""),
+                "bastion": (b_url + BASTION_PATH, consumer),
+            }
+            rows = []
+            for label, size, conns in SCENARIOS:
+                got: dict[str, Run] = {}
+                for side, (url, token) in sides.items():
+                    if args.warmup > 0:
+                        wrk(url, script, files[size], token, conns, args.wrk_threads, args.warmup)
+                    got[side] = run = wrk(
+                        url, script, files[size], token, conns, args.wrk_threads, args.seconds
+                    )
+                    if run.non2xx:
+                        print(f"{label}, {side}: {run.non2xx} non-2xx; now:", flush=True)
+                        print("   ", probe(url, token, files[size]), flush=True)
+                rows.append((label, got))
+        finally:
+            for proc in procs:
+                stop(proc)
+        alarms = [ln for ln in b_log.read_text().splitlines() if "extraction alarm" in ln]
+        print(f"extraction alarms in Bastion's log: {len(alarms)}")
+        for line in alarms[:3]:
+            print("   ", line)
+        print()
+
+    return report(rows)
+
+
+def report(rows: list[tuple[str, dict[str, Run]]]) -> int:
+    head = f"{'scenario':<18} {'side':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non2xx':>7}"
+    print(head)
+    print("-" * len(head))
+    failed = 0
+    for label, got in rows:
+        for side, r in got.items():
+            bad = r.non2xx + r.errors
+            print(f"{label:<18} {side:<8} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {bad:>7}")
+        b, p = got["bastion"], got["plain"]
+        ratio = b.rps / p.rps if p.rps else float("inf")
+        p99 = b.p99_ms / p.p99_ms if p.p99_ms else float("inf")
+        clean = b.non2xx + b.errors == 0 and p.non2xx + p.errors == 0
+        ok = ratio >= 1.0 and p99 <= 1.0 and clean
+        failed += not ok
+        note = "" if clean else "  (non-2xx or socket errors)"
+        print(
+            f"{'':<18} ratio    throughput {ratio:.2f}x (goal >= 1.00x), "
+            f"p99 {p99:.2f}x (goal <= 1.00x): {'PASS' if ok else 'FAIL'}{note}"
+        )
+    print()
+    print("PASS" if not failed else f"FAIL ({failed} of {len(rows)} scenarios)")
+    return 0 if not failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""The defenses wired into the predict path as :class:`~bastion.serving.app.Control` checks.
+
+:func:`~bastion.serving.app.create_app` builds them from :class:`ServeOptions` and runs them
+in this order, after the request schema and before the model::
+
+    Blocklist        403 for a principal blocked after an extraction alarm (until restart)
+    RateLimit        token bucket + daily budget per principal, cost = rows: 429 + Retry-After
+    ExtractionGuard  PRADA + coverage per principal and deployment; on alarm an audited
+                     ``serve.extraction_alarm``, a log warning and the action
+                     (block | throttle: rate / 10 | notify)
+    Screening        out-of-range / out-of-distribution rows against the training profile;
+                     policy flag (noted in the audit entry, counted) or reject (422)
+
+The detectors (:mod:`~bastion.serving.ratelimit`, :mod:`~bastion.serving.screening`,
+:mod:`~bastion.serving.extraction`) return findings; these classes are the policy. A check
+returns ``None`` or a small dict of notes that the server adds to the request's audit entry.
+Every one works on the rows column by column, as the schema parsed them: no DataFrame on
+the hot path.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Literal
+
+from bastion.errors import ConfigError
+from bastion.serving.auth import Caller
+from bastion.serving.extraction import ExtractionMonitor
+from bastion.serving.ratelimit import RateLimiter
+from bastion.serving.requests import RequestRefused
+from bastion.serving.screening import InputScreen, ScreenResult
+
+__all__ = [
+    "ACTIONS",
+    "THROTTLE_FACTOR",
+    "Blocklist",
+    "ControlMetrics",
+    "ExtractionGuard",
+    "RateLimit",
+    "Screening",
+]
+
+log = logging.getLogger("bastion.serving")
+
+ACTIONS: tuple[str, ...] = ("block", "throttle", "notify")
+Columns = dict[str, list[Any]]
+Audit = Callable[[str, str, str, str, Mapping[str, Any]], Awaitable[Any]]
+THROTTLE_FACTOR = 10
+
+
+def _rows(columns: Columns) -> int:
+    return len(next(iter(columns.values()))) if columns else 0
+
+
+class ControlMetrics:
+    """Prometheus counters of the controls, in the server's registry."""
+
+    def __init__(self, registry: Any) -> None:
+        from prometheus_client import Counter
+
+        self.refused = Counter(
+            "bastion_rate_limited",
+            "Requests refused by the rate limit or the daily budget.",
+            ["reason"],
+            registry=registry,
+        )
+        self.flagged = Counter(
+            "bastion_screen_flagged_rows",
+            "Rows flagged by input screening (allowed under the flag policy).",
+            registry=registry,
+        )
+        self.screen_rejected = Counter(
+            "bastion_screen_rejected",
+            "Requests refused by input screening (reject policy).",
+            registry=registry,
+        )
+        self.alarms = Counter(
+            "bastion_extraction_alarms",
+            "Extraction-monitor alarms by reason and action.",
+            ["reason", "action"],
+            registry=registry,
+        )
+        self.blocked = Counter(
+            "bastion_extraction_blocked",
+            "Requests refused because their principal is blocked after an extraction alarm.",
+            registry=registry,
+        )
+
+
+class Blocklist:
+    """Principals blocked after an extraction alarm; 403 until the server restarts."""
+
+    def __init__(self, counters: ControlMetrics) -> None:
+        self.principals: set[str] = set()
+        self._counters = counters
+
+    async def check(self, caller: Caller, deployment: str, columns: Columns) -> None:
+        if caller.principal in self.principals:
+            self._counters.blocked.inc()
+            raise RequestRefused(403, "forbidden", decision="extraction_blocked")
+
+
+class RateLimit:
+    """Rows per second and per UTC day for each principal (see :mod:`.ratelimit`).
+
+    ``throttled`` is a limiter at a tenth of the rate, used *in addition* for principals
+    that :meth:`throttle` named (after an extraction alarm). A request of more rows than
+    ``burst`` could never pass; it is refused with 422 naming the most rows allowed.
+    """
+
+    def __init__(
+        self, limiter: RateLimiter, burst: int, throttled: RateLimiter, counters: ControlMetrics
+    ) -> None:
+        self.limiter = limiter
+        self.burst = burst
+        self.throttled_limiter = throttled
+        self.throttled: set[str] = set()
+        self._counters = counters
+
+    def throttle(self, principal: str) -> None:
+        self.throttled.add(principal)
+
+    async def check(self, caller: Caller, deployment: str, columns: Columns) -> None:
+        cost = _rows(columns)
+        if cost > self.burst:
+            raise RequestRefused(
+                422,
+                f"instances: expected at most {self.burst} rows (the rate limit's burst), "
+                f"got {cost}",
+                decision="batch_too_large",
+            )
+        principal = caller.principal
+        try:
+            if principal in self.throttled:
+                decision = await self.throttled_limiter.acquire(principal, cost)
+                if decision.allowed:
+                    decision = await self.limiter.acquire(principal, cost)
+            else:
+                decision = await self.limiter.acquire(principal, cost)
+        except Exception as exc:  # a shared limiter (Redis) is down: fail closed, not 500
+            raise RequestRefused(
+                503, "rate limiter unavailable", decision="limiter_unavailable"
+            ) from exc
+        if decision.allowed:
+            return
+        budget = decision.reason == "budget"
+        self._counters.refused.labels("budget" if budget else "rate").inc()
+        wait = decision.retry_after
+        retry = max(1, math.ceil(wait)) if math.isfinite(wait) else 86_400
+        raise RequestRefused(
+            429,
+            "daily query budget exhausted" if budget else "rate limit exceeded",
+            decision="budget_exhausted" if budget else "rate_limited",
+            headers={"Retry-After": str(retry)},
+        )
+
+
+class ExtractionGuard:
+    """Feeds every admitted request's rows to its deployment's :class:`ExtractionMonitor`.
+
+    On an alarm: one ``serve.extraction_alarm`` audit entry (awaited: if it cannot be
+    written the request fails closed), a log warning, a counter, and the ``action``:
+    ``block`` adds the principal to the :class:`Blocklist` (this request already gets 403),
+    ``throttle`` divides its rate by 10, ``notify`` does nothing more.
+    """
+
+    def __init__(
+        self,
+        monitors: Mapping[str, ExtractionMonitor],
+        action: Literal["block", "throttle", "notify"],
+        *,
+        audit: Audit,
+        blocklist: Blocklist,
+        rate_limit: RateLimit | None,
+        counters: ControlMetrics,
+    ) -> None:
+        if action not in ACTIONS:
+            raise ConfigError(f"on_extraction: expected one of {list(ACTIONS)}, got {action!r}")
+        if action == "throttle" and rate_limit is None:
+            raise ConfigError("on_extraction: 'throttle' needs the rate limit")
+        self.monitors = dict(monitors)
+        self.action = action
+        self._audit = audit
+        self._blocklist = blocklist
+        self._rate_limit = rate_limit
+        self._counters = counters
+
+    async def check(
+        self, caller: Caller, deployment: str, columns: Columns
+    ) -> dict[str, Any] | None:
+        monitor = self.monitors.get(deployment)
+        if monitor is None:
+            return None
+        principal = caller.principal
+        alarm = monitor.observe_columns(principal, columns)
+        if alarm is None:
+            return None
+        self._counters.alarms.labels(alarm.reason, self.action).inc()
+        log.warning(
+            "extraction alarm on %s: principal %s, %s = %.3f after %d queries; action %s",
+            deployment,
+            principal,
+            alarm.reason,
+            alarm.statistic,
+            alarm.queries,
+            self.action,
+        )
+        await self._audit(
+            principal,
+            "serve.extraction_alarm",
+            f"deployment:{deployment}",
+            "denied" if self.action == "block" else "ok",
+            {
+                "reason": alarm.reason,
+                "statistic": round(alarm.statistic, 6),
+                "queries": alarm.queries,
+                "action": self.action,
+            },
+        )
+        if self.action == "block":
+            self._blocklist.principals.add(principal)
+            raise RequestRefused(403, "forbidden", decision="extraction_blocked")
+        if self.action == "throttle" and self._rate_limit is not None:
+            self._rate_limit.throttle(principal)
+        return {"extraction_alarm": alarm.reason}
+
+
+def _why(result: ScreenResult, threshold: float) -> str:
+    parts = []
+    if result.out_of_range:
+        parts.append("outside the training range: " + ", ".join(result.out_of_range))
+    if result.unseen_categories:
+        parts.append("categories unseen in training: " + ", ".join(result.unseen_categories))
+    if result.ood_score > threshold:
+        parts.append(f"out-of-distribution score {result.ood_score:.2f} > {threshold:g} bits")
+    return "; ".join(parts)
+
+
+class Screening:
+    """Screens rows against each deployment's training profile (see :mod:`.screening`).
+
+    Policy ``flag``: the request passes; the flagged rows are counted and noted in its
+    audit entry. Policy ``reject``: 422 naming the first flagged instance and why.
+    """
+
+    def __init__(self, screens: Mapping[str, InputScreen], counters: ControlMetrics) -> None:
+        self.screens = dict(screens)
+        self._counters = counters
+
+    async def check(
+        self, caller: Caller, deployment: str, columns: Columns
+    ) -> dict[str, Any] | None:
+        screen = self.screens.get(deployment)
+        if screen is None:
+            return None
+        results = screen.screen_columns(columns)
+        flagged = [i for i, r in enumerate(results) if r.flagged]
+        if not flagged:
+            return None
+        first = flagged[0]
+        why = _why(results[first], screen.threshold)
+        if screen.policy == "reject":
+            self._counters.screen_rejected.inc()
+            problems: Sequence[dict[str, Any]] = [
+                {"instance": i, "field": None, "expected": _why(results[i], screen.threshold)}
+                for i in flagged[:20]
+            ]
+            raise RequestRefused(
+                422,
+                f"instances[{first}]: unlike the training data ({why})",
+                list(problems),
+                decision="screened_out",
+            )
+        self._counters.flagged.inc(len(flagged))
+        return {"screen": {"flagged_rows": len(flagged), "first": first, "why": why}}
