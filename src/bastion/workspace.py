@@ -360,10 +360,12 @@ class Workspace:
         for digest in sorted(on_disk - known):
             report.problems.append(Problem("artifact", digest, "in the store but not recorded"))
         todo = sorted(known & on_disk)
+        good: set[str] = set()  # blobs already decrypted and checked: not redone per model
         for done, digest in enumerate(todo, 1):
             report.artifacts += 1
             try:
                 self.store.verify(digest)
+                good.add(digest)
             except Error as exc:
                 report.problems.append(Problem("artifact", digest, str(exc)))
             step("artifacts", done, len(todo))
@@ -384,7 +386,7 @@ class Workspace:
         for record in self.models.list():
             report.models += 1
             try:
-                self.models.verify(record.ref)
+                self.models.verify(record.ref, checked=good)
             except Error as exc:
                 report.problems.append(Problem("model", record.ref, str(exc)))
         step("models", report.models, report.models)

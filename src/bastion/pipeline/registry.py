@@ -117,8 +117,13 @@ class ModelRegistry:
             json.loads(row.record),
         )
 
-    def verify(self, ref: str) -> VerifiedModel:
-        """Check the release signature and the provenance chain back to the sources."""
+    def verify(self, ref: str, *, checked: set[str] | None = None) -> VerifiedModel:
+        """Check the release signature and the provenance chain back to the sources.
+
+        ``checked`` holds digests whose blobs the caller has just verified (``bastion
+        verify`` checks every blob first), so they are not decrypted a second time; the
+        digests verified here are added to it.
+        """
         from bastion.security.signing import trusted_keys, verify_statement
 
         rec = self.get(ref)
@@ -137,7 +142,11 @@ class ModelRegistry:
             raise IntegrityError(f"{where}: released without passing its gates")
         chain: list[dict[str, Any]] = []
         sources: list[dict[str, str]] = []
-        if not self._trace(rec.digest, trusted, verify_statement, where, {}, chain, sources):
+        checked = set() if checked is None else checked
+        memo: dict[str, bool | None] = {}
+        if not self._trace(
+            rec.digest, trusted, verify_statement, where, memo, chain, sources, checked
+        ):
             raise IntegrityError(
                 f"{where}: provenance chain broken: no signed path from the model back to"
                 " pinned sources"
@@ -153,16 +162,19 @@ class ModelRegistry:
         memo: dict[str, bool | None],
         chain: builtins.list[dict[str, Any]],
         sources: builtins.list[dict[str, str]],
+        checked: set[str],
     ) -> bool:
         """True when ``digest`` is produced by a verified stage statement whose artifact
         materials are themselves traced, down to pinned sources. Appends what it used."""
         if digest in memo:
             return bool(memo[digest])  # None while in progress: a cycle is not a path
         memo[digest] = None
-        try:
-            self.ws.store.verify(digest)
-        except Error as exc:
-            raise IntegrityError(f"{where}: artifact {digest[:12]}…: {exc}") from None
+        if digest not in checked:
+            try:
+                self.ws.store.verify(digest)
+            except Error as exc:
+                raise IntegrityError(f"{where}: artifact {digest[:12]}…: {exc}") from None
+            checked.add(digest)
         problems = []
         for envelope in self.ws.statements.for_subject(digest):
             try:
@@ -183,7 +195,9 @@ class ModelRegistry:
                     sources.append(
                         {"name": m["name"], "sha256": m["sha256"], "uri": m.get("uri", "")}
                     )
-                elif not self._trace(m["sha256"], trusted, verify, where, memo, chain, sources):
+                elif not self._trace(
+                    m["sha256"], trusted, verify, where, memo, chain, sources, checked
+                ):
                     ok = False
                     break
             if ok:
@@ -219,6 +233,8 @@ class ModelRegistry:
         """Verify, then deserialise: the only way Bastion hands out a model."""
         from bastion.pipeline.serialization import load_model
 
-        verified = self.verify(ref)
+        rec = self.get(ref)
+        # read_bytes verifies the model blob itself, so the chain walk need not decrypt it
+        verified = self.verify(ref, checked={rec.digest})
         model = load_model(self.ws.store.read_bytes(verified.record.digest))
         return model, verified

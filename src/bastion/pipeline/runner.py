@@ -74,6 +74,18 @@ class StageRecord:
     statement: str | None = None
     error: str | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        """The stage as the run record, the report and ``bastion run --json`` show it."""
+        return {
+            "name": self.name,
+            "status": self.status,
+            "cached": self.cached,
+            "seconds": round(self.seconds, 3),
+            "outputs": self.outputs,
+            "statement": self.statement,
+            "error": self.error,
+        }
+
 
 @dataclass
 class RunResult:
@@ -94,16 +106,7 @@ class RunResult:
             "model": self.model,
             "gates": self.gates,
             "report": str(self.report) if self.report else None,
-            "stages": [
-                {
-                    "name": s.name,
-                    "status": s.status,
-                    "cached": s.cached,
-                    "seconds": round(s.seconds, 3),
-                    "outputs": s.outputs,
-                }
-                for s in self.stages
-            ],
+            "stages": [s.to_json() for s in self.stages],
         }
 
 
@@ -548,17 +551,7 @@ class _Run:
             status=status,
             model=model_ref,
             gates=gates,
-            stages=[
-                {
-                    "name": r.name,
-                    "status": r.status,
-                    "cached": r.cached,
-                    "seconds": round(r.seconds, 3),
-                    "outputs": r.outputs,
-                    "statement": r.statement,
-                }
-                for r in self.records
-            ],
+            stages=[r.to_json() for r in self.records],
         )
         out_dir = self.ws.home / "reports" / self.run_id
         out_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
@@ -583,18 +576,7 @@ class _Run:
             model=model_ref,
             gates=gates,
             report=str(report) if report else None,
-            stages=[
-                {
-                    "name": r.name,
-                    "status": r.status,
-                    "cached": r.cached,
-                    "seconds": round(r.seconds, 3),
-                    "outputs": r.outputs,
-                    "statement": r.statement,
-                    "error": r.error,
-                }
-                for r in self.records
-            ],
+            stages=[r.to_json() for r in self.records],
         )
         with self.ws.engine.begin() as conn:
             conn.execute(

@@ -147,6 +147,13 @@ def _show(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _check_grant(principal: str, role: str, resource_type: str, resource: str, actor: str) -> None:
+    _check_principal(principal)
+    _check_role(role)
+    _check_scope(resource_type, resource)
+    _check_actor(actor)
+
+
 def _check_principal(name: object, field_name: str = "principal") -> str:
     if not isinstance(name, str) or not _PRINCIPAL.fullmatch(name):
         raise ConfigError(
@@ -348,10 +355,7 @@ class AccessControl:
         actor: str,
     ) -> None:
         """Give ``principal`` the ``role`` on a scope. Refused if it already holds exactly that."""
-        _check_principal(principal)
-        _check_role(role)
-        _check_scope(resource_type, resource)
-        _check_actor(actor)
+        _check_grant(principal, role, resource_type, resource, actor)
         self._principal_row(principal)
         where = self._grant_where(principal, role, resource_type, resource)
         with self._engine.connect() as conn:
@@ -385,10 +389,7 @@ class AccessControl:
         actor: str,
     ) -> None:
         """Take a grant away, and revoke the tokens no remaining grant covers."""
-        _check_principal(principal)
-        _check_role(role)
-        _check_scope(resource_type, resource)
-        _check_actor(actor)
+        _check_grant(principal, role, resource_type, resource, actor)
         where = self._grant_where(principal, role, resource_type, resource)
         g, t = grants_table.c, tokens.c
         with self._engine.connect() as conn:
@@ -466,10 +467,7 @@ class AccessControl:
         actor: str,
     ) -> IssuedToken:
         """Issue a token for a role the principal holds on a scope its grant covers."""
-        _check_principal(principal)
-        _check_role(role)
-        _check_scope(resource_type, resource)
-        _check_actor(actor)
+        _check_grant(principal, role, resource_type, resource, actor)
         if not timedelta(0) < expires_in <= MAX_TOKEN_LIFETIME:
             raise ConfigError(
                 f"expires_in: expected more than 0 and at most {MAX_TOKEN_LIFETIME.days} days,"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,27 +12,11 @@ from bastion.errors import ConfigError
 from bastion.pipeline.config import DataConfig, FeaturesConfig
 from bastion.pipeline.stage import StageContext, decode, encode
 from bastion.stages.features import FeaturesStage
+from tests.helpers.adult import ADULT_TYPES, DATA
 
-DATA = Path(__file__).resolve().parents[3] / "examples" / "adult-income" / "data"
 NUMERIC = ["age", "education-num", "capital-gain", "capital-loss", "hours-per-week"]
 CATEGORICAL = ["workclass", "marital-status", "occupation", "relationship", "native-country"]
-COLUMNS = {
-    "age": "int",
-    "workclass": "category",
-    "fnlwgt": "int",
-    "education": "category",
-    "education-num": "int",
-    "marital-status": "category",
-    "occupation": "category",
-    "relationship": "category",
-    "race": "category",
-    "sex": "category",
-    "capital-gain": "int",
-    "capital-loss": "int",
-    "hours-per-week": "int",
-    "native-country": "category",
-    "Y": "category",
-}
+COLUMNS = ADULT_TYPES  # from the example pipeline file
 
 
 def _data(**overrides: Any) -> DataConfig:

@@ -4,7 +4,6 @@ to inject script or Markdown through config text or data values."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -16,27 +15,11 @@ from bastion.stages.evaluate import EvaluateStage
 from bastion.stages.features import FeaturesStage
 from bastion.stages.release import ReleaseStage
 from bastion.stages.train import TrainStage
+from tests.helpers.adult import ADULT_TYPES, DATA
 
-DATA = Path(__file__).resolve().parents[3] / "examples" / "adult-income" / "data"
 PIN = "a5b3a620cb7325a48f5090531afd611ce4622440451a5cfbd11c49be2ed868e5"
 HOSTILE = "<script>alert('card')</script>"
-TYPES = {
-    "age": "int",
-    "workclass": "category",
-    "fnlwgt": "int",
-    "education": "category",
-    "education-num": "int",
-    "marital-status": "category",
-    "occupation": "category",
-    "relationship": "category",
-    "race": "category",
-    "sex": "category",
-    "capital-gain": "int",
-    "capital-loss": "int",
-    "hours-per-week": "int",
-    "native-country": "category",
-    "Y": "category",
-}
+TYPES = ADULT_TYPES  # from the example pipeline file
 
 
 def _config(**release: Any) -> PipelineConfig:
