@@ -4,7 +4,8 @@ A pipeline file is YAML::
 
     name: adult-income
     seed: 42
-    data: {sources: {...}, schema: {...}, label: {...}, sensitive: [...], pii: [...]}
+    data: {sources: {...}, schema: {...}, label: {...}, sensitive: [...], pii: {...},
+          pii_scan: {...}, checks: [...], validation: {...}, screen: {...}}
     split: {...}
     features: {...}
     model: {...}
@@ -24,14 +25,23 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "BackdoorConfig",
     "ColumnSpec",
+    "CustomCheck",
     "DataConfig",
+    "DuplicatesConfig",
     "EvaluateConfig",
     "FeaturesConfig",
     "LabelConfig",
+    "LabelNoiseConfig",
     "ModelConfig",
+    "OutlierConfig",
+    "PiiColumn",
+    "PiiScanConfig",
     "PipelineConfig",
     "ReleaseConfig",
+    "ScreenConfig",
+    "ShiftConfig",
     "SourceConfig",
     "SplitConfig",
     "ValidationConfig",
@@ -126,6 +136,144 @@ class ValidationConfig(_Strict):
     max_report: int = Field(50, ge=1, le=10_000, description="Violations listed in reports.")
 
 
+_CHECK_NAME = r"^[a-z][a-z0-9_]{0,63}$"
+Policy = Literal["flag", "quarantine", "fail"]
+Detector = Literal["label_noise", "outliers", "duplicates", "backdoor", "shift"]
+
+
+class CustomCheck(_Strict):
+    """A row rule over several columns, e.g. ``"`capital-gain` == 0 or `capital-loss` == 0"``.
+
+    The expression language is small and safe (no calls, no attributes, nothing imported):
+    column names (in backticks when they are not identifiers), numbers, strings, ``True``,
+    ``False``, comparisons (chained too), ``and``/``or``/``not``, ``+ - * / % **``,
+    ``in [...]`` and ``is_null(`col`)``/``not_null(`col`)``. A row passes when it is true.
+    """
+
+    name: Annotated[str, Field(pattern=_CHECK_NAME)]
+    expr: str = Field(min_length=1, max_length=2000)
+    message: str = Field("", description="What a failing row means, for the report.")
+
+
+class PiiColumn(_Strict):
+    """What to do with one column that holds personal data.
+
+    ``drop`` removes it after validation; ``pseudonymize`` replaces each value with a keyed
+    HMAC-SHA256 (key from the keyring, so equal values stay equal across tables and runs,
+    and change when the pseudonym key is rotated); ``generalize`` bins numbers
+    (``bins``), truncates text (``truncate``) or coarsens dates (``date``); ``keep`` leaves
+    it as it is and needs a ``reason``.
+    """
+
+    policy: Literal["drop", "pseudonymize", "generalize", "keep"]
+    domain: str | None = Field(
+        None, description="pseudonymize: values in the same domain map alike (default: column)."
+    )
+    bins: list[float] | None = Field(None, description="generalize: ascending bin edges.")
+    truncate: int | None = Field(None, ge=1, description="generalize: keep this many characters.")
+    date: Literal["year", "month"] | None = Field(None, description="generalize: date precision.")
+    reason: str | None = Field(None, description="keep: why this PII may stay (required).")
+
+    @model_validator(mode="after")
+    def _shape(self) -> PiiColumn:
+        given = [k for k in ("bins", "truncate", "date") if getattr(self, k) is not None]
+        if self.policy == "generalize" and len(given) != 1:
+            raise ValueError("policy generalize needs exactly one of 'bins', 'truncate', 'date'")
+        if self.policy != "generalize" and given:
+            raise ValueError(f"{given[0]!r} is only for policy generalize")
+        if self.bins is not None and (
+            len(self.bins) < 2
+            or any(a >= b for a, b in zip(self.bins, self.bins[1:], strict=False))
+        ):
+            raise ValueError("'bins' must be at least two strictly ascending edges")
+        if self.policy == "keep" and not (self.reason or "").strip():
+            raise ValueError("policy keep needs a 'reason'")
+        if self.domain is not None and self.policy != "pseudonymize":
+            raise ValueError("'domain' is only for policy pseudonymize")
+        return self
+
+
+class PiiScanConfig(_Strict):
+    """The scan for undeclared personal data; an undeclared PII column fails validation."""
+
+    sample_rows: int = Field(20_000, ge=100, description="Rows sampled per column.")
+    min_fraction: float = Field(
+        0.3, gt=0, le=1, description="Share of non-null values that must match a pattern."
+    )
+    unsafe_skip: bool = Field(False, description="Do not scan. Logged and audited.")
+
+
+class LabelNoiseConfig(_Strict):
+    """Label flips: out-of-fold probabilities + confident learning."""
+
+    policy: Policy | None = None
+    folds: int = Field(5, ge=2, le=20)
+    max_train_rows: int = Field(
+        200_000, ge=1_000, description="Each fold's model trains on at most this many rows."
+    )
+
+
+class OutlierConfig(_Strict):
+    """Rows far from their own class in feature space (histogram scores per class)."""
+
+    policy: Policy | None = "flag"
+    threshold: float = Field(
+        8.0, gt=0, description="Robust z-score of a row's outlier score that flags it."
+    )
+
+
+class DuplicatesConfig(_Strict):
+    """Exact duplicates and floods of near-identical rows."""
+
+    policy: Policy | None = None
+    flood_size: int = Field(5, ge=2, description="A group this large is a flood.")
+    near: bool = Field(True, description="Also group rows equal in all but one column.")
+    ignore: list[str] = Field(
+        default_factory=list, description="Columns left out of the comparison (e.g. ids)."
+    )
+
+
+class BackdoorConfig(_Strict):
+    """Rare values or pairs of values that predict one label among few rows."""
+
+    policy: Policy | None = None
+    max_support: float = Field(0.02, gt=0, lt=0.5, description="Largest share of rows.")
+    min_rows: int = Field(10, ge=3)
+    min_purity: float = Field(0.9, gt=0.5, le=1, description="Share with the same label.")
+    min_surprise: float = Field(
+        8.0, gt=0, description="z-score of the label count against what the features predict."
+    )
+
+
+class ShiftConfig(_Strict):
+    """Change against the last accepted version of the same source."""
+
+    policy: Policy | None = "flag"
+    psi: float = Field(0.25, gt=0, description="Per-column population stability index.")
+    class_balance: float = Field(
+        0.05, gt=0, lt=1, description="Largest change of the positive-class share."
+    )
+
+
+class ScreenConfig(_Strict):
+    """The poisoning screen over training sources. Detectors find; ``policy`` decides."""
+
+    policy: Policy = "quarantine"
+    label_noise: LabelNoiseConfig = Field(default_factory=lambda: LabelNoiseConfig())
+    outliers: OutlierConfig = Field(default_factory=lambda: OutlierConfig())
+    duplicates: DuplicatesConfig = Field(default_factory=lambda: DuplicatesConfig())
+    backdoor: BackdoorConfig = Field(default_factory=lambda: BackdoorConfig())
+    shift: ShiftConfig = Field(default_factory=lambda: ShiftConfig())
+    unsafe_skip: list[Detector] = Field(
+        default_factory=list, description="Detectors not run. Logged and audited every run."
+    )
+
+    def policy_of(self, detector: str) -> str:
+        """The detector's own policy, or the screen's."""
+        own: str | None = getattr(self, detector).policy
+        return own or self.policy
+
+
 class DataConfig(_Strict):
     """Where the data comes from and what it must look like."""
 
@@ -133,8 +281,11 @@ class DataConfig(_Strict):
     schema_: dict[str, ColumnSpec] = Field(alias="schema", min_length=1)
     label: LabelConfig
     sensitive: list[str] = Field(default_factory=list)
-    pii: list[str] = Field(default_factory=list)
+    pii: dict[str, PiiColumn] = Field(default_factory=dict)
+    pii_scan: PiiScanConfig = Field(default_factory=lambda: PiiScanConfig())
+    checks: list[CustomCheck] = Field(default_factory=list)
     validation: ValidationConfig = Field(default_factory=lambda: ValidationConfig())
+    screen: ScreenConfig = Field(default_factory=lambda: ScreenConfig())
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -143,7 +294,8 @@ class DataConfig(_Strict):
         for what, cols in (
             ("label", [self.label.column]),
             ("sensitive", self.sensitive),
-            ("pii", self.pii),
+            ("pii", list(self.pii)),
+            ("screen.duplicates.ignore", self.screen.duplicates.ignore),
         ):
             for col in cols:
                 if col not in self.schema_:
@@ -151,6 +303,12 @@ class DataConfig(_Strict):
         for name in self.sources:
             if not re.match(_NAME, name):
                 raise ValueError(f"source name {name!r}: expected {_NAME}")
+        if self.label.column in self.pii:
+            raise ValueError(f"the label {self.label.column!r} cannot be a PII column")
+        names = [c.name for c in self.checks]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"checks: name {name!r} is used more than once")
         return self
 
 
@@ -275,6 +433,17 @@ class PipelineConfig(_Strict):
                     f"features: sensitive column(s) {sorted(leaked)} used as features;"
                     " set features.use_sensitive: true to allow it"
                 )
+        raw_pii = sorted(
+            c
+            for c, rule in self.data.pii.items()
+            if rule.policy != "generalize"
+            and c in self.features.numeric.columns + self.features.categorical.columns
+        )
+        if raw_pii:
+            raise ValueError(
+                f"features: PII column(s) {raw_pii} used as features; only a PII column with"
+                " policy generalize may be a feature"
+            )
         if self.split.test_source is not None and self.split.test_source not in self.data.sources:
             raise ValueError(f"split.test_source {self.split.test_source!r} is not a data source")
         return self

@@ -10,7 +10,7 @@ feature.
 
 Sensitive attributes (``data.sensitive``) are kept aside for the fairness audit and are
 refused as features unless ``features.use_sensitive`` is true; PII columns (``data.pii``)
-and the label are refused always. The transformer is fitted on the training table's
+are refused unless their policy is ``generalize``, and the label always. The transformer is fitted on the training table's
 feature columns only, so at prediction time it needs exactly those columns (extra columns,
 such as the label or the sensitive attributes, are ignored).
 
@@ -50,7 +50,7 @@ class FeaturesStage:
             "features": self.features.model_dump(mode="json"),
             "label": self.data.label.column,
             "sensitive": list(self.data.sensitive),
-            "pii": list(self.data.pii),
+            "pii": {c: r.policy for c, r in self.data.pii.items()},
         }
 
     def run(self, ctx: StageContext, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -63,6 +63,7 @@ class FeaturesStage:
         transformer = build_transformer(self.features)
         transformer.fit(train[used])
         sensitive = set(self.data.sensitive)
+        raw_pii = {c for c, r in self.data.pii.items() if r.policy != "generalize"}
         aside = sensitive | set(self.data.pii) | {self.data.label.column}
         spec: dict[str, Any] = {
             "input_columns": used,
@@ -71,7 +72,7 @@ class FeaturesStage:
             "dropped": [c for c in train.columns if c not in used and c not in aside],
             "sensitive_kept_aside": [c for c in self.data.sensitive if c not in used],
             "sensitive_used": [c for c in used if c in sensitive],
-            "pii_excluded": list(self.data.pii),
+            "pii_excluded": sorted(raw_pii - set(used)),
             "label": self.data.label.column,
             "output_features": [str(n) for n in transformer.get_feature_names_out()],
         }
@@ -145,8 +146,10 @@ def _check_columns(features: FeaturesConfig, data: DataConfig) -> None:
                 raise ConfigError(f"{key}: column {col!r} is also under features.drop")
             if col == data.label.column:
                 raise ConfigError(f"{key}: the label {col!r} cannot be a feature")
-            if col in data.pii:
-                raise ConfigError(f"{key}: PII column {col!r} can never be a feature")
+            if col in data.pii and data.pii[col].policy != "generalize":
+                raise ConfigError(
+                    f"{key}: PII column {col!r} is a feature only with policy generalize"
+                )
             if col in data.sensitive and not features.use_sensitive:
                 raise ConfigError(
                     f"{key}: sensitive column {col!r} used as a feature;"

@@ -101,8 +101,8 @@ def test_adult_pipeline_loads(tmp_path: Path) -> None:
 def test_unknown_key_lists_the_allowed_keys(tmp_path: Path) -> None:
     msg = error(tmp_path, edit("  sources:\n", "  sourcez: {}\n  sources:\n"))
     assert msg == (
-        "pipeline.yaml:3:3: data.sourcez: unknown key (expected one of: label, pii, schema,"
-        " sensitive, sources, validation)"
+        "pipeline.yaml:3:3: data.sourcez: unknown key (expected one of: checks, label, pii,"
+        " pii_scan, schema, screen, sensitive, sources, validation)"
     )
 
 

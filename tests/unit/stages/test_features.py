@@ -105,8 +105,8 @@ def test_sensitive_columns_become_features_only_with_use_sensitive(
 def test_pii_is_never_a_feature(train: pd.DataFrame) -> None:
     features = _features(numeric={"columns": [*NUMERIC, "fnlwgt"]}, drop=[], use_sensitive=True)
     with pytest.raises(ConfigError, match=r"features\.numeric\.columns: PII column 'fnlwgt'"):
-        _run(features, _data(pii=["fnlwgt"]), train)
-    spec = _run(_features(drop=[]), _data(pii=["fnlwgt"]), train)["spec"]
+        _run(features, _data(pii={"fnlwgt": {"policy": "drop"}}), train)
+    spec = _run(_features(drop=[]), _data(pii={"fnlwgt": {"policy": "drop"}}), train)["spec"]
     assert spec["pii_excluded"] == ["fnlwgt"]
     assert "fnlwgt" not in spec["dropped"]
 
