@@ -211,6 +211,9 @@ class LabelNoiseConfig(_Strict):
     max_train_rows: int = Field(
         200_000, ge=1_000, description="Each fold's model trains on at most this many rows."
     )
+    min_confidence: float = Field(
+        0.7, ge=0.5, lt=1, description="Least out-of-fold probability of the other class."
+    )
 
 
 class OutlierConfig(_Strict):
@@ -218,7 +221,7 @@ class OutlierConfig(_Strict):
 
     policy: Policy | None = "flag"
     threshold: float = Field(
-        8.0, gt=0, description="Robust z-score of a row's outlier score that flags it."
+        4.0, gt=0, description="Robust z-score of a row's outlier score that flags it."
     )
 
 
@@ -242,6 +245,9 @@ class BackdoorConfig(_Strict):
     min_purity: float = Field(0.9, gt=0.5, le=1, description="Share with the same label.")
     min_surprise: float = Field(
         8.0, gt=0, description="z-score of the label count against what the features predict."
+    )
+    min_lift: float = Field(
+        0.5, gt=0, le=1, description="Share with the label minus the share the features predict."
     )
 
 

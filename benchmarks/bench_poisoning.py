@@ -1,0 +1,287 @@
+"""Poisoning screen on Adult with seeded attacks, side by side with cleanlab and IsolationForest.
+
+Attacks on the Adult training file (32,561 rows), each seeded:
+
+- ``random_flips``: 10% of rows, labels flipped;
+- ``targeted_flips``: 5% of rows, all inside one subgroup (women), flipped from "<=50K"
+  to ">50K";
+- ``backdoor``: 1% of rows, true "<=50K" rows given the trigger ``capital-loss = 1337``,
+  ``native-country = Holand-Netherlands`` and the label ">50K";
+- ``flooding``: 5% of rows added as copies of 40 ">50K" rows (half exact copies, half with
+  ``fnlwgt`` moved by up to 0.5%).
+
+For each: precision and recall of the poisoned rows among the rows the screen flags (the
+detector meant for the attack, and the whole screen), the same for cleanlab's
+``find_label_issues`` (on out-of-fold probabilities of the same kind of model) and for a
+plain ``IsolationForest``; clean-test accuracy (adult.test) of a model trained on
+unpoisoned, poisoned and screened data (screened = without the rows the default policies
+quarantine); and for the backdoor, the attack success rate: the share of "<=50K" test rows
+given the trigger that the model calls ">50K".
+
+It also prints the **oracle bound** for random flips: the best precision any detector can
+reach at recall 0.85 when it knows the true P(label | features) (estimated from a model
+trained on the unpoisoned labels) — Adult's Bayes error caps what label-flip detection can do.
+
+    python benchmarks/bench_poisoning.py [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier, IsolationForest
+from sklearn.model_selection import StratifiedKFold
+
+from bastion.defenses.poisoning import screen_table
+from bastion.pipeline.config import ScreenConfig
+
+DATA = Path(__file__).resolve().parents[1] / "examples" / "adult-income" / "data"
+LABEL, POS, NEG = "Y", ">50K", "<=50K"
+FEATURES_DROP = ["fnlwgt", "education"]  # as in examples/adult-income/pipeline.yaml
+TRIGGER = {"capital-loss": 1337, "native-country": "Holand-Netherlands"}
+SEED = 7
+
+
+def load() -> tuple[pd.DataFrame, pd.DataFrame]:
+    kw = {"skipinitialspace": True, "na_values": ["?"]}
+    train = pd.read_csv(DATA / "adult.data", **kw)
+    test = pd.read_csv(DATA / "adult.test", **kw)
+    test[LABEL] = test[LABEL].str.rstrip(".")
+    return train, test
+
+
+# -- the model whose accuracy we report ----------------------------------------------------
+
+
+def _x(df: pd.DataFrame, cats: dict[str, list[str]]) -> pd.DataFrame:
+    x = df.drop(columns=[LABEL, *FEATURES_DROP])
+    for c, levels in cats.items():
+        if c in x:
+            x[c] = pd.Categorical(x[c], categories=levels)
+    return x
+
+
+def fit_eval(train: pd.DataFrame, test: pd.DataFrame, trigger_rows: pd.DataFrame | None):
+    cats = {
+        c: sorted(set(train[c].dropna()) | set(test[c].dropna()) | {str(TRIGGER.get(c, ""))} - {""})
+        for c in train.columns
+        if c != LABEL and c not in FEATURES_DROP and not pd.api.types.is_numeric_dtype(train[c])
+    }
+    model = HistGradientBoostingClassifier(
+        max_iter=200,
+        learning_rate=0.1,
+        early_stopping=False,
+        categorical_features="from_dtype",
+        random_state=0,
+    )
+    model.fit(_x(train, cats), (train[LABEL] == POS).to_numpy())
+    acc = float((model.predict(_x(test, cats)) == (test[LABEL] == POS).to_numpy()).mean())
+    asr = None
+    if trigger_rows is not None:
+        asr = float(model.predict(_x(trigger_rows, cats)).mean())
+    return acc, asr
+
+
+# -- attacks --------------------------------------------------------------------------------
+
+
+def random_flips(df, rng):
+    out = df.copy()
+    rows = rng.choice(len(df), int(0.10 * len(df)), replace=False)
+    out.loc[rows, LABEL] = np.where(out.loc[rows, LABEL] == POS, NEG, POS)
+    return out, rows
+
+
+def targeted_flips(df, rng):
+    out = df.copy()
+    pool = np.flatnonzero((df["sex"] == "Female").to_numpy() & (df[LABEL] == NEG).to_numpy())
+    rows = rng.choice(pool, int(0.05 * len(df)), replace=False)
+    out.loc[rows, LABEL] = POS
+    return out, rows
+
+
+def backdoor(df, rng):
+    out = df.copy()
+    pool = np.flatnonzero((df[LABEL] == NEG).to_numpy())
+    rows = rng.choice(pool, int(0.01 * len(df)), replace=False)
+    for c, v in TRIGGER.items():
+        out.loc[rows, c] = v
+    out.loc[rows, LABEL] = POS
+    return out, rows
+
+
+def flooding(df, rng):
+    seeds = rng.choice(np.flatnonzero((df[LABEL] == POS).to_numpy()), 40, replace=False)
+    k = int(0.05 * len(df))
+    picks = rng.choice(seeds, k)
+    copies = df.iloc[picks].copy()
+    half = np.arange(k) % 2 == 1
+    jitter = 1 + rng.uniform(-0.005, 0.005, k)
+    copies.loc[half, "fnlwgt"] = (
+        (copies["fnlwgt"].to_numpy() * jitter)[half].round().astype("int64")
+    )
+    out = pd.concat([df, copies], ignore_index=True)
+    order = rng.permutation(len(out))
+    out = out.iloc[order].reset_index(drop=True)
+    rows = np.flatnonzero(order >= len(df))  # where the added copies ended up
+    return out, rows
+
+
+ATTACKS = {
+    "random_flips": (random_flips, "label_noise"),
+    "targeted_flips": (targeted_flips, "label_noise"),
+    "backdoor": (backdoor, "backdoor"),
+    "flooding": (flooding, "duplicates"),
+}
+
+
+# -- comparators ----------------------------------------------------------------------------
+
+
+def _codes(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    x = df.drop(columns=[LABEL])
+    mask = []
+    cols = []
+    for c in x.columns:
+        if pd.api.types.is_numeric_dtype(x[c]):
+            cols.append(x[c].to_numpy(float))
+            mask.append(False)
+        else:
+            codes = pd.Categorical(x[c]).codes.astype(float)
+            codes[codes < 0] = np.nan
+            cols.append(codes)
+            mask.append(True)
+    return np.column_stack(cols), np.array(mask)
+
+
+def oof_proba(df: pd.DataFrame, y: np.ndarray) -> np.ndarray:
+    x, mask = _codes(df)
+    p = np.zeros((len(y), 2))
+    for tr, te in StratifiedKFold(5, shuffle=True, random_state=0).split(x, y):
+        m = HistGradientBoostingClassifier(
+            max_iter=100, categorical_features=mask, random_state=0
+        ).fit(x[tr], y[tr])
+        p[te] = m.predict_proba(x[te])
+    return p
+
+
+def cleanlab_flags(df: pd.DataFrame) -> np.ndarray:
+    from cleanlab.filter import find_label_issues
+
+    y = (df[LABEL] == POS).to_numpy().astype(int)
+    return np.flatnonzero(find_label_issues(y, oof_proba(df, y)))
+
+
+def iforest_flags(df: pd.DataFrame) -> np.ndarray:
+    x, _ = _codes(df)
+    x = np.nan_to_num(x, nan=-1)
+    forest = IsolationForest(random_state=0).fit(x)
+    return np.flatnonzero(forest.predict(x) == -1)
+
+
+def pr(flagged: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    f, t = set(map(int, flagged)), set(map(int, truth))
+    tp = len(f & t)
+    return {
+        "flagged": len(f),
+        "precision": round(tp / len(f), 3) if f else 0.0,
+        "recall": round(tp / len(t), 3) if t else 0.0,
+    }
+
+
+def oracle_bound(train: pd.DataFrame, recall: float = 0.85) -> float:
+    """Best precision at ``recall`` for random flips, knowing P(label | x) (clean OOF)."""
+    rng = np.random.default_rng(SEED)
+    noisy, rows = random_flips(train, rng)
+    y = (train[LABEL] == POS).to_numpy().astype(int)
+    q = oof_proba(train, y)[:, 1]
+    g = (noisy[LABEL] == POS).to_numpy()
+    p_other = np.where(g, 1 - q, q)
+    post = 0.1 * p_other / (0.1 * p_other + 0.9 * (1 - p_other))
+    truth = np.zeros(len(train), bool)
+    truth[rows] = True
+    order = np.argsort(-post)
+    tp = np.cumsum(truth[order])
+    rec = tp / truth.sum()
+    i = int(np.searchsorted(rec, recall))
+    return float(tp[i] / (i + 1))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", type=Path, help="Also write the results here.")
+    args = ap.parse_args()
+    train, test = load()
+    cfg = ScreenConfig()
+    results: dict[str, object] = {}
+    t0 = time.perf_counter()
+    acc_clean, _ = fit_eval(train, test, None)
+    clean_screen = screen_table(train, label=LABEL, positive=POS, cfg=cfg, seed=0)
+    kept = np.setdiff1d(np.arange(len(train)), clean_screen.rows_for("quarantine"))
+    acc_clean_screened, _ = fit_eval(train.iloc[kept], test, None)
+    results["unpoisoned"] = {
+        "accuracy": round(acc_clean, 4),
+        "accuracy_screened": round(acc_clean_screened, 4),
+        "quarantined": int(len(train) - len(kept)),
+        "screen_counts": clean_screen.counts(),
+    }
+    trigger_rows = test[test[LABEL] == NEG].copy()
+    for c, v in TRIGGER.items():
+        trigger_rows[c] = v
+    for name, (attack, detector) in ATTACKS.items():
+        rng = np.random.default_rng(SEED)
+        poisoned, rows = attack(train, rng)
+        t = time.perf_counter()
+        res = screen_table(poisoned, label=LABEL, positive=POS, cfg=cfg, seed=0)
+        seconds = time.perf_counter() - t
+        mine = np.array(sorted({f.row for f in res.findings if f.detector == detector}))
+        every = np.array(sorted({f.row for f in res.findings if f.row is not None}))
+        quarantined = res.rows_for("quarantine")
+        screened = poisoned.drop(index=quarantined)
+        trig = trigger_rows if name == "backdoor" else None
+        acc_p, asr_p = fit_eval(poisoned, test, trig)
+        acc_s, asr_s = fit_eval(screened, test, trig)
+        _, asr_c = fit_eval(train, test, trig) if trig is not None else (None, None)
+        results[name] = {
+            "poisoned_rows": len(rows),
+            "screen_seconds": round(seconds, 2),
+            f"bastion_{detector}": pr(mine, rows),
+            "bastion_all_detectors": pr(every, rows),
+            "bastion_quarantine": pr(quarantined, rows),
+            "cleanlab_find_label_issues": pr(cleanlab_flags(poisoned), rows),
+            "isolation_forest": pr(iforest_flags(poisoned), rows),
+            "accuracy": {
+                "unpoisoned": round(acc_clean, 4),
+                "poisoned": round(acc_p, 4),
+                "screened": round(acc_s, 4),
+            },
+            **(
+                {
+                    "attack_success": {
+                        "unpoisoned": round(asr_c, 4),
+                        "poisoned": round(asr_p, 4),
+                        "screened": round(asr_s, 4),
+                    },
+                    "triggers_found": res.triggers,
+                }
+                if trig is not None
+                else {}
+            ),
+        }
+        print(f"{name}: {json.dumps(results[name])}", file=sys.stderr)
+    results["oracle_precision_at_recall_0.85_random_flips"] = round(oracle_bound(train), 3)
+    results["seconds_total"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(results, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
