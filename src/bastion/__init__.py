@@ -17,6 +17,12 @@ The architecture in one screen::
       ├─ security.audit        hash-chained log + signed Merkle checkpoints, group commit
       ├─ security.access       principals, roles, grants, hashed API tokens
       └─ security.signing      DSSE envelopes, in-toto statements (provenance)
+    pipeline.runner            stages in order, cached, stored, signed and audited:
+      ingest → validate → pii → screen (training sources) → split → features → train
+      → evaluate → release
+    defenses/                  detectors and protections the stages use: poisoning screen,
+                               shift, PII (scan, pseudonymize, generalize)
+    data                       the same screen and checks on a file, outside a pipeline
 
 Imports flow one way: shells → workspace → security/store. ``errors`` is the one error
 tree every layer raises from. Heavy modules load lazily, so ``import bastion`` is cheap.
@@ -26,12 +32,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["Pipeline", "Workspace", "__version__", "errors", "pipeline_schema"]
+__all__ = [
+    "Pipeline",
+    "Workspace",
+    "__version__",
+    "check_file",
+    "errors",
+    "pipeline_schema",
+    "read_file",
+    "screen_config",
+    "screen_file",
+]
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from bastion import errors
+    from bastion.data import check_file, read_file, screen_config, screen_file
     from bastion.pipeline.config import json_schema as pipeline_schema
     from bastion.pipeline.runner import Pipeline
     from bastion.workspace import Workspace
@@ -50,6 +67,10 @@ def __getattr__(name: str) -> Any:
         from bastion.pipeline.config import json_schema
 
         return json_schema
+    if name in ("check_file", "read_file", "screen_config", "screen_file"):
+        import bastion.data
+
+        return getattr(bastion.data, name)
     if name == "errors":
         import bastion.errors
 

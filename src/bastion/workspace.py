@@ -97,6 +97,7 @@ class RotationReport:
     rewrapped: int
     retired: list[str]
     new_signing_key: str | None
+    new_pseudonym_key: str | None = None
 
 
 def parse_model_ref(ref: str) -> tuple[str, int | None]:
@@ -240,7 +241,12 @@ class Workspace:
     # -- keys -------------------------------------------------------------------------
 
     def rotate_keys(
-        self, *, actor: str, signing: bool = False, progress: Progress | None = None
+        self,
+        *,
+        actor: str,
+        signing: bool = False,
+        pseudonym: bool = False,
+        progress: Progress | None = None,
     ) -> RotationReport:
         """Make a new KEK, re-wrap every blob's data key under it, retire unused KEKs.
 
@@ -248,15 +254,28 @@ class Workspace:
         that any blob still names; each blob's key slot is rewritten with an atomic
         rename; a KEK is retired (its material erased) only after the blob headers show
         that nothing uses it. Rerunning after a crash finishes the job.
+
+        ``signing`` also replaces the signing key (old ones still verify). ``pseudonym``
+        also replaces the pseudonym key and erases the old one: pseudonyms made from then
+        on no longer match earlier ones, so joins with older outputs stop working.
         """
         step = progress or (lambda _s, _d, _t: None)
         with file_lock(self.home / "lock"):
-            self.audit.record(actor, "keys.rotate", "keyring", "started", {"signing": signing})
+            self.audit.record(
+                actor,
+                "keys.rotate",
+                "keyring",
+                "started",
+                {"signing": signing, "pseudonym": pseudonym},
+            )
             new_kek = self.keyring.add_kek()
             step("kek-created", 0, 0)
             new_sig = self.keyring.add_signing_key() if signing else None
             if new_sig:
                 step("signing-key-created", 0, 0)
+            new_psk = self.keyring.add_pseudonym_key() if pseudonym else None
+            if new_psk:
+                step("pseudonym-key-created", 0, 0)
             digests = sorted(self.store.iter_digests())
             rewrapped = 0
             for done, digest in enumerate(digests, 1):
@@ -280,11 +299,12 @@ class Workspace:
                     "rewrapped": rewrapped,
                     "retired": retired,
                     "new_signing_key": new_sig,
+                    "new_pseudonym_key": new_psk,
                 },
             )
             if new_sig:
                 self.audit.checkpoint()  # the first checkpoint under the new signing key
-        return RotationReport(new_kek, rewrapped, retired, new_sig)
+        return RotationReport(new_kek, rewrapped, retired, new_sig, new_psk)
 
     # -- provenance -------------------------------------------------------------------
 

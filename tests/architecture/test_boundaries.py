@@ -81,6 +81,28 @@ def test_services_never_import_shells_or_the_workspace(path: Path) -> None:
     assert not bad, f"{_name(path)} imports upward: {sorted(bad)}"
 
 
+@pytest.mark.parametrize("path", [p for p in MODULES if "defenses" in p.parts], ids=_name)
+def test_defenses_never_reach_services_stages_or_shells(path: Path) -> None:
+    """Detectors work on plain tables: keys, stores, the workspace and the runner are the
+    caller's business (a key reaches PII pseudonymization only through a Protocol)."""
+    bad = {
+        m
+        for m in _imports(path)
+        if m.startswith(
+            (
+                "bastion.security",
+                "bastion.store",
+                "bastion.workspace",
+                "bastion.cli",
+                "bastion.serving",
+                "bastion.stages",
+                "bastion.pipeline.runner",
+            )
+        )
+    }
+    assert not bad, f"{_name(path)} reaches past the defenses layer: {sorted(bad)}"
+
+
 @pytest.mark.parametrize("path", MODULES, ids=_name)
 def test_hazmat_stays_inside_security(path: Path) -> None:
     if "security" in path.parts:

@@ -139,6 +139,19 @@ def test_keys_rotate_rewraps_and_retires(home: Home, tmp_path: Path) -> None:
     assert run_cli(["verify"], home.env()).code == 0
 
 
+def test_keys_rotate_pseudonym_replaces_and_erases_the_pseudonym_key(home: Home) -> None:
+    before = run_cli(["keys", "list", "--json"], home.env()).json()["keys"]
+    (old,) = [k["id"] for k in before if k["kind"] == "pseudonym"]
+    res = run_cli(["keys", "rotate", "--pseudonym", "--json"], home.env())
+    assert res.code == 0, res.err
+    new = res.json()["new_pseudonym_key"]
+    assert new.startswith("psk-") and new != old
+    keys = run_cli(["keys", "list", "--json"], home.env()).json()["keys"]
+    states = {k["id"]: (k["kind"], k["state"]) for k in keys}
+    assert states[old] == ("pseudonym", "retired")
+    assert states[new] == ("pseudonym", "active")
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

@@ -10,6 +10,7 @@ import typer
 from bastion.cli import _common as c
 from bastion.cli.artifacts import artifact_app
 from bastion.cli.audit import audit_app
+from bastion.cli.data import data_app
 from bastion.cli.keys import keys_app
 from bastion.cli.pipeline import models_app
 from bastion.cli.pipeline import run as run_command
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 app.add_typer(artifact_app, name="artifact")
 app.add_typer(audit_app, name="audit")
+app.add_typer(data_app, name="data")
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
 app.command("run")(run_command)

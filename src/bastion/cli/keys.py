@@ -8,7 +8,7 @@ import typer
 
 from bastion.cli import _common as c
 
-keys_app = typer.Typer(help="Key-encryption and signing keys.", no_args_is_help=True)
+keys_app = typer.Typer(help="Key-encryption, signing and pseudonym keys.", no_args_is_help=True)
 
 
 @keys_app.command("list")
@@ -48,6 +48,12 @@ def list_keys(home: c.Home = None, json_out: c.Json = False, debug: c.Debug = Fa
 def rotate(
     home: c.Home = None,
     signing: Annotated[bool, typer.Option(help="Also rotate the signing key.")] = False,
+    pseudonym: Annotated[
+        bool,
+        typer.Option(
+            help="Also rotate the pseudonym key: new pseudonyms no longer match earlier ones."
+        ),
+    ] = False,
     json_out: c.Json = False,
     debug: c.Debug = False,
 ) -> None:
@@ -59,12 +65,15 @@ def rotate(
             if name == "rewrapped":
                 bar.update(task, completed=done, total=total)
 
-        report = ws.rotate_keys(actor=who.principal, signing=signing, progress=step)
+        report = ws.rotate_keys(
+            actor=who.principal, signing=signing, pseudonym=pseudonym, progress=step
+        )
     data = {
         "new_kek": report.new_kek,
         "rewrapped": report.rewrapped,
         "retired": report.retired,
         "new_signing_key": report.new_signing_key,
+        "new_pseudonym_key": report.new_pseudonym_key,
     }
     if json_out:
         c.emit(data)
@@ -73,4 +82,10 @@ def rotate(
             f"new KEK {report.new_kek}; re-wrapped {report.rewrapped} data keys;"
             f" retired {', '.join(report.retired) or 'none'}"
             + (f"; new signing key {report.new_signing_key}" if report.new_signing_key else "")
+            + (
+                f"; new pseudonym key {report.new_pseudonym_key}"
+                " (earlier pseudonyms no longer match)"
+                if report.new_pseudonym_key
+                else ""
+            )
         )

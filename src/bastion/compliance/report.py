@@ -36,6 +36,7 @@ import io
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,18 @@ def render_run_report(
         if png is not None:
             atomic_write(out_dir / name, png)
             plots[name] = png
+    for source, report in (validation or {}).items():
+        screen = report.get("screen") if isinstance(report, Mapping) else None
+        if isinstance(screen, Mapping) and screen.get("counts"):
+            name = f"screen_{_slug(source)}.png"
+            png = _cached_png(
+                plot_cache,
+                {"screen": screen.get("counts"), "v": _PLOT_VERSION},
+                partial(_plot_screen, screen),
+            )
+            if png is not None:
+                atomic_write(out_dir / name, png)
+                plots[name] = png
     gates = run.get("gates") or metrics.get("gates") or []
     document = {
         "run": dict(run),
@@ -222,6 +235,17 @@ def _html(
         ]
     for source, report in (validation or {}).items():
         parts += [f"<h2>Validation: {_e(source)}</h2>", *_validation(report)]
+        if isinstance(report, Mapping):
+            if isinstance(report.get("pii"), Mapping):
+                parts += [f"<h3>Personal data: {_e(source)}</h3>", *_pii(report["pii"])]
+            if isinstance(report.get("screen"), Mapping):
+                plot = plots.get(f"screen_{_slug(source)}.png")
+                parts += [
+                    f"<h3>Poisoning screen: {_e(source)}</h3>",
+                    *_screen(report["screen"]),
+                ]
+                if plot is not None:
+                    parts.append(f'<img alt="screen findings" src="screen_{_slug(source)}.png">')
     env = run.get("environment")
     if isinstance(env, Mapping):
         packages = env.get("packages") or {}
@@ -229,6 +253,79 @@ def _html(
         rows += [[k, v] for k, v in packages.items()] if isinstance(packages, Mapping) else []
         parts += ["<h2>Environment</h2>", _table(["", ""], rows)]
     return html_page(title, "\n".join(parts))
+
+
+def _pii(report: Mapping[str, Any]) -> list[str]:
+    hits = report.get("hits") or []
+    applied = report.get("applied") or {}
+    out = [
+        f"<p>Scan {'ran' if report.get('scanned') else 'was skipped (unsafe_skip)'};"
+        f" {len(hits)} column(s) hold personal data; {len(applied)} rule(s) applied.</p>"
+    ]
+    if applied:
+        out.append(
+            _table(
+                ["column", "policy", "details"],
+                [
+                    [
+                        c,
+                        r.get("policy"),
+                        ", ".join(f"{k}={v}" for k, v in r.items() if k != "policy"),
+                    ]
+                    for c, r in applied.items()
+                ],
+            )
+        )
+    if hits:
+        keys = ["column", "pattern", "fraction", "examples"]
+        out.append(_table(keys, [[h.get(k) for k in keys] for h in hits if isinstance(h, Mapping)]))
+    return out
+
+
+def _screen(report: Mapping[str, Any]) -> list[str]:
+    rows: list[list[Any]] = [
+        ["rows", report.get("rows")],
+        ["rows flagged (any detector)", report.get("rows_flagged")],
+        ["rows quarantined", report.get("rows_quarantined")],
+        ["detectors run", ", ".join(report.get("ran") or [])],
+        ["detectors not run", ", ".join(report.get("skipped") or []) or "none"],
+        ["shift baseline", report.get("baseline") or "none (first accepted run)"],
+    ]
+    policies = report.get("policies") or {}
+    counts = report.get("counts") or {}
+    for det, reasons in counts.items():
+        for reason, k in (reasons or {"(none)": 0}).items():
+            rows.append([f"{det}: {reason} ({policies.get(det, '?')})", k])
+    out = [_table(["", ""], rows)]
+    triggers = report.get("triggers") or []
+    if triggers:
+        keys = ["column", "value", "label", "rows", "observed", "expected", "surprise"]
+        out += [
+            "<h4>Suspected backdoor triggers</h4>",
+            _table(keys, [[t.get(k) for k in keys] for t in triggers]),
+        ]
+    examples = report.get("examples") or {}
+    ex_rows = [
+        [f.get("row"), f.get("detector"), f.get("reason"), _f(f.get("score")), f.get("detail")]
+        for fs in examples.values()
+        for f in fs
+    ]
+    if ex_rows:
+        out += [
+            "<h4>Examples (strongest findings per detector)</h4>",
+            _table(["row", "detector", "reason", "score", "detail"], ex_rows),
+        ]
+    shift = report.get("shift")
+    if isinstance(shift, Mapping):
+        cols = shift.get("columns") or {}
+        out += [
+            "<h4>Shift against the last accepted version</h4>",
+            _table(
+                ["column", "statistics"],
+                [[c, ", ".join(f"{k}={_f(v)}" for k, v in st.items())] for c, st in cols.items()],
+            ),
+        ]
+    return out
 
 
 def _validation(report: Any) -> list[str]:
@@ -408,4 +505,44 @@ def _plot_selection_rate(metrics: Mapping[str, Any]) -> bytes | None:
         ax.barh(names, rates, color="#4c72b0")
         ax.set(xlim=(0, 1), xlabel="Selection rate (predicted positive)", title=_label(attr))
         ax.invert_yaxis()
+    return _png(fig)
+
+
+def _slug(text: Any) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(text))
+
+
+def _cached_png(cache: Path | None, key_doc: Any, draw: Callable[[], bytes | None]) -> bytes | None:
+    if cache is None:
+        return draw()
+    path = cache / (hashlib.sha256(_json(key_doc).encode()).hexdigest() + ".png")
+    if path.exists():
+        return path.read_bytes()
+    png = draw()
+    if png is not None:
+        path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+        atomic_write(path, png)
+    return png
+
+
+def _plot_screen(report: Mapping[str, Any]) -> bytes | None:
+    counts = report.get("counts") or {}
+    policies = report.get("policies") or {}
+    bars = [
+        (f"{det}: {reason}", k, policies.get(det, "flag"))
+        for det, reasons in counts.items()
+        for reason, k in (reasons or {}).items()
+    ]
+    if not bars:
+        return None
+    colors = {"flag": "#4c72b0", "quarantine": "#dd8452", "fail": "#c44e52"}
+    fig = _figure(6.0, 1.2 + 0.45 * len(bars))
+    ax = fig.subplots()
+    ax.barh(
+        [b[0] for b in bars], [b[1] for b in bars], color=[colors.get(b[2], "#888") for b in bars]
+    )
+    for i, b in enumerate(bars):
+        ax.text(b[1], i, f" {b[1]} ({b[2]})", va="center", fontsize=8)
+    ax.set(xlabel="Rows with a finding", title="Poisoning screen findings")
+    ax.invert_yaxis()
     return _png(fig)

@@ -72,7 +72,7 @@ def find_triggers(
     max_support: float = 0.02,
     min_rows: int = 10,
     min_purity: float = 0.9,
-    min_surprise: float = 8.0,
+    min_surprise: float = 12.0,
     min_lift: float = 0.5,
 ) -> tuple[list[Trigger], list[Finding]]:
     """Suspected triggers, and one finding per row that carries one with its label."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import logging
 import platform
 import secrets
 import subprocess
@@ -45,6 +46,8 @@ from bastion.store.db import models, runs, stage_cache
 if TYPE_CHECKING:
     from bastion.workspace import Workspace
 
+
+log = logging.getLogger("bastion.pipeline")
 __all__ = [
     "RELEASE_PREDICATE",
     "STAGE_PREDICATE",
@@ -151,17 +154,23 @@ class Pipeline:
         from bastion.stages.evaluate import EvaluateStage
         from bastion.stages.features import FeaturesStage
         from bastion.stages.ingest import IngestStage
+        from bastion.stages.pii import PiiStage
         from bastion.stages.release import ReleaseStage
+        from bastion.stages.screen import ScreenStage
         from bastion.stages.split import SplitStage
         from bastion.stages.train import TrainStage
         from bastion.stages.validate import ValidateStage
 
         cfg = self.config
         names = list(cfg.data.sources)
+        training = [n for n in names if n != cfg.split.test_source]
         out: list[Stage] = [IngestStage(n, cfg.data.sources[n]) for n in names]
         out += [ValidateStage(n, cfg.data) for n in names]
+        out += [PiiStage(n, cfg.data) for n in names]
+        out += [ScreenStage(n, cfg.data) for n in training]
+        tables = {n: f"screen.{n}.table" if n in training else f"pii.{n}.table" for n in names}
         out += [
-            SplitStage(cfg.split, cfg.data.label.column, names),
+            SplitStage(cfg.split, cfg.data.label.column, names, tables),
             FeaturesStage(cfg.features, cfg.data),
             TrainStage(cfg.model, cfg.data.label),
             EvaluateStage(cfg.evaluate, cfg.data.label, list(cfg.data.sensitive)),
@@ -206,6 +215,7 @@ class _Run:
         self.summary: dict[str, Any] = {"config_digest": pipeline.config_digest}
         self.materials: dict[str, list[dict[str, str]]] = {}
         self.config_ref = ""  # digest of the pipeline file, stored at the start of the run
+        self._pseudo: Any = None
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -253,11 +263,34 @@ class _Run:
                 f"{self.p.path}: data source file {source.path} not found (looked in {path})"
             ) from None
 
+    def _baseline(self, stage: Stage) -> str | None:
+        """The digest of ``stage``'s ``baseline_output`` in the newest passed run, if any."""
+        output = getattr(stage, "baseline_output", None)
+        if output is None:
+            return None
+        with self.ws.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(runs.c.record)
+                .where(runs.c.pipeline == self.p.config.name, runs.c.status == "passed")
+                .order_by(runs.c.started.desc())
+                .limit(20)
+            ).all()
+        for (record,) in rows:
+            for rec in json.loads(record).get("stages", []):
+                digest = (
+                    rec.get("outputs", {}).get(output) if rec.get("name") == stage.name else None
+                )
+                if digest and self.ws.store.exists(digest):
+                    return str(digest)
+        return None
+
     def _cache_key(self, stage: Stage, inputs: Mapping[str, str]) -> str | None:
         source = getattr(stage, "source", None)
         if source is not None and (source.format == "sql" or source.sha256 is None):
             return None  # SQL and unsafe_unpinned sources are re-read (and re-audited) each run
         external = self._external_digest(stage)
+        if getattr(stage, "uses_pseudonym_key", False):
+            external = f"{external}|pseudonym:{self._pseudonymizer().key_id}"
         return hashlib.sha256(
             _canonical(
                 {
@@ -286,9 +319,22 @@ class _Run:
 
     # -- one stage --------------------------------------------------------------------
 
+    def _pseudonymizer(self) -> Any:
+        if self._pseudo is None:
+            from bastion.defenses.pii import KeyringPseudonymizer
+
+            self._pseudo = KeyringPseudonymizer(self.ws.keyring)
+        return self._pseudo
+
     def _run_stage(self, stage: Stage, index: int, total: int) -> StageRecord:
         rec = StageRecord(stage.name)
         inputs = {name: self.produced[key][0] for name, key in stage.inputs.items()}
+        input_keys = dict(stage.inputs)
+        baseline = self._baseline(stage)
+        if baseline is not None:
+            inputs["baseline"] = baseline
+            input_keys["baseline"] = f"{stage.name}.{stage.baseline_output}@last-passed-run"  # type: ignore[attr-defined]
+            self.produced[input_keys["baseline"]] = (baseline, "json")
         key = self._cache_key(stage, inputs)
         hit = self._cached(key)
         t0 = time.perf_counter()
@@ -314,9 +360,12 @@ class _Run:
                 action, f"stage:{stage.name}", outcome, details
             ),
             summary=self.summary,
+            pseudonymizer=self._pseudonymizer()
+            if getattr(stage, "uses_pseudonym_key", False)
+            else None,
         )
         try:
-            values = {name: self._value(k) for name, k in stage.inputs.items()}
+            values = {name: self._value(k) for name, k in input_keys.items()}
             outputs = stage.run(ctx, values)
             missing = set(stage.outputs) - set(outputs)
             if missing:
@@ -343,7 +392,7 @@ class _Run:
             self.progress(stage.name, "failed", index, total)
             raise
         materials = [
-            {"name": f"{stage.inputs[n]}", "sha256": d, "kind": "artifact"}
+            {"name": f"{input_keys[n]}", "sha256": d, "kind": "artifact"}
             for n, d in sorted(inputs.items())
         ]
         materials += [
@@ -497,6 +546,11 @@ class _Run:
         status, model_ref, gates = "error", None, []
         metrics: Mapping[str, Any] = {}
         stages = self.p.stages()
+        for stage in stages:
+            unsafe = getattr(stage, "unsafe", None)
+            for setting in unsafe() if callable(unsafe) else []:
+                log.warning("%s: running with %s", stage.name, setting)
+                self._audit("unsafe.setting", f"stage:{stage.name}", "ok", {"setting": setting})
         try:
             for i, stage in enumerate(stages):
                 if stage.name == "release":
@@ -542,10 +596,15 @@ class _Run:
     ) -> Path | None:
         from bastion.compliance.report import render_run_report
 
-        validation = {}
+        validation: dict[str, Any] = {}
         for key in self.produced:
             if key.startswith("validate.") and key.endswith(".report"):
                 validation[key.split(".")[1]] = self._value(key)
+        for key in self.produced:
+            kind, _, rest = key.partition(".")
+            if kind in ("pii", "screen") and rest.endswith(".report"):
+                source = rest.removesuffix(".report")
+                validation.setdefault(source, {})[kind] = self._value(key)
         run = dict(
             record,
             status=status,

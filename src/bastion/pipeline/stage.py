@@ -68,6 +68,7 @@ class StageContext:
     event: Callable[[str, str, Mapping[str, Any]], None]  # (action, outcome, details) → audited
     materials: list[Material] = field(default_factory=list)  # stages append what they read
     summary: dict[str, Any] = field(default_factory=dict)  # small facts for the report
+    pseudonymizer: Any = None  # bastion.defenses.pii.Pseudonymizer bound to the keyring
 
     def audit(self, action: str, outcome: str = "ok", **details: Any) -> None:
         """Record an event in the audit log (e.g. an ``unsafe_`` setting being used)."""

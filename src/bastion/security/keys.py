@@ -1,4 +1,4 @@
-"""Keys: a keyring of key-encryption keys (AES-256) and signing keys (Ed25519).
+"""Keys: a keyring of key-encryption keys (AES-256), signing keys (Ed25519) and pseudonym keys.
 
 Data is never encrypted with a keyring key directly. Each artifact gets a fresh data key
 (envelope encryption); the keyring only *wraps* and *unwraps* data keys, and signs. That is
@@ -10,20 +10,36 @@ AES-256-GCM under a master key derived with scrypt from a passphrase; the file a
 carries an HMAC, so a wrong passphrase, an edited state or a deleted key all give the same
 bland :class:`~bastion.errors.AuthError`. Every change is an atomic replace of the file.
 
+A pseudonym key (32 random bytes) never leaves the keyring either: ``pseudonymize`` turns
+each value into ``p_`` + 32 hex characters, the first 128 bits of HMAC-SHA256 under a key
+derived for one *domain* with HKDF-SHA256 (info ``bastion pseudonym v1|<domain>``). Equal
+values in one domain get equal tokens, across tables and runs, until the key is rotated.
+
 Key life cycle::
 
-    KEK:      active ──rotate──> decrypt-only ──(no blob uses it)──> retired (material erased)
-    signing:  active ──rotate──> verify-only  (public key kept for ever)
+    KEK:       active ──rotate──> decrypt-only ──(no blob uses it)──> retired (material erased)
+    signing:   active ──rotate──> verify-only  (public key kept for ever)
+    pseudonym: active ──rotate──> retired (material erased at once)
+
+A pseudonym key is erased when it is replaced: an HMAC cannot be undone, so the old key's
+only use would be to link new data to pseudonyms already handed out, which is what rotation
+is meant to stop (and, should the keyring leak later, it could no longer confirm guesses of
+low-entropy values such as phone numbers in old releases).
+
+Every change is made under ``<keyring>.lock`` on the file as it is on disk now (re-read and
+re-verified first), so two processes never overwrite each other's new keys.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import os
 import secrets
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +55,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from bastion._fs import atomic_write
+from bastion._fs import atomic_write, file_lock
 from bastion.errors import (
     AuthError,
     ConfigError,
@@ -58,7 +74,7 @@ __all__ = [
     "verify_ed25519",
 ]
 
-KeyKind = Literal["kek", "signing"]
+KeyKind = Literal["kek", "signing", "pseudonym"]
 KeyState = Literal["active", "decrypt-only", "verify-only", "retired"]
 
 DEFAULT_SCRYPT_LOG_N = 17  # 128 MiB, about 0.45 s here: OWASP's recommendation for scrypt
@@ -68,6 +84,14 @@ _FORMAT = "bastion-keyring"
 _VERSION = 1
 _WRAP_NONCE = 12
 _DEK_LEN = 32
+_PSEUDONYM_INFO = b"bastion pseudonym v1|"
+_PSEUDONYM_HEX = 32  # 128 bits of the HMAC: collisions stay negligible past 10^15 values
+_PREFIX: dict[KeyKind, str] = {"kek": "kek", "signing": "sig", "pseudonym": "psk"}
+_REPLACED: dict[KeyKind, KeyState] = {
+    "kek": "decrypt-only",
+    "signing": "verify-only",
+    "pseudonym": "retired",
+}
 
 
 class KeyProvider(Protocol):
@@ -136,12 +160,10 @@ class LocalKeyring:
         self._doc = doc
         self._seal = AESGCM(seal_key)
         self._mac_key = mac_key
-        self._material: dict[str, bytes] = {}
-        for entry in doc["keys"]:
-            if entry["state"] != "retired":
-                self._material[entry["id"]] = self._open_material(entry)
+        self._material = self._open_all(doc)
         self._kek_cache: dict[str, AESGCM] = {}
         self._signer_cache: dict[str, Ed25519PrivateKey] = {}
+        self._hmac_cache: dict[tuple[str, str], hmac.HMAC] = {}
 
     # -- creation and opening -------------------------------------------------------------
 
@@ -149,7 +171,7 @@ class LocalKeyring:
     def create(
         cls, path: Path, passphrase: str, *, scrypt_log_n: int = DEFAULT_SCRYPT_LOG_N
     ) -> LocalKeyring:
-        """Write a new keyring holding one active KEK and one active signing key."""
+        """Write a new keyring holding one active KEK, signing key and pseudonym key."""
         if len(passphrase) < MIN_PASSPHRASE_LENGTH:
             raise ConfigError(
                 f"passphrase: expected at least {MIN_PASSPHRASE_LENGTH} characters,"
@@ -171,6 +193,7 @@ class LocalKeyring:
         ring = cls(path, doc, seal_key, mac_key)
         ring._add_key("kek", AESGCM.generate_key(256))
         ring._add_key("signing", Ed25519PrivateKey.generate().private_bytes_raw())
+        ring._add_key("pseudonym", secrets.token_bytes(32))
         ring._save()
         return ring
 
@@ -186,13 +209,23 @@ class LocalKeyring:
             if doc.get("format") != _FORMAT or doc.get("version") != _VERSION:
                 raise ValueError("format")
             seal_key, mac_key = cls._derive(passphrase, doc["kdf"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise IntegrityError(f"{path}: not a Bastion keyring of version {_VERSION}") from None
+        return cls(path, cls._verified(path, doc, mac_key), seal_key, mac_key)
+
+    @staticmethod
+    def _verified(path: Path, doc: dict[str, Any], mac_key: bytes) -> dict[str, Any]:
+        """``doc`` without its MAC once the MAC checks; one bland AuthError otherwise."""
+        try:
+            if doc.get("format") != _FORMAT or doc.get("version") != _VERSION:
+                raise ValueError("format")
             mac = _unb64(doc.pop("mac"))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise IntegrityError(f"{path}: not a Bastion keyring of version {_VERSION}") from None
         expected = hmac.new(mac_key, _canonical(doc), hashlib.sha256).digest()
         if not hmac.compare_digest(mac, expected):
             raise AuthError("wrong passphrase or damaged keyring")
-        return cls(path, doc, seal_key, mac_key)
+        return doc
 
     @staticmethod
     def _derive(passphrase: str, kdf: dict[str, Any]) -> tuple[bytes, bytes]:
@@ -222,9 +255,11 @@ class LocalKeyring:
         except InvalidTag:
             raise AuthError("wrong passphrase or damaged keyring") from None
 
+    def _open_all(self, doc: dict[str, Any]) -> dict[str, bytes]:
+        return {e["id"]: self._open_material(e) for e in doc["keys"] if e["state"] != "retired"}
+
     def _add_key(self, kind: KeyKind, material: bytes) -> str:
-        prefix = "kek" if kind == "kek" else "sig"
-        key_id = f"{prefix}-{secrets.token_hex(8)}"
+        key_id = f"{_PREFIX[kind]}-{secrets.token_hex(8)}"
         entry: dict[str, Any] = {"id": key_id, "kind": kind, "state": "active", "created": _now()}
         nonce = os.urandom(12)
         entry["material"] = _b64(nonce + self._seal.encrypt(nonce, material, self._aad(entry)))
@@ -233,7 +268,10 @@ class LocalKeyring:
             entry["public_key"] = pub.public_bytes_raw().hex()
         for other in self._doc["keys"]:
             if other["kind"] == kind and other["state"] == "active":
-                other["state"] = "decrypt-only" if kind == "kek" else "verify-only"
+                other["state"] = _REPLACED[kind]
+                if other["state"] == "retired":
+                    other.pop("material", None)
+                    self._material.pop(other["id"], None)
         self._doc["keys"].append(entry)
         self._material[key_id] = material
         return key_id
@@ -243,6 +281,33 @@ class LocalKeyring:
         mac = hmac.new(self._mac_key, _canonical(doc), hashlib.sha256).digest()
         out = dict(doc, mac=_b64(mac))
         atomic_write(self._path, json.dumps(out, indent=1, sort_keys=True).encode() + b"\n")
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Hold the keyring's lock, re-read the file as it is now, and save after the change.
+
+        Another process may have rotated since this one opened the file; changing the stale
+        copy would overwrite (and so lose) the keys it added.
+        """
+        with file_lock(self._path.with_name(self._path.name + ".lock")):
+            self.reload()
+            yield
+            self._save()
+
+    def reload(self) -> None:
+        """Re-read the file (another process may have changed it); its MAC is checked first."""
+        try:
+            raw = json.loads(self._path.read_bytes())
+        except (OSError, ValueError):
+            raise IntegrityError(
+                f"{self._path}: not a Bastion keyring of version {_VERSION}"
+            ) from None
+        doc = self._verified(self._path, raw, self._mac_key)
+        material = self._open_all(doc)
+        self._doc, self._material = doc, material
+        self._kek_cache.clear()
+        self._signer_cache.clear()
+        self._hmac_cache.clear()
 
     # -- listing and life cycle -----------------------------------------------------------
 
@@ -262,32 +327,36 @@ class LocalKeyring:
 
     def add_kek(self) -> str:
         """Make a new active KEK; the previous one becomes decrypt-only. Saved at once."""
-        key_id = self._add_key("kek", AESGCM.generate_key(256))
-        self._save()
-        return key_id
+        with self._changing():
+            return self._add_key("kek", AESGCM.generate_key(256))
 
     def add_signing_key(self) -> str:
         """Make a new active signing key; the previous one becomes verify-only."""
-        key_id = self._add_key("signing", Ed25519PrivateKey.generate().private_bytes_raw())
-        self._save()
-        return key_id
+        with self._changing():
+            return self._add_key("signing", Ed25519PrivateKey.generate().private_bytes_raw())
+
+    def add_pseudonym_key(self) -> str:
+        """Make a new active pseudonym key; the previous one is retired and its material erased.
+
+        Pseudonyms made from now on differ from every earlier one (joins with data
+        pseudonymized before the rotation stop working, on purpose).
+        """
+        with self._changing():
+            return self._add_key("pseudonym", secrets.token_bytes(32))
 
     def retire_kek(self, key_id: str, *, in_use: set[str]) -> None:
         """Erase a decrypt-only KEK's material. Refused while anything still uses it."""
-        entry = self._entry(key_id)
-        if entry["kind"] != "kek":
-            raise KeyringError(f"{key_id}: only key-encryption keys are retired")
-        if entry["state"] == "active":
-            raise KeyringError(f"{key_id}: the active KEK cannot be retired; rotate first")
-        if key_id in in_use:
-            raise KeyringError(f"{key_id}: still wraps data keys; re-wrap them first")
-        if entry["state"] == "retired":
-            return
-        entry["state"] = "retired"
-        entry.pop("material", None)
-        self._material.pop(key_id, None)
-        self._kek_cache.pop(key_id, None)
-        self._save()
+        with self._changing():
+            entry = self._entry(key_id)
+            if entry["kind"] != "kek":
+                raise KeyringError(f"{key_id}: only key-encryption keys are retired")
+            if entry["state"] == "active":
+                raise KeyringError(f"{key_id}: the active KEK cannot be retired; rotate first")
+            if key_id in in_use:
+                raise KeyringError(f"{key_id}: still wraps data keys; re-wrap them first")
+            entry["state"] = "retired"
+            entry.pop("material", None)
+            self._material.pop(key_id, None)
 
     # -- KeyProvider ----------------------------------------------------------------------
 
@@ -302,6 +371,18 @@ class LocalKeyring:
 
     def active_signing_key(self) -> str:
         return self._active("signing")
+
+    def active_pseudonym_key(self) -> str:
+        """Id of the key that makes pseudonyms; made (and saved) once for an older keyring."""
+        try:
+            return self._active("pseudonym")
+        except KeyringError:
+            pass
+        with self._changing():  # another process may have just made one: use it if so
+            try:
+                return self._active("pseudonym")
+            except KeyringError:
+                return self._add_key("pseudonym", secrets.token_bytes(32))
 
     def _kek(self, key_id: str) -> AESGCM:
         aead = self._kek_cache.get(key_id)
@@ -339,6 +420,35 @@ class LocalKeyring:
                 raise KeyringError(f"{key_id}: a {entry['state']} key no longer signs")
             signer = self._signer_cache[key_id] = Ed25519PrivateKey.from_private_bytes(material)
         return signer.sign(message)
+
+    def pseudonymize(self, key_id: str, domain: str, values: Sequence[str]) -> list[str]:
+        """One token per value: ``"p_"`` + 32 hex characters (128 bits of HMAC-SHA256).
+
+        The HMAC key is derived from the pseudonym key's material for ``domain`` alone
+        (HKDF-SHA256), so one domain's tokens say nothing about another's. Equal values in
+        one domain get equal tokens; the material itself never leaves the keyring.
+        """
+        if not domain:
+            raise ConfigError("pseudonym domain: expected a non-empty name, got ''")
+        base = self._hmac_cache.get((key_id, domain))
+        if base is None:
+            material = self._material.get(key_id)
+            if material is None or self._entry(key_id)["kind"] != "pseudonym":
+                raise UnknownKeyError(f"key {key_id!r} is not a usable pseudonym key")
+            derived = HKDF(
+                algorithm=hashes.SHA256(),
+                length=32,
+                salt=None,
+                info=_PSEUDONYM_INFO + domain.encode("utf-8"),
+            ).derive(material)
+            base = self._hmac_cache[(key_id, domain)] = hmac.new(derived, digestmod=hashlib.sha256)
+        tokens: dict[str, str] = dict.fromkeys(values, "")  # each value is hashed once
+        copy = base.copy
+        for value in tokens:
+            mac = copy()
+            mac.update(value.encode("utf-8"))
+            tokens[value] = "p_" + mac.hexdigest()[:_PSEUDONYM_HEX]
+        return list(map(tokens.__getitem__, values))
 
     def public_key(self, key_id: str) -> Ed25519PublicKey:
         entry = self._entry(key_id)

@@ -10,7 +10,8 @@ feature.
 
 Sensitive attributes (``data.sensitive``) are kept aside for the fairness audit and are
 refused as features unless ``features.use_sensitive`` is true; PII columns (``data.pii``)
-are refused unless their policy is ``generalize``, and the label always. The transformer is fitted on the training table's
+are refused unless their policy is ``generalize``, and the label always. The transformer
+is fitted on the training table's
 feature columns only, so at prediction time it needs exactly those columns (extra columns,
 such as the label or the sensitive attributes, are ignored).
 

@@ -34,10 +34,19 @@ class SplitStage:
     name = "split"
     version = "1"
 
-    def __init__(self, split: SplitConfig, label: str, sources: list[str]) -> None:
+    def __init__(
+        self,
+        split: SplitConfig,
+        label: str,
+        sources: list[str],
+        tables: Mapping[str, str] | None = None,
+    ) -> None:
+        """``tables`` maps each source to the ``stage.output`` holding its table, by default
+        ``validate.<source>.table``; the runner passes the screened and PII-protected ones."""
         self.split = split
         self.label = label
         self.sources = list(sources)
+        table = dict(tables or {s: f"validate.{s}.table" for s in self.sources})
         self.outputs: Mapping[str, Kind] = {"train": "table", "test": "table", "report": "json"}
         test = split.test_source
         if test is not None:
@@ -48,8 +57,8 @@ class SplitStage:
                     f" sources, got sources {self.sources}"
                 )
             self.inputs: Mapping[str, str] = {
-                "train": f"validate.{others[0]}.table",
-                "test": f"validate.{test}.table",
+                "train": table[others[0]],
+                "test": table[test],
             }
         else:
             if len(self.sources) != 1:
@@ -57,7 +66,7 @@ class SplitStage:
                     f"split: {len(self.sources)} data sources and no split.test_source;"
                     " expected one source to split, or test_source naming the test set"
                 )
-            self.inputs = {"data": f"validate.{self.sources[0]}.table"}
+            self.inputs = {"data": table[self.sources[0]]}
 
     def fingerprint(self) -> Mapping[str, Any]:
         """The split config, label and sources (the seed is ``ctx.seed``: cache on it too)."""

@@ -26,9 +26,9 @@ def ring(tmp_path: Path) -> LocalKeyring:
     return LocalKeyring.create(tmp_path / "keyring.json", PASS, scrypt_log_n=14)
 
 
-def test_new_keyring_has_one_active_kek_and_one_signing_key(ring: LocalKeyring) -> None:
+def test_new_keyring_has_one_active_key_of_each_kind(ring: LocalKeyring) -> None:
     kinds = sorted((k.kind, k.state) for k in ring.keys())
-    assert kinds == [("kek", "active"), ("signing", "active")]
+    assert kinds == [("kek", "active"), ("pseudonym", "active"), ("signing", "active")]
 
 
 def test_keyring_file_is_private_and_holds_no_plain_material(

@@ -1,0 +1,186 @@
+"""Data files outside a pipeline: screen one for poisoning, check one against a schema.
+
+The same code runs inside a pipeline as the ``screen.<source>`` and ``validate.<source>``
+stages, where the results are stored encrypted, signed and audited. Here nothing is
+stored: these functions read a local file and return findings, for notebooks, scripts and
+``bastion data screen`` / ``bastion data check``::
+
+    import bastion
+    result = bastion.screen_file("adult.data", label="Y", csv={"skip_initial_space": True,
+                                 "na_values": ["?"]})
+    for f in result.findings[:5]:
+        print(f.row, f.detector, f.reason, f.score)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bastion.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from bastion.defenses.poisoning import ScreenResult
+    from bastion.pipeline.config import CsvOptions, ScreenConfig
+    from bastion.stages.stream import FileCheck
+
+__all__ = ["DETECTORS", "check_file", "read_file", "screen_config", "screen_file"]
+
+DETECTORS = ("label_noise", "outliers", "duplicates", "backdoor", "shift")
+
+
+def screen_config(
+    source: ScreenConfig | Mapping[str, Any] | str | Path | None = None,
+    *,
+    unsafe_skip: list[str] | tuple[str, ...] = (),
+) -> ScreenConfig:
+    """A :class:`~bastion.pipeline.config.ScreenConfig` from a mapping, a pipeline file
+    (its ``data.screen``), an existing config, or the defaults; plus detectors to skip."""
+    from pydantic import ValidationError
+
+    from bastion.pipeline.config import ScreenConfig
+
+    for name in unsafe_skip:
+        if name not in DETECTORS:
+            raise ConfigError(f"unsafe_skip {name!r}: expected one of {', '.join(DETECTORS)}")
+    if isinstance(source, ScreenConfig):
+        cfg = source
+    elif isinstance(source, str | Path):
+        from bastion.pipeline.loader import load_pipeline
+
+        cfg = load_pipeline(Path(source))[0].data.screen
+    else:
+        try:
+            cfg = ScreenConfig.model_validate(dict(source or {}))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "screen"
+            raise ConfigError(f"screen config: {where}: {first['msg']}") from None
+    if unsafe_skip:
+        cfg = cfg.model_copy(update={"unsafe_skip": sorted({*cfg.unsafe_skip, *unsafe_skip})})
+    return cfg
+
+
+def _csv(csv: CsvOptions | Mapping[str, Any] | None) -> CsvOptions:
+    from pydantic import ValidationError
+
+    from bastion.pipeline.config import CsvOptions
+
+    if isinstance(csv, CsvOptions):
+        return csv
+    try:
+        return CsvOptions.model_validate(dict(csv or {}))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "csv"
+        raise ConfigError(f"csv options: {where}: {first['msg']}") from None
+
+
+def _format(path: Path) -> str:
+    return "parquet" if path.suffix.lower() in (".parquet", ".pq") else "csv"
+
+
+def read_file(
+    path: str | Path,
+    *,
+    csv: CsvOptions | Mapping[str, Any] | None = None,
+    memory_budget: int | None = None,
+    numbers: bool = True,
+) -> pd.DataFrame:
+    """Read a CSV or Parquet file whole (clear errors for empty, header-only, wrong
+    delimiter, ragged or over-budget files). With ``numbers``, text columns whose every
+    value is a number become numbers; a column of mixed values stays text."""
+    import pandas as pd
+    from pandas.api import types as ptypes
+
+    from bastion.stages.stream import read_table
+
+    p = Path(path)
+    fmt = _format(p)
+    df = read_table(
+        p,
+        format=fmt,  # type: ignore[arg-type]
+        csv=_csv(csv) if fmt == "csv" else None,
+        memory_budget=memory_budget,
+    )
+    if numbers:
+        for col in df.columns:
+            s = df[col]
+            if ptypes.is_numeric_dtype(s.dtype) or ptypes.is_bool_dtype(s.dtype):
+                continue
+            num = pd.to_numeric(s, errors="coerce")
+            if s.notna().any() and int(num.notna().sum()) == int(s.notna().sum()):
+                df[col] = num
+    return df
+
+
+def screen_file(
+    path: str | Path,
+    *,
+    label: str,
+    positive: str | None = None,
+    config: ScreenConfig | Mapping[str, Any] | str | Path | None = None,
+    unsafe_skip: list[str] | tuple[str, ...] = (),
+    baseline: str | Path | None = None,
+    csv: CsvOptions | Mapping[str, Any] | None = None,
+    memory_budget: int | None = None,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> ScreenResult:
+    """Run the poisoning screen over a file. Finding rows are 0-based data rows (the
+    header is not a row). ``baseline`` is a reference file of the same data, for shift."""
+    from bastion.defenses.poisoning import screen_table
+    from bastion.defenses.shift import profile_table
+
+    cfg = screen_config(config, unsafe_skip=unsafe_skip)
+    df = read_file(path, csv=csv, memory_budget=memory_budget)
+    if label not in df.columns:
+        known = ", ".join(map(str, list(df.columns)[:20]))
+        raise ConfigError(f"label {label!r}: no such column in {path} (columns: {known})")
+    base = None
+    if baseline is not None:
+        if positive is None:
+            raise ConfigError("a shift baseline needs the positive class (positive=...)")
+        ref = read_file(baseline, csv=csv, memory_budget=memory_budget)
+        base = profile_table(ref, label=label, positive=positive)
+    return screen_table(
+        df, label=label, positive=positive, cfg=cfg, seed=seed, baseline=base, progress=progress
+    )
+
+
+def check_file(
+    path: str | Path,
+    pipeline: str | Path,
+    *,
+    source: str | None = None,
+    chunk_rows: int = 200_000,
+    limit: int = 50,
+) -> FileCheck:
+    """Stream ``path`` through every check a pipeline file declares for one of its sources
+    (the only source, or ``source``), in constant memory; nothing is stored."""
+    from bastion.pipeline.loader import load_pipeline
+    from bastion.stages.stream import check_file as _check
+
+    config = load_pipeline(Path(pipeline))[0]
+    sources = config.data.sources
+    name = source or (next(iter(sources)) if len(sources) == 1 else None)
+    if name is None or name not in sources:
+        raise ConfigError(
+            f"source {source!r}: expected one of {', '.join(sources)}"
+            if source
+            else f"{pipeline} has {len(sources)} sources: name one ({', '.join(sources)})"
+        )
+    spec = sources[name]
+    p = Path(path)
+    fmt = _format(p)
+    return _check(
+        p,
+        config.data,
+        format=fmt,  # type: ignore[arg-type]
+        csv=spec.csv if fmt == "csv" else None,
+        chunk_rows=chunk_rows,
+        limit=limit,
+    )

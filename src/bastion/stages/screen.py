@@ -1,0 +1,149 @@
+"""The screen stage: the poisoning screen over a training source, and its policy.
+
+Runs after ``pii.<source>`` on every source that trains the model (not on
+``split.test_source``). :func:`~bastion.defenses.poisoning.screen_table` returns findings;
+this stage applies ``data.screen``'s policies to them:
+
+- ``flag``: the row stays; the finding is in the report and the ``findings`` table;
+- ``quarantine``: the row is moved to the ``quarantine`` output (stored encrypted like
+  every artifact) with its ``row`` number in the validated table and every ``reason`` —
+  never dropped silently;
+- ``fail``: the stage fails with :class:`~bastion.errors.GateFailed` (exit code 1)
+  naming the detectors, reasons and first rows.
+
+Shift needs the profile of the last accepted version of the same source: the runner hands
+the ``profile`` output of this stage in the newest *passed* run of the same pipeline as the
+``baseline`` input (and names it in the stage's provenance statement). The first run has
+none, and says so. Detectors in ``unsafe_skip`` are audited by the runner on every run.
+
+Outputs: ``table`` (rows kept), ``quarantine``, ``findings`` (one row per finding:
+row, detector, reason, score, detail, column), ``report`` (kind ``json``; counts,
+examples, triggers, shift statistics, timings) and ``profile`` (kind ``json``: the kept
+table's profile, the next run's baseline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from bastion.defenses.poisoning import ScreenResult, screen_table
+from bastion.defenses.shift import profile_table
+from bastion.errors import GateFailed
+
+if TYPE_CHECKING:
+    from bastion.pipeline.config import DataConfig
+    from bastion.pipeline.stage import Kind, StageContext
+
+__all__ = ["ScreenStage", "findings_frame", "quarantine_frame"]
+
+_IN_MESSAGE = 5
+
+
+class ScreenStage:
+    """Screen ``pii.<source>.table`` for poisoning; keep, quarantine or fail per policy."""
+
+    version = "1"
+    baseline_output = "profile"  # the runner feeds the last passed run's profile as "baseline"
+
+    def __init__(self, source_name: str, data: DataConfig) -> None:
+        self.source_name = source_name
+        self.data = data
+        self.name = f"screen.{source_name}"
+        self.inputs: Mapping[str, str] = {"table": f"pii.{source_name}.table"}
+        self.outputs: Mapping[str, Kind] = {
+            "table": "table",
+            "quarantine": "table",
+            "findings": "table",
+            "report": "json",
+            "profile": "json",
+        }
+
+    def fingerprint(self) -> Mapping[str, Any]:
+        return {
+            "screen": self.data.screen.model_dump(mode="json"),
+            "label": self.data.label.model_dump(mode="json"),
+        }
+
+    def unsafe(self) -> list[str]:
+        return [f"data.screen.unsafe_skip: {d}" for d in self.data.screen.unsafe_skip]
+
+    def run(self, ctx: StageContext, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
+        table: pd.DataFrame = inputs["table"].reset_index(drop=True)
+        label = self.data.label
+        result = screen_table(
+            table,
+            label=label.column,
+            positive=label.positive,
+            cfg=self.data.screen,
+            seed=ctx.seed,
+            baseline=inputs.get("baseline"),
+        )
+        failing = result.failing()
+        report = dict(result.to_json(), source=self.source_name)
+        report["baseline"] = "last passed run" if inputs.get("baseline") else None
+        ctx.audit(
+            "screen.result",
+            "failed" if failing else "ok",
+            counts=result.counts(),
+            quarantined=report["rows_quarantined"],
+            skipped=result.skipped,
+        )
+        if failing:
+            raise _gate_failed(self.name, failing)
+        out_rows = result.rows_for("quarantine")
+        keep = np.setdiff1d(np.arange(len(table)), out_rows)
+        kept = table.iloc[keep].reset_index(drop=True)
+        ctx.summary[self.name] = {
+            "rows_in": len(table),
+            "rows_out": len(kept),
+            "quarantined": len(out_rows),
+            "flagged": report["rows_flagged"],
+        }
+        return {
+            "table": kept,
+            "quarantine": quarantine_frame(table, result),
+            "findings": findings_frame(result),
+            "report": report,
+            "profile": profile_table(kept, label=label.column, positive=label.positive),
+        }
+
+
+def findings_frame(result: ScreenResult) -> pd.DataFrame:
+    """One row per finding, typed for Parquet."""
+    return pd.DataFrame(
+        {
+            "row": pd.array([f.row for f in result.findings], dtype="Int64"),
+            "detector": pd.array([f.detector for f in result.findings], dtype="str"),
+            "reason": pd.array([f.reason for f in result.findings], dtype="str"),
+            "score": np.array([f.score for f in result.findings], dtype="float64"),
+            "detail": pd.array([f.detail for f in result.findings], dtype="str"),
+            "column": pd.array([f.column for f in result.findings], dtype="str"),
+        }
+    )
+
+
+def quarantine_frame(table: pd.DataFrame, result: ScreenResult) -> pd.DataFrame:
+    """The quarantined rows as they were, with their row number and every reason."""
+    rows = result.rows_for("quarantine")
+    reasons = result.reasons()
+    q = table.iloc[rows].reset_index(drop=True)
+    row_col = "row" if "row" not in q.columns else "_bastion_row"
+    reason_col = "reason" if "reason" not in q.columns else "_bastion_reason"
+    q[row_col] = rows.astype("int64")
+    q[reason_col] = pd.array([reasons[int(r)] for r in rows], dtype="str")
+    return q
+
+
+def _gate_failed(stage: str, failing: list[Any]) -> GateFailed:
+    kinds = sorted({f"{f.detector}:{f.reason}" for f in failing})
+    rows = [f for f in failing if f.row is not None][:_IN_MESSAGE]
+    shown = "; ".join(f"row {f.row}: {f.detector}:{f.reason} ({f.detail})" for f in rows)
+    return GateFailed(
+        f"{stage}: the poisoning screen failed the run: {len(failing)} finding(s)"
+        f" ({', '.join(kinds)}){': ' + shown if shown else ''}",
+        [f"{f.detector}:{f.reason} row={f.row} {f.detail}" for f in failing[:200]],
+    )
