@@ -63,6 +63,10 @@ def test_adult_runs_end_to_end_and_passes_its_gates(ran: tuple[Home, dict[str, A
         "ingest.test",
         "validate.train",
         "validate.test",
+        "pii.train",
+        "pii.test",
+        "screen.train",
+        "shift.train",
         "split",
         "features",
         "train",
@@ -111,9 +115,34 @@ def test_no_change_rerun_reuses_every_stage(
     res = run_cli(["run", str(EXAMPLE), "--json"], home.env())
     assert res.code == 0, res.err
     again = res.json()
-    assert all(s["cached"] for s in again["stages"]), again["stages"]
+    # the first rerun has what the first run lacked, a passed run to measure shift against:
+    # only that cheap comparison reruns, and finds nothing
+    rerun = [s["name"] for s in again["stages"] if not s["cached"]]
+    assert rerun == ["shift.train"], again["stages"]
     assert again["model"] == "adult-income:1"  # same bytes, same version
     assert again["run_id"] != ran[1]["run_id"]
+    third = run_cli(["run", str(EXAMPLE), "--json"], home.env()).json()
+    assert all(s["cached"] for s in third["stages"]), third["stages"]
+    report = json.loads((Path(third["report"]).parent / "report.json").read_text())
+    shift = report["validation"]["train"]["shift"]
+    assert shift["ran"] is True and shift["findings"] == []
+
+
+def test_screen_and_pii_run_on_adult_and_are_in_the_report(
+    ran: tuple[Home, dict[str, Any]],
+) -> None:
+    _, result = ran
+    report = json.loads((Path(result["report"]).parent / "report.json").read_text())
+    train = report["validation"]["train"]
+    assert train["pii"]["scanned"] is True and train["pii"]["hits"] == []  # Adult has none
+    screen = train["screen"]
+    assert set(screen["ran"]) == {"label_noise", "backdoor", "outliers", "duplicates"}
+    assert screen["counts"]["duplicates"]["exact_duplicate"] == 24  # Adult's own repeats
+    assert screen["rows_quarantined"] >= 24
+    assert train["shift"]["ran"] is False  # no earlier passed run
+    assert (Path(result["report"]).parent / "screen_train.png").is_file()
+    assert "Poisoning screen: train" in Path(result["report"]).read_text()
+    assert "test" not in {k for k, v in report["validation"].items() if "screen" in v}
 
 
 def test_changed_model_setting_reruns_train_and_what_follows(
@@ -132,6 +161,10 @@ def test_changed_model_setting_reruns_train_and_what_follows(
         "ingest.test": True,
         "validate.train": True,
         "validate.test": True,
+        "pii.train": True,
+        "pii.test": True,
+        "screen.train": True,
+        "shift.train": False,  # a passed run now exists to compare with (shift only)
         "split": True,
         "features": True,
         "train": False,

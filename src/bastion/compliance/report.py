@@ -315,16 +315,28 @@ def _screen(report: Mapping[str, Any]) -> list[str]:
             "<h4>Examples (strongest findings per detector)</h4>",
             _table(["row", "detector", "reason", "score", "detail"], ex_rows),
         ]
-    shift = report.get("shift")
-    if isinstance(shift, Mapping):
-        cols = shift.get("columns") or {}
-        out += [
-            "<h4>Shift against the last accepted version</h4>",
-            _table(
-                ["column", "statistics"],
-                [[c, ", ".join(f"{k}={_f(v)}" for k, v in st.items())] for c, st in cols.items()],
-            ),
-        ]
+    return out
+
+
+def _shift(report: Mapping[str, Any]) -> list[str]:
+    if not report.get("ran"):
+        why = "no earlier passed run to compare with" if not report.get("baseline") else "skipped"
+        return [f"<p>Not measured: {why}.</p>"]
+    found = report.get("findings") or []
+    out = [
+        f"<p>Against the last passed run: {len(found)} finding(s)"
+        f" (policy {_e(report.get('policy'))}).</p>"
+    ]
+    if found:
+        keys = ["column", "reason", "score", "detail"]
+        out.append(_table(keys, [[f.get(k) for k in keys] for f in found]))
+    cols = report.get("columns") or {}
+    out.append(
+        _table(
+            ["column", "statistics"],
+            [[c, ", ".join(f"{k}={_f(v)}" for k, v in st.items())] for c, st in cols.items()],
+        )
+    )
     return out
 
 

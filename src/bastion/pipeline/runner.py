@@ -156,7 +156,7 @@ class Pipeline:
         from bastion.stages.ingest import IngestStage
         from bastion.stages.pii import PiiStage
         from bastion.stages.release import ReleaseStage
-        from bastion.stages.screen import ScreenStage
+        from bastion.stages.screen import ScreenStage, ShiftStage
         from bastion.stages.split import SplitStage
         from bastion.stages.train import TrainStage
         from bastion.stages.validate import ValidateStage
@@ -168,6 +168,7 @@ class Pipeline:
         out += [ValidateStage(n, cfg.data) for n in names]
         out += [PiiStage(n, cfg.data) for n in names]
         out += [ScreenStage(n, cfg.data) for n in training]
+        out += [ShiftStage(n, cfg.data) for n in training]
         tables = {n: f"screen.{n}.table" if n in training else f"pii.{n}.table" for n in names}
         out += [
             SplitStage(cfg.split, cfg.data.label.column, names, tables),
@@ -602,7 +603,7 @@ class _Run:
                 validation[key.split(".")[1]] = self._value(key)
         for key in self.produced:
             kind, _, rest = key.partition(".")
-            if kind in ("pii", "screen") and rest.endswith(".report"):
+            if kind in ("pii", "screen", "shift") and rest.endswith(".report"):
                 source = rest.removesuffix(".report")
                 validation.setdefault(source, {})[kind] = self._value(key)
         run = dict(

@@ -11,15 +11,18 @@ this stage applies ``data.screen``'s policies to them:
 - ``fail``: the stage fails with :class:`~bastion.errors.GateFailed` (exit code 1)
   naming the detectors, reasons and first rows.
 
-Shift needs the profile of the last accepted version of the same source: the runner hands
-the ``profile`` output of this stage in the newest *passed* run of the same pipeline as the
-``baseline`` input (and names it in the stage's provenance statement). The first run has
-none, and says so. Detectors in ``unsafe_skip`` are audited by the runner on every run.
-
 Outputs: ``table`` (rows kept), ``quarantine``, ``findings`` (one row per finding:
-row, detector, reason, score, detail, column), ``report`` (kind ``json``; counts,
-examples, triggers, shift statistics, timings) and ``profile`` (kind ``json``: the kept
-table's profile, the next run's baseline).
+row, detector, reason, score, detail, column) and ``report`` (kind ``json``; counts,
+examples, triggers, timings). Detectors in ``unsafe_skip`` are audited by the runner on
+every run.
+
+:class:`ShiftStage` (``shift.<source>``) runs the shift detector on the kept table. It
+needs the profile of the last accepted version of the same source: the runner hands the
+``profile`` output of this stage in the newest *passed* run of the same pipeline as the
+``baseline`` input, and names it in the stage's provenance statement. The first run has
+none and says so. Shift findings are about columns, not rows, so ``quarantine`` acts as
+``flag``; ``fail`` stops the run. Its own stage, so that a new baseline re-runs only this
+cheap comparison, never the screen.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ if TYPE_CHECKING:
     from bastion.pipeline.config import DataConfig
     from bastion.pipeline.stage import Kind, StageContext
 
-__all__ = ["ScreenStage", "findings_frame", "quarantine_frame"]
+__all__ = ["ScreenStage", "ShiftStage", "findings_frame", "quarantine_frame"]
 
 _IN_MESSAGE = 5
 
@@ -47,7 +50,6 @@ class ScreenStage:
     """Screen ``pii.<source>.table`` for poisoning; keep, quarantine or fail per policy."""
 
     version = "1"
-    baseline_output = "profile"  # the runner feeds the last passed run's profile as "baseline"
 
     def __init__(self, source_name: str, data: DataConfig) -> None:
         self.source_name = source_name
@@ -59,17 +61,16 @@ class ScreenStage:
             "quarantine": "table",
             "findings": "table",
             "report": "json",
-            "profile": "json",
         }
 
     def fingerprint(self) -> Mapping[str, Any]:
-        return {
-            "screen": self.data.screen.model_dump(mode="json"),
-            "label": self.data.label.model_dump(mode="json"),
-        }
+        screen = self.data.screen.model_dump(mode="json")
+        screen.pop("shift", None)  # the shift stage's business
+        return {"screen": screen, "label": self.data.label.model_dump(mode="json")}
 
     def unsafe(self) -> list[str]:
-        return [f"data.screen.unsafe_skip: {d}" for d in self.data.screen.unsafe_skip]
+        skip = [d for d in self.data.screen.unsafe_skip if d != "shift"]
+        return [f"data.screen.unsafe_skip: {d}" for d in skip]
 
     def run(self, ctx: StageContext, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
         table: pd.DataFrame = inputs["table"].reset_index(drop=True)
@@ -80,11 +81,10 @@ class ScreenStage:
             positive=label.positive,
             cfg=self.data.screen,
             seed=ctx.seed,
-            baseline=inputs.get("baseline"),
         )
+        result.skipped = [d for d in result.skipped if d != "shift"]
         failing = result.failing()
         report = dict(result.to_json(), source=self.source_name)
-        report["baseline"] = "last passed run" if inputs.get("baseline") else None
         ctx.audit(
             "screen.result",
             "failed" if failing else "ok",
@@ -108,8 +108,70 @@ class ScreenStage:
             "quarantine": quarantine_frame(table, result),
             "findings": findings_frame(result),
             "report": report,
-            "profile": profile_table(kept, label=label.column, positive=label.positive),
         }
+
+
+class ShiftStage:
+    """Compare ``screen.<source>.table`` with the last passed run's profile of it."""
+
+    version = "1"
+    baseline_output = "profile"  # the runner feeds the last passed run's profile as "baseline"
+
+    def __init__(self, source_name: str, data: DataConfig) -> None:
+        self.source_name = source_name
+        self.data = data
+        self.name = f"shift.{source_name}"
+        self.inputs: Mapping[str, str] = {"table": f"screen.{source_name}.table"}
+        self.outputs: Mapping[str, Kind] = {"report": "json", "profile": "json"}
+
+    def fingerprint(self) -> Mapping[str, Any]:
+        return {
+            "shift": self.data.screen.shift.model_dump(mode="json"),
+            "skip": "shift" in self.data.screen.unsafe_skip,
+            "label": self.data.label.model_dump(mode="json"),
+        }
+
+    def unsafe(self) -> list[str]:
+        return ["data.screen.unsafe_skip: shift"] if "shift" in self.data.screen.unsafe_skip else []
+
+    def run(self, ctx: StageContext, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
+        from bastion.defenses.shift import compare
+
+        table: pd.DataFrame = inputs["table"]
+        label = self.data.label
+        profile = profile_table(table, label=label.column, positive=label.positive)
+        baseline = inputs.get("baseline")
+        policy = self.data.screen.policy_of("shift")
+        report: dict[str, Any] = {
+            "source": self.source_name,
+            "policy": policy,
+            "baseline": "last passed run" if baseline is not None else None,
+            "ran": False,
+            "findings": [],
+        }
+        if baseline is not None and "shift" not in self.data.screen.unsafe_skip:
+            found = compare(
+                baseline,
+                table,
+                self.data.screen.shift,
+                label=label.column,
+                positive=label.positive,
+            )
+            report.update(found.to_json(), ran=True)
+            report["findings"] = [f.to_json() for f in found.findings]
+            ctx.audit(
+                "shift.result",
+                "failed" if found.findings and policy == "fail" else "ok",
+                findings=len(found.findings),
+            )
+            if found.findings and policy == "fail":
+                shown = "; ".join(f"{f.column}: {f.reason} ({f.detail})" for f in found.findings)
+                raise GateFailed(
+                    f"{self.name}: the data shifted since the last passed run: {shown}",
+                    [f"{f.column}: {f.reason} {f.detail}" for f in found.findings],
+                )
+        ctx.summary[self.name] = {"ran": report["ran"], "findings": len(report["findings"])}
+        return {"report": report, "profile": profile}
 
 
 def findings_frame(result: ScreenResult) -> pd.DataFrame:

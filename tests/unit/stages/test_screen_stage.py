@@ -12,7 +12,7 @@ import pytest
 from bastion.errors import GateFailed
 from bastion.pipeline.config import DataConfig, PipelineConfig
 from bastion.pipeline.stage import StageContext, decode, encode
-from bastion.stages.screen import ScreenStage
+from bastion.stages.screen import ScreenStage, ShiftStage
 from tests.helpers.adult import DATA
 from tests.unit.stages.conftest import EventRecorder
 
@@ -45,8 +45,7 @@ def test_quarantine_moves_rows_aside_with_reasons_and_stores_everything(
     assert set(findings.columns) == {"row", "detector", "reason", "score", "detail", "column"}
     report = out["report"]
     assert report["rows_quarantined"] == len(q)
-    assert report["baseline"] is None and "shift" in report["skipped"]
-    assert out["profile"]["rows"] == len(kept)
+    assert "shift" not in report["ran"] + report["skipped"]  # the shift stage's business
     for name, kind in stage.outputs.items():  # every output survives the store's encoding
         decode(kind, encode(kind, out[name]))
 
@@ -73,21 +72,39 @@ def test_flag_keeps_every_row(
     assert len(out["findings"]) >= 2
 
 
-def test_baseline_profile_turns_on_shift(
+def test_shift_stage_compares_with_the_last_passed_profile(
     table: pd.DataFrame, adult_config: PipelineConfig, ctx: Callable[..., StageContext]
 ) -> None:
-    stage = ScreenStage("train", _data(adult_config))
+    stage = ShiftStage("train", _data(adult_config))
     first = stage.run(ctx(), {"table": table})
+    assert first["report"]["ran"] is False and first["report"]["baseline"] is None
+    assert first["profile"]["rows"] == len(table)
+    same = stage.run(ctx(), {"table": table, "baseline": first["profile"]})
+    assert same["report"]["ran"] is True and same["report"]["findings"] == []
     older = table.copy()
     older["age"] = older["age"] + 20
     second = stage.run(ctx(), {"table": older, "baseline": first["profile"]})
-    assert "shift" in second["report"]["ran"]
     assert second["report"]["baseline"] == "last passed run"
-    shifted = second["findings"][second["findings"]["detector"] == "shift"]
-    assert "age" in set(shifted["column"])
+    assert "age" in {f["column"] for f in second["report"]["findings"]}
+    for name, kind in stage.outputs.items():
+        decode(kind, encode(kind, second[name]))
+
+
+def test_shift_fail_policy_stops_the_run(
+    table: pd.DataFrame, adult_config: PipelineConfig, ctx: Callable[..., StageContext]
+) -> None:
+    stage = ShiftStage("train", _data(adult_config, shift={"policy": "fail"}))
+    baseline = stage.run(ctx(), {"table": table})["profile"]
+    moved = table.copy()
+    moved["hours-per-week"] = moved["hours-per-week"] + 10
+    with pytest.raises(GateFailed, match=r"shifted since the last passed run: hours-per-week"):
+        stage.run(ctx(), {"table": moved, "baseline": baseline})
 
 
 def test_unsafe_skip_is_declared_for_the_runner_to_audit(adult_config: PipelineConfig) -> None:
     stage = ScreenStage("train", _data(adult_config, unsafe_skip=["backdoor"]))
     assert stage.unsafe() == ["data.screen.unsafe_skip: backdoor"]
     assert ScreenStage("train", _data(adult_config)).unsafe() == []
+    only_shift = _data(adult_config, unsafe_skip=["shift"])
+    assert ScreenStage("train", only_shift).unsafe() == []
+    assert ShiftStage("train", only_shift).unsafe() == ["data.screen.unsafe_skip: shift"]
