@@ -43,6 +43,10 @@ test: lint typecheck unit
 bench: dev
 	$(PY) benchmarks/bench_store.py
 	$(PY) benchmarks/bench_audit.py
+	$(PY) benchmarks/bench_pipeline.py
+	$(PY) benchmarks/bench_poisoning.py
+	$(PY) benchmarks/bench_screen_speed.py
+	$(PY) benchmarks/bench_checks.py
 
 clean:
 	rm -rf $(VENV) .bastion-demo .bastion-demo.env .pytest_cache .mypy_cache .ruff_cache

@@ -13,6 +13,9 @@ How it works:
   stage's job, and it needs the raw value to report the row and column of a bad one. Only
   an empty field and the source's ``csv.na_values`` read as null — pandas' default list
   (``NA``, ``null``, ``nan``, ...) does not, so a country code ``NA`` stays a string.
+  Parsing is :mod:`bastion.stages.stream`'s: an empty file, a header without rows, a header
+  that looks like another delimiter, a row with more fields than the header (its line) and
+  undecodable bytes (line and byte offset) are each a :class:`~bastion.errors.DataError`.
 - **Parquet** keeps the types the file declares.
 - **SQL** (SQLAlchemy URL; ``${NAME}`` is replaced by the environment variable ``NAME``,
   per URL component, so a password needs no URL-quoting). The query must be ONE ``SELECT``
@@ -60,7 +63,7 @@ import urllib.parse
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -202,32 +205,13 @@ def _read_pinned_bytes(name: str, path: Path) -> tuple[io.BytesIO, str]:
 
 
 def _parse_file(name: str, src: SourceConfig, data: io.BytesIO) -> pd.DataFrame:
-    try:
-        if src.format == "parquet":
-            return pd.read_parquet(data, engine="pyarrow")
-        opts = src.csv
-        return pd.read_csv(
-            data,
-            sep=opts.delimiter,
-            skipinitialspace=opts.skip_initial_space,
-            encoding=opts.encoding,
-            dtype=str,
-            keep_default_na=False,
-            na_values=["", *opts.na_values],
-            engine="c",
-        )
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"source {name!r}: not valid {src.csv.encoding}: {exc.reason} at byte {exc.start}"
-        ) from None
-    except LookupError:
-        raise ConfigError(f"source {name!r}: unknown encoding {src.csv.encoding!r}") from None
-    except (ValueError, OSError) as exc:  # pandas ParserError/EmptyDataError, ArrowInvalid
-        first = str(exc).strip().splitlines()
-        raise ConfigError(
-            f"source {name!r}: cannot read the {src.format} file:"
-            f" {first[0] if first else type(exc).__name__}"
-        ) from None
+    """Parse the pinned bytes; bad input (empty, header only, wrong delimiter, ragged rows,
+    undecodable bytes, not Parquet) is a DataError naming the line (see ``stream``)."""
+    from bastion.stages.stream import _read_frame
+
+    fmt: Literal["csv", "parquet"] = "parquet" if src.format == "parquet" else "csv"
+    shown = f"source {name!r}: cannot read the {fmt} file {src.path}"
+    return _read_frame(data, shown=shown, format=fmt, csv=src.csv)
 
 
 # -- SQL -----------------------------------------------------------------------------------
