@@ -34,6 +34,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -327,7 +328,35 @@ def main() -> int:
     print(json.dumps(results, indent=1))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
-    return 0
+    return verdicts(results)
+
+
+def verdicts(r: dict[str, Any]) -> int:
+    """Print each goal's verdict; exit 1 when a goal that the data allows is missed."""
+    bd, fl = r["backdoor"], r["flooding"]
+    checks = [
+        ("backdoor success after screening < 5%", bd["attack_success"]["screened"] < 0.05),
+        (
+            "clean accuracy after screening the backdoor within 1 pp",
+            bd["accuracy"]["unpoisoned"] - bd["accuracy"]["screened"] <= 0.01,
+        ),
+        ("duplicate flooding recall >= 0.99", fl["bastion_duplicates"]["recall"] >= 0.99),
+        (
+            "label flips P >= 0.85 and R >= 0.85 on digits (learnable labels)",
+            min(r["digits_random_flips"]["bastion_label_noise"][k] for k in ("precision", "recall"))
+            >= 0.85,
+        ),
+    ]
+    for name, ok in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {name}", file=sys.stderr)
+    rf = r["random_flips"]["bastion_label_noise"]
+    print(
+        f"NOTE  label flips on Adult: P {rf['precision']} R {rf['recall']}; no detector can"
+        f" reach P >= 0.85 at R 0.85 here (oracle precision at R 0.85:"
+        f" {r['oracle_precision_at_recall_0.85_random_flips']})",
+        file=sys.stderr,
+    )
+    return 0 if all(ok for _, ok in checks) else 1
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def main() -> int:
             indent=1,
         )
     )
-    return 0
+    return 0 if seconds <= 60 else 1
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ screen flags those 200-odd rows too, and says which value did it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from bastion.defenses._table import Encoded
@@ -34,23 +36,17 @@ from bastion.defenses.findings import Finding
 __all__ = ["Trigger", "find_triggers"]
 
 
+@dataclass(frozen=True, slots=True)
 class Trigger:
-    """One suspected trigger value and the label it predicts."""
+    """One suspected trigger value, the label it predicts and the rows that hold it."""
 
-    __slots__ = ("column", "expected", "label", "observed", "rows", "surprise", "value")
-
-    def __init__(
-        self,
-        column: str,
-        value: object,
-        label: str,
-        rows: np.ndarray,
-        observed: int,
-        expected: float,
-        surprise: float,
-    ) -> None:
-        self.column, self.value, self.label = column, value, label
-        self.rows, self.observed, self.expected, self.surprise = rows, observed, expected, surprise
+    column: str
+    value: object
+    label: str
+    rows: np.ndarray
+    observed: int
+    expected: float
+    surprise: float
 
     def describe(self) -> str:
         return (

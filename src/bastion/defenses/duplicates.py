@@ -69,7 +69,7 @@ def duplicates(
                     cells = _log_bucket(enc.raw_numeric[enc.columns[j]], tolerance, offset)
                     rounded = rounded + _hash(cells, j)
                 keys.append(rounded)
-    size, _component = _components(keys, n)
+    size = _component_sizes(keys, n)
     found: list[Finding] = []
     flood = size >= flood_size
     for r in np.flatnonzero(flood):
@@ -108,7 +108,7 @@ def _log_bucket(x: np.ndarray, tolerance: float, offset: float) -> np.ndarray:
     return out
 
 
-def _components(keys: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+def _component_sizes(keys: list[np.ndarray], n: int) -> np.ndarray:
     """Size of each row's connected component over shared keys (1 for a lone row)."""
     rows_list, nodes_list = [], []
     offset = n
@@ -125,4 +125,4 @@ def _components(keys: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]
     _count, label = connected_components(graph, directed=False)
     row_label = label[:n]
     sizes = np.bincount(row_label, minlength=int(row_label.max()) + 1)
-    return sizes[row_label], row_label
+    return np.asarray(sizes[row_label])

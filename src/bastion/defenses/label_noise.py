@@ -40,7 +40,6 @@ def out_of_fold(
     max_train_rows: int = 200_000,
     seed: int = 0,
     max_iter: int = 100,
-    on_fold: object = None,
 ) -> np.ndarray:
     """``(n, k)`` out-of-fold class probabilities for integer labels ``y`` in ``0..k-1``."""
     n = len(y)
@@ -63,8 +62,6 @@ def out_of_fold(
         model.fit(enc.coarse[train], y[train])
         part = model.predict_proba(enc.coarse[test])
         proba[np.ix_(test, model.classes_.astype(int))] = part
-        if callable(on_fold):
-            on_fold(i + 1, folds)
     return proba
 
 

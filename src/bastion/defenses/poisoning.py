@@ -128,8 +128,13 @@ def screen_table(
     seed: int = 0,
     baseline: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
+    shift: bool = True,
 ) -> ScreenResult:
-    """Run every detector not in ``cfg.unsafe_skip`` over ``df``; nothing is removed here."""
+    """Run every detector not in ``cfg.unsafe_skip`` over ``df``; nothing is removed here.
+
+    ``shift=False`` leaves shift out entirely (neither run nor skipped): the pipeline runs
+    it as its own stage.
+    """
     step = progress or (lambda _s: None)
     if label not in df.columns:
         known = ", ".join(map(str, df.columns[:20]))
@@ -138,7 +143,7 @@ def screen_table(
     policies = {d: cfg.policy_of(d) for d in DETECTORS}
     seconds: dict[str, float] = {}
     ran: list[str] = []
-    skipped = [d for d in DETECTORS if d in skip]
+    skipped = [d for d in DETECTORS if d in skip and (shift or d != "shift")]
     findings: list[Finding] = []
 
     t = time.perf_counter()
@@ -223,7 +228,7 @@ def screen_table(
             ),
         )
     shift_doc: dict[str, Any] | None = None
-    if "shift" not in skip:
+    if shift and "shift" not in skip:
         if baseline is None or positive is None:
             skipped.append("shift")
         else:

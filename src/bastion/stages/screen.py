@@ -36,6 +36,7 @@ import pandas as pd
 from bastion.defenses.poisoning import ScreenResult, screen_table
 from bastion.defenses.shift import profile_table
 from bastion.errors import GateFailed
+from bastion.stages._aside import set_aside
 
 if TYPE_CHECKING:
     from bastion.pipeline.config import DataConfig
@@ -81,8 +82,8 @@ class ScreenStage:
             positive=label.positive,
             cfg=self.data.screen,
             seed=ctx.seed,
+            shift=False,
         )
-        result.skipped = [d for d in result.skipped if d != "shift"]
         failing = result.failing()
         report = dict(result.to_json(), source=self.source_name)
         ctx.audit(
@@ -192,12 +193,7 @@ def quarantine_frame(table: pd.DataFrame, result: ScreenResult) -> pd.DataFrame:
     """The quarantined rows as they were, with their row number and every reason."""
     rows = result.rows_for("quarantine")
     reasons = result.reasons()
-    q = table.iloc[rows].reset_index(drop=True)
-    row_col = "row" if "row" not in q.columns else "_bastion_row"
-    reason_col = "reason" if "reason" not in q.columns else "_bastion_reason"
-    q[row_col] = rows.astype("int64")
-    q[reason_col] = pd.array([reasons[int(r)] for r in rows], dtype="str")
-    return q
+    return set_aside(table, rows, [reasons[int(r)] for r in rows])
 
 
 def _gate_failed(stage: str, failing: list[Any]) -> GateFailed:

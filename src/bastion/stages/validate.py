@@ -63,6 +63,7 @@ import pyarrow.compute as pc
 from pandas.api import types as ptypes
 
 from bastion.errors import DataError
+from bastion.stages._aside import set_aside
 from bastion.stages._expr import CompiledCheck, compile_check
 
 if TYPE_CHECKING:
@@ -660,14 +661,7 @@ def _reasons(bad: np.ndarray, masks: list[_Mask]) -> pd.Series:
 
 
 def _quarantine(table: pd.DataFrame, found: Findings) -> pd.DataFrame:
-    where = np.flatnonzero(found.bad)
-    q = table.iloc[where].reset_index(drop=True)
-    q = q.astype({c: "str" for c in q.columns if q[c].dtype == object})
-    row_col = "row" if "row" not in q.columns else "_bastion_row"
-    reason_col = "reason" if "reason" not in q.columns else "_bastion_reason"
-    q[row_col] = where.astype("int64")
-    q[reason_col] = found.reasons.to_numpy()
-    return q
+    return set_aside(table, np.flatnonzero(found.bad), found.reasons.to_numpy().tolist())
 
 
 def _gate_failed(stage: str, found: Findings) -> DataError:
