@@ -76,7 +76,9 @@ class PiiStage:
                     patterns=[h.pattern for h in missing],
                 )
                 raise pii_error(missing)
-        out, applied = apply_pii_policies(table, self.data.pii, ctx.pseudonymizer)
+        out, applied = table, dict[str, Any]()
+        if self.data.pii:  # nothing declared: the table passes through, unchanged
+            out, applied = apply_pii_policies(table, self.data.pii, ctx.pseudonymizer)
         if applied:
             ctx.audit("pii.applied", "ok", columns={c: r["policy"] for c, r in applied.items()})
         report = {

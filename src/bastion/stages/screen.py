@@ -74,7 +74,8 @@ class ScreenStage:
         return [f"data.screen.unsafe_skip: {d}" for d in skip]
 
     def run(self, ctx: StageContext, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
-        table: pd.DataFrame = inputs["table"].reset_index(drop=True)
+        given: pd.DataFrame = inputs["table"]
+        table = given.reset_index(drop=True)
         label = self.data.label
         result = screen_table(
             table,
@@ -97,7 +98,7 @@ class ScreenStage:
             raise _gate_failed(self.name, failing)
         out_rows = result.rows_for("quarantine")
         keep = np.setdiff1d(np.arange(len(table)), out_rows)
-        kept = table.iloc[keep].reset_index(drop=True)
+        kept = table.iloc[keep].reset_index(drop=True) if len(out_rows) else given
         ctx.summary[self.name] = {
             "rows_in": len(table),
             "rows_out": len(kept),
