@@ -320,6 +320,15 @@ class DataConfig(_Strict):
         for name in names:
             if names.count(name) > 1:
                 raise ValueError(f"checks: name {name!r} is used more than once")
+        if self.checks:  # compiled now, so a bad expression is reported with its line
+            from bastion.errors import ConfigError
+            from bastion.stages._expr import compile_check
+
+            for check in self.checks:
+                try:
+                    compile_check(check, self.schema_)
+                except ConfigError as exc:
+                    raise ValueError(str(exc)) from None
         return self
 
 

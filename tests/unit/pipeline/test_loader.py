@@ -354,3 +354,22 @@ def test_random_bytes_never_raise_anything_but_config_error(tmp_path: Path, data
     path.write_bytes(data)
     with pytest.raises(ConfigError):
         load_pipeline(path)
+
+
+def test_a_custom_check_that_is_not_allowed_fails_at_load_naming_it(tmp_path: Path) -> None:
+    text = edit(
+        "  label: {column: y, positive: b}\n",
+        "  label: {column: y, positive: b}\n"
+        "  checks:\n"
+        "    - {name: sneaky, expr: \"__import__('os').system('id')\"}\n",
+    )
+    msg = error(tmp_path, text)
+    assert msg.startswith("pipeline.yaml:2:1: data: check 'sneaky': calls are not allowed")
+
+
+def test_a_custom_check_on_an_unknown_column_fails_at_load(tmp_path: Path) -> None:
+    text = edit(
+        "  label: {column: y, positive: b}\n",
+        "  label: {column: y, positive: b}\n  checks: [{name: pos, expr: 'z > 0'}]\n",
+    )
+    assert "check 'pos'" in error(tmp_path, text) and "'z'" in error(tmp_path, text)
