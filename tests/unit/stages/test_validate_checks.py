@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bastion.errors import ConfigError, DataError
-from bastion.pipeline.config import DataConfig
+from bastion.pipeline.config import CustomCheck, DataConfig
 from bastion.pipeline.stage import StageContext, decode, encode
 from bastion.stages.validate import (
     CHECKS,
@@ -171,8 +171,18 @@ def test_policy_fail_names_the_custom_rule(ctx: Callable[..., StageContext]) -> 
         ValidateStage("s", config()).run(ctx(), {"table": table})
 
 
-def test_a_bad_expression_is_a_config_error_naming_the_check() -> None:
-    bad = config([{"name": "sneaky", "expr": "__import__('os').getcwd() == 'x'"}])
+def test_a_bad_expression_is_refused_when_the_config_is_built() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="check 'sneaky': calls are not allowed"):
+        config([{"name": "sneaky", "expr": "__import__('os').getcwd() == 'x'"}])
+
+
+def test_a_bad_expression_built_past_the_config_is_a_config_error() -> None:
+    good = config([])
+    bad = good.model_copy(
+        update={"checks": [CustomCheck(name="sneaky", expr="__import__('os').getcwd() == 'x'")]}
+    )  # model_copy skips validation: validate_table still refuses it
     with pytest.raises(ConfigError, match="check 'sneaky': calls are not allowed"):
         validate_table(clean(), bad)
 
