@@ -75,7 +75,9 @@ def test_adult_runs_end_to_end_and_passes_its_gates(ran: tuple[Home, dict[str, A
     ]
     report = Path(result["report"])
     assert report.is_file() and (report.parent / "report.json").is_file()
-    assert "adult-income:1" in (report.parent / "model_card.md").read_text()
+    card = (report.parent / "model_card.md").read_text()
+    assert "adult-income:1" in card
+    assert "Data defenses" in card and "duplicates:exact_duplicate 24 (quarantine)" in card
     assert (report.parent / "model_card.html").is_file()
     assert "data:image/png;base64," in report.read_text()
     verified = run_cli(["verify", "--json"], home.env())

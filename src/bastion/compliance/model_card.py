@@ -103,13 +103,15 @@ def build_model_card(
     metrics: Mapping[str, Any],
     sources: Sequence[Mapping[str, Any]],
     provenance: Mapping[str, Any],
+    defenses: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ModelCard:
     """Assemble a card from the pipeline's records (see :mod:`bastion.stages.release`).
 
     ``training`` is the train stage's ``training`` output, ``spec`` the features stage's
     ``spec``, ``metrics`` the evaluate stage's ``metrics``; ``sources`` holds dicts with
     ``name``, ``sha256`` and optionally ``role``, ``uri``, ``format``, ``rows``;
-    ``provenance`` any of ``run_id``, ``pipeline``, ``config_digest``, ``seed``, ``actor``.
+    ``provenance`` any of ``run_id``, ``pipeline``, ``config_digest``, ``seed``, ``actor``;
+    ``defenses`` maps each training source to ``{"screen": report, "pii": report}``.
     """
     version = model_ref.partition(":")[2] if ":" in model_ref else "unregistered"
     params = training.get("params") or {}
@@ -126,6 +128,7 @@ def build_model_card(
         Section("Intended use", [Block("text", intended_use or "Not stated.")]),
         Section("Limitations", [Block("text", limitations or "Not stated.")]),
         Section("Training data", _training_blocks(training, sources)),
+        Section("Data defenses", _defense_blocks(defenses or {})),
         Section("Features", _feature_blocks(spec)),
         Section("Evaluation", _evaluation_blocks(metrics)),
         Section("Per-group metrics", _group_blocks(metrics.get("groups") or {})),
@@ -192,6 +195,51 @@ def _training_blocks(
     if training.get("warnings"):
         blocks.append(Block("text", "Warnings while fitting: " + "; ".join(training["warnings"])))
     return blocks
+
+
+def _defense_blocks(defenses: Mapping[str, Mapping[str, Any]]) -> list[Block]:
+    rows = []
+    for source, found in defenses.items():
+        screen = found.get("screen") or {}
+        pii = found.get("pii") or {}
+        counts = screen.get("counts") or {}
+        flagged = ", ".join(
+            f"{det}:{reason} {k} ({(screen.get('policies') or {}).get(det, '?')})"
+            for det, reasons in counts.items()
+            for reason, k in reasons.items()
+        )
+        applied = pii.get("applied") or {}
+        rows.append(
+            [
+                source,
+                screen.get("rows", ""),
+                screen.get("rows_quarantined", ""),
+                flagged or "none",
+                ", ".join(screen.get("skipped") or []) or "none",
+                ", ".join(f"{c}: {r.get('policy')}" for c, r in applied.items()) or "none",
+            ]
+        )
+    if not rows:
+        return [Block("text", "No poisoning screen or PII scan recorded.")]
+    return [
+        Block(
+            "table",
+            headers=[
+                "Source",
+                "Rows screened",
+                "Quarantined",
+                "Findings (policy)",
+                "Detectors not run",
+                "PII columns",
+            ],
+            rows=rows,
+        ),
+        Block(
+            "text",
+            "Quarantined rows were left out of training and are kept, encrypted, with their"
+            " reasons; the run report lists examples.",
+        ),
+    ]
 
 
 def _feature_blocks(spec: Mapping[str, Any]) -> list[Block]:

@@ -175,7 +175,7 @@ class Pipeline:
             FeaturesStage(cfg.features, cfg.data),
             TrainStage(cfg.model, cfg.data.label),
             EvaluateStage(cfg.evaluate, cfg.data.label, list(cfg.data.sensitive)),
-            ReleaseStage(cfg.release),
+            ReleaseStage(cfg.release, training),
         ]
         return out
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,17 +36,21 @@ class ReleaseStage:
     """Build the model card for the model the runner is registering."""
 
     name = "release"
-    version = "1"
-    inputs: Mapping[str, str] = {
-        "model": "train.model",
-        "metrics": "evaluate.metrics",
-        "spec": "features.spec",
-        "training": "train.training",
-    }
+    version = "2"  # 2: the card's data-defenses section
     outputs: Mapping[str, Kind] = {"card_md": "text", "card_html": "text"}
 
-    def __init__(self, release: ReleaseConfig) -> None:
+    def __init__(self, release: ReleaseConfig, screened: Sequence[str] = ()) -> None:
+        """``screened``: the training sources whose screen and PII reports the card shows."""
         self.release = release
+        self.screened = list(screened)
+        self.inputs: Mapping[str, str] = {
+            "model": "train.model",
+            "metrics": "evaluate.metrics",
+            "spec": "features.spec",
+            "training": "train.training",
+            **{f"screen:{s}": f"screen.{s}.report" for s in self.screened},
+            **{f"pii:{s}": f"pii.{s}.report" for s in self.screened},
+        }
 
     def fingerprint(self) -> Mapping[str, Any]:
         return {"release": self.release.model_dump(mode="json")}
@@ -73,6 +77,10 @@ class ReleaseStage:
                 "config_digest": ctx.summary.get("config_digest") or _config_digest(ctx),
                 "seed": ctx.seed,
                 "actor": ctx.actor,
+            },
+            defenses={
+                s: {"screen": inputs.get(f"screen:{s}"), "pii": inputs.get(f"pii:{s}")}
+                for s in self.screened
             },
         )
         return {"card_md": card.to_markdown(), "card_html": card.to_html()}
