@@ -129,9 +129,12 @@ def screen_file(
     memory_budget: int | None = None,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    pii: bool = True,
 ) -> ScreenResult:
     """Run the poisoning screen over a file. Finding rows are 0-based data rows (the
-    header is not a row). ``baseline`` is a reference file of the same data, for shift."""
+    header is not a row). ``baseline`` is a reference file of the same data, for shift.
+    With ``pii``, the file is also scanned for personal data (``result.pii``: the columns,
+    patterns and masked examples)."""
     from bastion.defenses.poisoning import screen_table
     from bastion.defenses.shift import profile_table
 
@@ -146,9 +149,14 @@ def screen_file(
             raise ConfigError("a shift baseline needs the positive class (positive=...)")
         ref = read_file(baseline, csv=csv, memory_budget=memory_budget)
         base = profile_table(ref, label=label, positive=positive)
-    return screen_table(
+    result = screen_table(
         df, label=label, positive=positive, cfg=cfg, seed=seed, baseline=base, progress=progress
     )
+    if pii:
+        from bastion.defenses.pii import scan_table
+
+        result.pii = [hit.to_json() for hit in scan_table(df, seed=seed, skip=(label,))]
+    return result
 
 
 def check_file(

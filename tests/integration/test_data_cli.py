@@ -40,6 +40,7 @@ def test_screen_json_lists_findings_by_data_row(small: Path) -> None:
     assert doc["rows"] == 3002
     assert set(doc["ran"]) == {"label_noise", "backdoor", "outliers", "duplicates"}
     assert doc["skipped"] == ["shift"]
+    assert doc["pii"] == []  # Adult holds no personal data
     dups = {f["row"] for f in doc["findings"] if f["reason"] == "exact_duplicate"}
     assert {3000, 3001} <= dups  # 0-based data rows, header excluded
     first = doc["findings"][0]
@@ -120,6 +121,30 @@ def test_bad_input_is_a_clear_error_with_exit_2(
     assert res.code == 2, (res.out, res.err)
     assert expected in res.err
     assert "Traceback" not in res.err
+
+
+def test_screen_reports_personal_data_masked_and_strict_fails_on_it(tmp_path: Path) -> None:
+    from faker import Faker
+
+    fake = Faker("en_US")
+    Faker.seed(1)
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame(
+        {
+            "contact": [fake.email() for _ in range(300)],
+            "x": rng.normal(size=300),
+            "y": rng.choice(["p", "q"], 300),
+        }
+    )
+    path = tmp_path / "people.csv"
+    df.to_csv(path, index=False)
+    res = run_cli(["data", "screen", str(path), "--label", "y", "--json"], _env())
+    assert res.code == 0, res.err
+    hits = res.json()["pii"]
+    assert [(h["column"], h["pattern"]) for h in hits] == [("contact", "email")]
+    assert not any(email in res.out for email in df["contact"])  # masked
+    strict = run_cli(["data", "screen", str(path), "--label", "y", "--strict"], _env())
+    assert strict.code == 1 and "personal data: column 'contact'" in strict.out
 
 
 def test_nan_infinities_and_mixed_types_are_screened_not_crashed(tmp_path: Path) -> None:

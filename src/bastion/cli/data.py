@@ -62,7 +62,7 @@ def screen(
     json_out: c.Json = False,
     debug: c.Debug = False,
 ) -> None:
-    """Run the poisoning screen over FILE; findings name 0-based data rows (header excluded)."""
+    """Run the poisoning screen (and a PII scan) over FILE; findings name 0-based data rows."""
     import logging
 
     import bastion
@@ -89,9 +89,9 @@ def screen(
         )
     doc: dict[str, Any] = {"file": str(file)}
     doc.update(result.to_json(all_findings=True))
-    blocking = [
-        f for f in result.findings if f.row is not None and result.policies[f.detector] != "flag"
-    ]
+    blocking = bool(result.pii) or any(  # a pipeline fails on undeclared PII too
+        f.row is not None and result.policies[f.detector] != "flag" for f in result.findings
+    )
     doc["ok"] = not (strict and blocking)
     if json_out:
         c.emit(doc)
@@ -169,6 +169,12 @@ def _print(doc: dict[str, Any]) -> None:
         for reason, k in (reasons or {"(none)": 0}).items():
             table.add_row(det, reason, str(k), doc["policies"][det])
     out.print(table)
+    for hit in doc.get("pii") or []:
+        out.print(
+            f"personal data: column {hit['column']!r} looks like {hit['pattern']}"
+            f" ({hit['fraction']:.0%} of values; e.g. {', '.join(hit['examples'][:3])})",
+            highlight=False,
+        )
     for t in doc.get("triggers") or []:
         out.print(
             f"suspected trigger: {t['column']}={t['value']!r} → {t['label']!r} in"

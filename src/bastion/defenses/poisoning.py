@@ -65,6 +65,7 @@ class ScreenResult:
     triggers: list[dict[str, Any]] = field(default_factory=list)
     shift: dict[str, Any] | None = None
     unlabelled: int = 0  # rows with a null label, not screened
+    pii: list[dict[str, Any]] | None = None  # PII scan hits, when the caller ran one
 
     def rows_for(self, policy: str) -> np.ndarray:
         """Sorted row numbers with at least one finding whose detector has ``policy``."""
@@ -109,6 +110,7 @@ class ScreenResult:
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "triggers": self.triggers,
             "shift": self.shift,
+            "pii": self.pii,
             "examples": {
                 d: [f.to_json() for f in sorted(fs, key=lambda f: -f.score)[:examples]]
                 for d, fs in by_det.items()
