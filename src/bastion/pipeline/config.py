@@ -208,7 +208,7 @@ class LabelNoiseConfig(_Strict):
 
     Flag only by default: on data with honest ambiguity the detector also flags hard,
     correctly labelled rows (about 7% of Adult), and quarantining them costs accuracy
-    (0.8 points on Adult). Set ``policy: quarantine`` where labels may be attacked.
+    (0.5 to 0.8 points on Adult). Set ``policy: quarantine`` where labels may be attacked.
     """
 
     policy: Policy | None = "flag"
