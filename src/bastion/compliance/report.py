@@ -61,7 +61,7 @@ _RUN_KEYS = (
     "error",
 )
 _MAX_VIOLATIONS = 20
-_PLOT_VERSION = "1"  # bump when a drawer changes, so cached plots are redrawn
+_PLOT_VERSION = "2"  # bump when a drawer changes, so cached plots are redrawn
 
 
 def render_run_report(
@@ -555,6 +555,10 @@ def _plot_screen(report: Mapping[str, Any]) -> bytes | None:
     )
     for i, b in enumerate(bars):
         ax.text(b[1], i, f" {b[1]} ({b[2]})", va="center", fontsize=8)
-    ax.set(xlabel="Rows with a finding", title="Poisoning screen findings")
+    ax.set(
+        xlabel="Rows with a finding",
+        title="Poisoning screen findings",
+        xlim=(0, 1.3 * max(b[1] for b in bars) + 1),
+    )
     ax.invert_yaxis()
     return _png(fig)
