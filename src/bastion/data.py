@@ -27,9 +27,7 @@ if TYPE_CHECKING:
     from bastion.pipeline.config import CsvOptions, ScreenConfig
     from bastion.stages.stream import FileCheck
 
-__all__ = ["DETECTORS", "check_file", "read_file", "screen_config", "screen_file"]
-
-DETECTORS = ("label_noise", "outliers", "duplicates", "backdoor", "shift")
+__all__ = ["check_file", "read_file", "screen_config", "screen_file"]
 
 
 def screen_config(
@@ -41,7 +39,7 @@ def screen_config(
     (its ``data.screen``), an existing config, or the defaults; plus detectors to skip."""
     from pydantic import ValidationError
 
-    from bastion.pipeline.config import ScreenConfig
+    from bastion.pipeline.config import DETECTORS, ScreenConfig
 
     for name in unsafe_skip:
         if name not in DETECTORS:

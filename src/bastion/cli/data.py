@@ -16,7 +16,6 @@ from bastion.cli import _common as c
 
 data_app = typer.Typer(help="Screen and check data files.", no_args_is_help=True)
 
-_DETECTORS = ("label_noise", "outliers", "duplicates", "backdoor", "shift")
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 FileArg = Annotated[Path, typer.Argument(help="A CSV or Parquet file (by its suffix).")]
@@ -71,10 +70,10 @@ def screen(
     for skipped in cfg.unsafe_skip:
         logging.getLogger("bastion.cli").warning("unsafe: detector %s not run", skipped)
     with c.progress() as bar:
-        task = bar.add_task("reading", total=len(_DETECTORS) + 1)
+        task = bar.add_task("reading", total=None)  # steps depend on what is skipped
 
         def step(name: str) -> None:
-            bar.update(task, description=name, advance=1)
+            bar.update(task, description=name)
 
         result = bastion.screen_file(
             file,

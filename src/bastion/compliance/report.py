@@ -74,18 +74,20 @@ def render_run_report(
 ) -> Path:
     """Write ``report.html``, ``report.json`` and the PNG plots into ``out_dir``.
 
-    Returns the path of ``report.html``. ``out_dir`` is created (0700) if missing. Plots
-    depend only on ``metrics``: with ``plot_cache``, they are drawn once per distinct
-    metrics document and reused (a no-change rerun draws nothing).
+    Returns the path of ``report.html``. ``out_dir`` is created (0700) if missing. With
+    ``plot_cache``, each plot is drawn once per distinct input (the metrics, or a screen's
+    counts and policies) and reused: a no-change rerun draws nothing.
     """
     out_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
     metrics = metrics or {}
     plots: dict[str, bytes] = {}
-    cache_dir = None
-    if plot_cache is not None:
-        key = hashlib.sha256(f"{_PLOT_VERSION}\n{_json(metrics)}".encode()).hexdigest()
-        cache_dir = plot_cache / key
-        cache_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+
+    def plot(name: str, inputs: Any, draw: Callable[[], bytes | None]) -> None:
+        png = _cached_png(plot_cache, {"v": _PLOT_VERSION, "plot": name, "inputs": inputs}, draw)
+        if png is not None:
+            atomic_write(out_dir / name, png)
+            plots[name] = png
+
     drawers: dict[str, Callable[[Mapping[str, Any]], bytes | None]] = {
         "roc_curve.png": _plot_roc,
         "calibration.png": _plot_calibration,
@@ -93,31 +95,12 @@ def render_run_report(
         "selection_rate.png": _plot_selection_rate,
     }
     for name, draw in drawers.items():
-        cached = cache_dir / name if cache_dir is not None else None
-        missing = cache_dir / (name + ".none") if cache_dir is not None else None
-        if cached is not None and cached.exists():
-            png: bytes | None = cached.read_bytes()
-        elif missing is not None and missing.exists():
-            png = None
-        else:
-            png = draw(metrics)
-            if cached is not None and missing is not None:
-                atomic_write(cached if png is not None else missing, png or b"")
-        if png is not None:
-            atomic_write(out_dir / name, png)
-            plots[name] = png
+        plot(name, metrics, partial(draw, metrics))
     for source, report in (validation or {}).items():
         screen = report.get("screen") if isinstance(report, Mapping) else None
         if isinstance(screen, Mapping) and screen.get("counts"):
-            name = f"screen_{_slug(source)}.png"
-            png = _cached_png(
-                plot_cache,
-                {"screen": screen.get("counts"), "v": _PLOT_VERSION},
-                partial(_plot_screen, screen),
-            )
-            if png is not None:
-                atomic_write(out_dir / name, png)
-                plots[name] = png
+            shown = {k: screen.get(k) for k in ("counts", "policies")}  # all the plot uses
+            plot(f"screen_{_slug(source)}.png", shown, partial(_plot_screen, screen))
     gates = run.get("gates") or metrics.get("gates") or []
     document = {
         "run": dict(run),
@@ -525,15 +508,19 @@ def _slug(text: Any) -> str:
 
 
 def _cached_png(cache: Path | None, key_doc: Any, draw: Callable[[], bytes | None]) -> bytes | None:
+    """``draw()``, or what it gave for the same ``key_doc`` before (a no-change rerun draws
+    nothing). A drawer that had nothing to draw is remembered too, as an empty marker."""
     if cache is None:
         return draw()
-    path = cache / (hashlib.sha256(_json(key_doc).encode()).hexdigest() + ".png")
+    key = hashlib.sha256(_json(key_doc).encode()).hexdigest()
+    path, nothing = cache / f"{key}.png", cache / f"{key}.none"
     if path.exists():
         return path.read_bytes()
+    if nothing.exists():
+        return None
     png = draw()
-    if png is not None:
-        path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
-        atomic_write(path, png)
+    cache.mkdir(parents=True, mode=0o700, exist_ok=True)
+    atomic_write(path if png is not None else nothing, png or b"")
     return png
 
 

@@ -40,13 +40,13 @@ from bastion.defenses.findings import Finding
 from bastion.defenses.label_noise import label_issues, out_of_fold
 from bastion.defenses.outliers import outliers
 from bastion.errors import DataError
+from bastion.pipeline.config import DETECTORS
 
 if TYPE_CHECKING:
     from bastion.pipeline.config import ScreenConfig
 
 __all__ = ["DETECTORS", "ScreenResult", "screen_table"]
 
-DETECTORS = ("label_noise", "outliers", "duplicates", "backdoor", "shift")
 _EXAMPLES = 5
 
 Progress = Callable[[str], None]

@@ -20,11 +20,12 @@ what was expected and what was given. ``bastion schema`` prints :func:`json_sche
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "DETECTORS",
     "BackdoorConfig",
     "ColumnSpec",
     "CustomCheck",
@@ -139,6 +140,7 @@ class ValidationConfig(_Strict):
 _CHECK_NAME = r"^[a-z][a-z0-9_]{0,63}$"
 Policy = Literal["flag", "quarantine", "fail"]
 Detector = Literal["label_noise", "outliers", "duplicates", "backdoor", "shift"]
+DETECTORS: tuple[str, ...] = get_args(Detector)  # the screen's detectors, in run order
 
 
 class CustomCheck(_Strict):
@@ -235,14 +237,18 @@ class DuplicatesConfig(_Strict):
 
     policy: Policy | None = None
     flood_size: int = Field(5, ge=2, description="A group this large is a flood.")
-    near: bool = Field(True, description="Also group rows equal in all but one column.")
+    near: bool = Field(
+        True,
+        description="Also group rows equal but for one low-cardinality column, or with every"
+        " number within 2%.",
+    )
     ignore: list[str] = Field(
         default_factory=list, description="Columns left out of the comparison (e.g. ids)."
     )
 
 
 class BackdoorConfig(_Strict):
-    """Rare values or pairs of values that predict one label among few rows."""
+    """Rare values that predict one label among few rows (single values, not pairs)."""
 
     policy: Policy | None = None
     max_support: float = Field(0.02, gt=0, lt=0.5, description="Largest share of rows.")

@@ -212,3 +212,20 @@ def test_rewriting_a_report_replaces_it_atomically(tmp_path: Path, metrics: dict
     render_run_report(_run(status="passed"), metrics, None, tmp_path)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
     assert json.loads((tmp_path / "report.json").read_text())["run"]["status"] == "passed"
+
+
+def test_plots_are_drawn_once_per_distinct_input(tmp_path: Path, metrics: dict[str, Any]) -> None:
+    cache = tmp_path / "plots"
+    screen = {"counts": {"duplicates": {"exact_duplicate": 3}}, "policies": {"duplicates": "flag"}}
+    validation = {"train": {**VALIDATION["train"], "screen": screen}}
+    first = render_run_report(_run(), metrics, validation, tmp_path / "a", plot_cache=cache)
+    drawn = {p: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert len([p for p in drawn if p.suffix == ".png"]) == len(PLOTS) + 1  # + the screen's
+    again = render_run_report(_run(), metrics, validation, tmp_path / "b", plot_cache=cache)
+    assert {p: p.stat().st_mtime_ns for p in cache.iterdir()} == drawn  # nothing redrawn
+    for name in (*PLOTS, "screen_train.png"):
+        assert (first.parent / name).read_bytes() == (again.parent / name).read_bytes()
+    # the screen plot shows the policies too: a new policy is a new plot
+    screen["policies"] = {"duplicates": "quarantine"}
+    render_run_report(_run(), metrics, validation, tmp_path / "c", plot_cache=cache)
+    assert len([p for p in cache.iterdir() if p.suffix == ".png"]) == len(PLOTS) + 2
