@@ -16,18 +16,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bastion.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
+    from pydantic import BaseModel
 
     from bastion.defenses.poisoning import ScreenResult
     from bastion.pipeline.config import CsvOptions, ScreenConfig
     from bastion.stages.stream import FileCheck
 
 __all__ = ["check_file", "read_file", "screen_config", "screen_file"]
+
+_M = TypeVar("_M", bound="BaseModel")
 
 
 def screen_config(
@@ -37,44 +40,41 @@ def screen_config(
 ) -> ScreenConfig:
     """A :class:`~bastion.pipeline.config.ScreenConfig` from a mapping, a pipeline file
     (its ``data.screen``), an existing config, or the defaults; plus detectors to skip."""
-    from pydantic import ValidationError
-
     from bastion.pipeline.config import DETECTORS, ScreenConfig
 
     for name in unsafe_skip:
         if name not in DETECTORS:
             raise ConfigError(f"unsafe_skip {name!r}: expected one of {', '.join(DETECTORS)}")
-    if isinstance(source, ScreenConfig):
-        cfg = source
-    elif isinstance(source, str | Path):
+    if isinstance(source, str | Path):
         from bastion.pipeline.loader import load_pipeline
 
         cfg = load_pipeline(Path(source))[0].data.screen
     else:
-        try:
-            cfg = ScreenConfig.model_validate(dict(source or {}))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "screen"
-            raise ConfigError(f"screen config: {where}: {first['msg']}") from None
+        cfg = _model(ScreenConfig, source, "screen config")
     if unsafe_skip:
         cfg = cfg.model_copy(update={"unsafe_skip": sorted({*cfg.unsafe_skip, *unsafe_skip})})
     return cfg
 
 
 def _csv(csv: CsvOptions | Mapping[str, Any] | None) -> CsvOptions:
-    from pydantic import ValidationError
-
     from bastion.pipeline.config import CsvOptions
 
-    if isinstance(csv, CsvOptions):
-        return csv
+    return _model(CsvOptions, csv, "csv options")
+
+
+def _model(cls: type[_M], given: _M | Mapping[str, Any] | None, what: str) -> _M:
+    """``given`` as ``cls``: as it is, or validated from a mapping; ConfigError naming the
+    first bad key otherwise."""
+    from pydantic import ValidationError
+
+    if isinstance(given, cls):
+        return given
     try:
-        return CsvOptions.model_validate(dict(csv or {}))
+        return cls.model_validate(dict(given or {}))
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "csv"
-        raise ConfigError(f"csv options: {where}: {first['msg']}") from None
+        where = ".".join(str(p) for p in first["loc"]) or "value"
+        raise ConfigError(f"{what}: {where}: {first['msg']}") from None
 
 
 def _format(path: Path) -> str:

@@ -58,6 +58,18 @@ class Trigger:
     def support(self) -> int:
         return len(self.rows)
 
+    def to_json(self) -> dict[str, object]:
+        """The trigger for reports: where, what, and how surprising (no row list)."""
+        return {
+            "column": self.column,
+            "value": self.value,
+            "label": self.label,
+            "rows": self.support,
+            "observed": self.observed,
+            "expected": round(self.expected, 1),
+            "surprise": round(self.surprise, 1),
+        }
+
 
 def find_triggers(
     enc: Encoded,

@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -167,12 +167,8 @@ def screen_table(
         got = fn()
         seconds[name] = time.perf_counter() - t0
         ran.append(name)
-        findings.extend(
-            Finding(int(rows[f.row]), f.detector, f.reason, f.score, f.detail, f.column)
-            if f.row is not None
-            else f
-            for f in got
-        )
+        # detectors number the screened (labelled) rows; findings number the table's rows
+        findings.extend(f if f.row is None else replace(f, row=int(rows[f.row])) for f in got)
 
     triggers: list[dict[str, Any]] = []
     need_model: set[str] = {"label_noise", "backdoor"} - skip
@@ -202,18 +198,7 @@ def screen_table(
                     min_surprise=bd.min_surprise,
                     min_lift=bd.min_lift,
                 )
-                triggers.extend(
-                    {
-                        "column": tr.column,
-                        "value": tr.value,
-                        "label": tr.label,
-                        "rows": tr.support,
-                        "observed": tr.observed,
-                        "expected": round(tr.expected, 1),
-                        "surprise": round(tr.surprise, 1),
-                    }
-                    for tr in found
-                )
+                triggers.extend(tr.to_json() for tr in found)
                 return rows_found
 
             timed("backdoor", backdoor)

@@ -606,15 +606,15 @@ class _Run:
     ) -> Path | None:
         from bastion.compliance.report import render_run_report
 
-        validation: dict[str, Any] = {}
-        for key in self.produced:
-            if key.startswith("validate.") and key.endswith(".report"):
-                validation[key.split(".")[1]] = self._value(key)
-        for key in self.produced:
+        validation: dict[str, Any] = {}  # per source: validate's report, + pii/screen/shift
+        for key in self.produced:  # in run order: validate.<source> comes first
             kind, _, rest = key.partition(".")
-            if kind in ("pii", "screen", "shift") and rest.endswith(".report"):
+            if kind in ("validate", "pii", "screen", "shift") and rest.endswith(".report"):
                 source = rest.removesuffix(".report")
-                validation.setdefault(source, {})[kind] = self._value(key)
+                if kind == "validate":
+                    validation[source] = dict(self._value(key))
+                else:
+                    validation.setdefault(source, {})[kind] = self._value(key)
         run = dict(
             record,
             status=status,

@@ -82,6 +82,18 @@ class Stage(Protocol):
     upstream; ``outputs`` maps output names to their :data:`Kind`. ``fingerprint`` is the
     part of the configuration that changes the result (it goes into the cache key);
     ``version`` changes when the stage's code changes its result.
+
+    Optional hooks the runner looks for (so the stages that need them say so, and the
+    runner — not the stage — does the work):
+
+    - ``source``: a :class:`~bastion.pipeline.config.SourceConfig` read from outside the
+      store; its bytes go into the cache key (SQL and unpinned sources are never cached);
+    - ``baseline_output``: the name of one of the stage's own outputs; the runner passes
+      that output of the newest passed run as the extra input ``baseline``;
+    - ``uses_pseudonym_key``: true when the stage pseudonymizes; the runner sets
+      ``ctx.pseudonymizer`` and puts the active pseudonym key's id in the cache key;
+    - ``unsafe()``: the ``unsafe_`` settings the stage runs with; the runner logs and audits
+      each on every run, cached or not.
     """
 
     name: str
