@@ -207,11 +207,11 @@ def _read_pinned_bytes(name: str, path: Path) -> tuple[io.BytesIO, str]:
 def _parse_file(name: str, src: SourceConfig, data: io.BytesIO) -> pd.DataFrame:
     """Parse the pinned bytes; bad input (empty, header only, wrong delimiter, ragged rows,
     undecodable bytes, not Parquet) is a DataError naming the line (see ``stream``)."""
-    from bastion.stages.stream import _read_frame
+    from bastion.stages.stream import read_frame
 
     fmt: Literal["csv", "parquet"] = "parquet" if src.format == "parquet" else "csv"
     shown = f"source {name!r}: cannot read the {fmt} file {src.path}"
-    return _read_frame(data, shown=shown, format=fmt, csv=src.csv)
+    return read_frame(data, shown=shown, format=fmt, csv=src.csv)
 
 
 # -- SQL -----------------------------------------------------------------------------------

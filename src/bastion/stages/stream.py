@@ -54,7 +54,15 @@ from bastion.stages.validate import CHECKS, Violation, _label_violations, _valid
 if TYPE_CHECKING:
     from bastion.pipeline.config import DataConfig
 
-__all__ = ["FileCheck", "Format", "check_file", "estimate_memory", "iter_chunks", "read_table"]
+__all__ = [
+    "FileCheck",
+    "Format",
+    "check_file",
+    "estimate_memory",
+    "iter_chunks",
+    "read_frame",
+    "read_table",
+]
 
 Format = Literal["csv", "parquet"]
 
@@ -115,7 +123,7 @@ def read_table(
                 " (bastion.stages.stream), which streams it in chunks"
             )
     with open(path, "rb") as fh:
-        return _read_frame(fh, shown=str(path), format=format, csv=csv)
+        return read_frame(fh, shown=str(path), format=format, csv=csv)
 
 
 def iter_chunks(
@@ -267,7 +275,7 @@ def _size(path: Path) -> int:
     return st.st_size
 
 
-def _read_frame(
+def read_frame(
     fh: IO[bytes], *, shown: str, format: Format, csv: CsvOptions | None
 ) -> pd.DataFrame:
     """Parse an open binary file whole; errors start with ``shown``."""
