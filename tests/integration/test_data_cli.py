@@ -56,6 +56,19 @@ def test_screen_human_output_and_strict_exit_code(small: Path) -> None:
     assert strict.code == 1  # rows that a pipeline would quarantine
 
 
+def test_a_fail_policy_from_the_pipeline_fails_the_screen_without_strict(
+    small: Path, tmp_path: Path
+) -> None:
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc["data"]["screen"] = {"duplicates": {"policy": "fail"}}
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    args = ["data", "screen", str(small), "--label", "Y", *ADULT_CSV, "--json"]
+    res = run_cli([*args, "--config", str(config)], _env())
+    assert res.code == 1, res.err
+    assert res.json()["ok"] is False and res.json()["policies"]["duplicates"] == "fail"
+
+
 def test_screen_with_a_baseline_measures_shift(small: Path, tmp_path: Path) -> None:
     df = pd.read_csv(small, na_values=["?"])
     df["age"] = df["age"] + 20

@@ -56,7 +56,12 @@ def screen(
     memory_budget: Budget = "8G",
     seed: Annotated[int, typer.Option(help="Seed of the cross-validation.")] = 0,
     strict: Annotated[
-        bool, typer.Option("--strict", help="Exit 1 when a row would be quarantined or fail.")
+        bool,
+        typer.Option(
+            "--strict",
+            help="Also exit 1 when a row would be quarantined or personal data is found"
+            " (findings whose policy is fail always exit 1).",
+        ),
     ] = False,
     json_out: c.Json = False,
     debug: c.Debug = False,
@@ -88,15 +93,24 @@ def screen(
         )
     doc: dict[str, Any] = {"file": str(file)}
     doc.update(result.to_json(all_findings=True))
-    blocking = bool(result.pii) or any(  # a pipeline fails on undeclared PII too
-        f.row is not None and result.policies[f.detector] != "flag" for f in result.findings
+    # as in a pipeline, a finding whose policy is ``fail`` fails; --strict also fails on
+    # rows that would be quarantined and on personal data (undeclared, it fails a pipeline)
+    failed = bool(result.failing()) or (
+        strict
+        and (
+            bool(result.pii)
+            or any(
+                f.row is not None and result.policies[f.detector] == "quarantine"
+                for f in result.findings
+            )
+        )
     )
-    doc["ok"] = not (strict and blocking)
+    doc["ok"] = not failed
     if json_out:
         c.emit(doc)
     else:
         _print(doc)
-    if strict and blocking:
+    if failed:
         raise typer.Exit(1)
 
 
