@@ -4,8 +4,8 @@ A pipeline file is YAML::
 
     name: adult-income
     seed: 42
-    data: {sources: {...}, schema: {...}, label: {...}, sensitive: [...], pii: {...},
-          pii_scan: {...}, checks: [...], validation: {...}, screen: {...}}
+    data: {sources: {...}, schema: {...}, label: {...}, sensitive: [...], show_values: [...],
+          pii: {...}, pii_scan: {...}, checks: [...], validation: {...}, screen: {...}}
     split: {...}
     features: {...}
     model: {...}
@@ -71,8 +71,20 @@ class SourceConfig(_Strict):
 
     format: Literal["csv", "parquet", "sql"]
     path: str | None = Field(None, description="File path, relative to the pipeline file.")
-    url: str | None = Field(None, description="SQLAlchemy URL (format sql); may use ${ENV}.")
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy URL (format sql). ${NAME} expands an environment variable"
+        " listed in BASTION_ALLOW_ENV (never a BASTION_* one); the password and secret query"
+        " parameters are shown as *** everywhere.",
+    )
     query: str | None = Field(None, description="SELECT statement (format sql).")
+    timeout_seconds: float = Field(
+        300,
+        gt=0,
+        le=86_400,
+        description="format sql: stop the query after this many seconds (SQLite: interrupted;"
+        " PostgreSQL: statement_timeout).",
+    )
     sha256: str | None = Field(
         None, description="Pin: SHA-256 of the file bytes, or of the query result (sql)."
     )
@@ -94,6 +106,8 @@ class SourceConfig(_Strict):
             raise ValueError(f"a {self.format} source needs 'path'")
         if self.format == "sql" and not (self.url and self.query):
             raise ValueError("a sql source needs 'url' and 'query'")
+        if self.format != "sql" and "timeout_seconds" in self.model_fields_set:
+            raise ValueError("'timeout_seconds' is only for format sql")
         if self.sha256 is None and not self.unsafe_unpinned:
             raise ValueError(
                 "missing 'sha256' pin (or set 'unsafe_unpinned: true', which is audited)"
@@ -298,6 +312,12 @@ class DataConfig(_Strict):
     schema_: dict[str, ColumnSpec] = Field(alias="schema", min_length=1)
     label: LabelConfig
     sensitive: list[str] = Field(default_factory=list)
+    show_values: list[str] = Field(
+        default_factory=list,
+        description="Columns whose raw values may appear in messages, findings, reports and"
+        " audit entries; every other value is masked there (e.g. ***-**-6789). Not for"
+        " columns declared in pii.",
+    )
     pii: dict[str, PiiColumn] = Field(default_factory=dict)
     pii_scan: PiiScanConfig = Field(default_factory=lambda: PiiScanConfig())
     checks: list[CustomCheck] = Field(default_factory=list)
@@ -311,6 +331,7 @@ class DataConfig(_Strict):
         for what, cols in (
             ("label", [self.label.column]),
             ("sensitive", self.sensitive),
+            ("show_values", self.show_values),
             ("pii", list(self.pii)),
             ("screen.duplicates.ignore", self.screen.duplicates.ignore),
         ):
@@ -322,6 +343,9 @@ class DataConfig(_Strict):
                 raise ValueError(f"source name {name!r}: expected {_NAME}")
         if self.label.column in self.pii:
             raise ValueError(f"the label {self.label.column!r} cannot be a PII column")
+        shown_pii = sorted(set(self.show_values) & set(self.pii))
+        if shown_pii:
+            raise ValueError(f"show_values: PII column(s) {shown_pii} are always masked")
         names = [c.name for c in self.checks]
         for name in names:
             if names.count(name) > 1:

@@ -16,6 +16,9 @@ How it works:
 4. :class:`~bastion.pipeline.config.PipelineConfig` validates the objects; each pydantic
    error's location is looked up in the recorded positions (the parent mapping for a
    missing key) and rewritten as ``FILE:LINE:COL: dotted.key.path: what is wrong``.
+5. A ``${NAME}`` in a source URL must name a variable the environment allows
+   (``BASTION_ALLOW_ENV``; never ``BASTION_*``, see :mod:`bastion.pipeline._env`); any other
+   is refused here, positioned at the reference, before anything runs.
 
 Every problem — a missing file, bad UTF-8, a YAML syntax error, a duplicate key, a wrong
 type, an unknown key, a value outside a pattern or enum — becomes ONE ConfigError whose
@@ -36,6 +39,7 @@ from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bastion.errors import ConfigError
+from bastion.pipeline._env import REFERENCE, refusal
 from bastion.pipeline.config import PipelineConfig, json_schema
 
 __all__ = [
@@ -77,12 +81,15 @@ class _Refused(Exception):
         self.problems = problems
 
 
-def load_pipeline(path: Path) -> tuple[PipelineConfig, bytes]:
+def load_pipeline(path: Path, *, check_env: bool = True) -> tuple[PipelineConfig, bytes]:
     """Read, parse and validate a pipeline file.
 
     Returns the validated config and the file's raw bytes (hash them for the config
     digest). Raises :class:`~bastion.errors.ConfigError` naming the file, line, column,
-    key path, what was expected and what was given.
+    key path, what was expected and what was given. With ``check_env`` (the default) a
+    ``${NAME}`` in a source URL that this environment does not allow (see
+    :mod:`bastion.pipeline._env`) is refused too; pass False only to read a stored file's
+    contract, never to run it.
     """
     path = Path(path)
     file = str(path)
@@ -96,6 +103,9 @@ def load_pipeline(path: Path) -> tuple[PipelineConfig, bytes]:
             config = PipelineConfig.model_validate(data)
         except ValidationError as exc:
             raise _Refused([_from_pydantic(err, marks) for err in exc.errors()]) from None
+        env = _env_problems(config, raw, marks) if check_env else []
+        if env:
+            raise _Refused(env)
     except _Refused as refused:
         raise ConfigError(_message(file, refused.problems)) from None
     return config, raw
@@ -245,6 +255,29 @@ class _Loader(yaml.SafeLoader):  # type: ignore[misc]
             what = f"duplicate key (first defined on line {first})"
             self.duplicates.extend(_refuse(key_node.start_mark, (*path, str(key)), what).problems)
         return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+
+
+# -- environment references ----------------------------------------------------------------
+
+
+def _env_problems(
+    config: PipelineConfig, raw: bytes, marks: Mapping[_Path, tuple[int, int]]
+) -> list[_Problem]:
+    """A problem per ``${NAME}`` in a source URL that may not be expanded here; positioned
+    at the reference itself when the URL is on its key's line, else at the key."""
+    lines = raw.decode("utf-8-sig").splitlines()
+    found: list[_Problem] = []
+    for name, source in config.data.sources.items():
+        for ref in REFERENCE.finditer(source.url or ""):
+            why = refusal(ref.group(1))
+            if why is None:
+                continue
+            at = ("data", "sources", name, "url")
+            line, col = _position(at, marks)
+            text = lines[line - 1] if 0 < line <= len(lines) else ""
+            hit = text.find(ref.group(0), col - 1)
+            found.append(_Problem(line, hit + 1 if hit >= 0 else col, _dotted(at), why))
+    return found
 
 
 # -- turning pydantic errors into positioned problems --------------------------------------

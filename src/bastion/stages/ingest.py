@@ -18,7 +18,9 @@ How it works:
   undecodable bytes (line and byte offset) are each a :class:`~bastion.errors.DataError`.
 - **Parquet** keeps the types the file declares.
 - **SQL** (SQLAlchemy URL; ``${NAME}`` is replaced by the environment variable ``NAME``,
-  per URL component, so a password needs no URL-quoting). The query must be ONE ``SELECT``
+  per URL component, so a password needs no URL-quoting — only a name listed in
+  ``BASTION_ALLOW_ENV``, never a ``BASTION_*`` one, see :mod:`bastion.pipeline._env`; the
+  URL is resolved only to connect). The query must be ONE ``SELECT``
   or ``WITH`` statement: it is tokenised under several quoting dialects (backslash escapes
   or not, ``$$`` strings or not, ``[identifiers]`` or not) and refused if any reading finds
   a second statement, a data-changing keyword (``INSERT``, ``UPDATE``, ``DELETE``,
@@ -26,7 +28,10 @@ How it works:
   sandbox: give the pipeline a read-only database role. On top of it, SQLite files are
   opened read-only (``mode=ro``; relative paths resolve against ``ctx.base_dir``) and
   PostgreSQL transactions are ``READ ONLY``. The password (and any secret-looking query
-  parameter) is redacted in messages, logs and materials.
+  parameter) is ``***`` in messages, logs and materials, and scrubbed from the driver's
+  errors. The query stops after ``timeout_seconds`` (default 300): SQLite through a
+  progress handler that interrupts it, PostgreSQL through ``SET LOCAL statement_timeout``;
+  other databases get no limit from Bastion. A timeout is a ConfigError naming the source.
 - **The SQL pin** is the SHA-256 of this canonical serialisation of the result, in the
   order the rows arrive (use ``ORDER BY`` for a stable pin), UTF-8, one JSON text per line
   with ``separators=(",", ":")`` and ``ensure_ascii=False``: first the list of column
@@ -59,6 +64,7 @@ import os
 import re
 import sqlite3
 import stat
+import time
 import urllib.parse
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -69,6 +75,7 @@ import numpy as np
 import pandas as pd
 
 from bastion.errors import ConfigError, PinMismatch
+from bastion.pipeline._env import REFERENCE, refusal
 from bastion.pipeline.stage import Material
 
 if TYPE_CHECKING:
@@ -82,7 +89,6 @@ __all__ = ["IngestStage", "canonical_rows_sha256", "check_read_only_query", "red
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|credential", re.IGNORECASE)
 
 
@@ -109,6 +115,7 @@ class IngestStage:
             cfg["url"] = redact_url(cfg["url"])
         if cfg.get("format") != "sql":
             cfg.pop("path", None)
+        cfg.pop("timeout_seconds", None)  # how long it may take, not what it reads
         return {"source": self.source_name, **cfg}
 
     def run(self, ctx: StageContext, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -158,22 +165,63 @@ class IngestStage:
         url = _expand_url(src.url or "", name)
         shown = redact_url(url)
         secrets = _secrets(url)
-        engine = _engine(url, base_dir, name, shown)
+        engine = _engine(url, base_dir, name, shown, secrets)
+        timeout = src.timeout_seconds
+        deadline = _Deadline(timeout)
         try:
             with engine.connect() as conn:
                 if engine.dialect.name == "postgresql":
                     conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {deadline.millis}")
+                elif engine.dialect.name == "sqlite":
+                    raw = conn.connection.driver_connection
+                    if isinstance(raw, sqlite3.Connection):
+                        raw.set_progress_handler(deadline.passed, 10_000)
+                deadline.start()
                 result = conn.execute(text(_escape_binds(query)))
                 columns = list(map(str, result.keys()))
                 rows = [tuple(r) for r in result]
                 conn.rollback()
         except SQLAlchemyError as exc:
+            if deadline.expired or _is_statement_timeout(exc):
+                raise ConfigError(
+                    f"source {name!r} ({shown}): the query ran longer than its timeout of"
+                    f" {timeout:g} s and was stopped; make it faster or raise"
+                    f" data.sources.{name}.timeout_seconds"
+                ) from None
             detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
             msg = _scrub(detail[0] if detail else type(exc).__name__, secrets)
             raise ConfigError(f"source {name!r} ({shown}): the query failed: {msg}") from None
         finally:
             engine.dispose()
         return columns, rows, shown
+
+
+class _Deadline:
+    """The query's time limit: SQLite's progress handler asks :meth:`passed` (a true answer
+    interrupts the statement); PostgreSQL gets :attr:`millis` as ``statement_timeout``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.millis = max(1, int(seconds * 1000))
+        self.expired = False
+        self._end = time.monotonic() + seconds
+
+    def start(self) -> None:
+        self._end = time.monotonic() + self.seconds
+
+    def passed(self) -> int:
+        if time.monotonic() >= self._end:
+            self.expired = True
+            return 1
+        return 0
+
+
+def _is_statement_timeout(exc: Exception) -> bool:
+    """PostgreSQL's ``query_canceled`` (SQLSTATE 57014) from ``statement_timeout``."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code == "57014" or "statement timeout" in str(orig or "")
 
 
 # -- files ---------------------------------------------------------------------------------
@@ -307,9 +355,19 @@ def _escape_binds(query: str) -> str:
 
 
 def _expand_url(template: str, source: str) -> URL:
-    """Replace ``${NAME}`` per URL component (or in the whole string if it will not parse)."""
+    """Replace ``${NAME}`` per URL component (or in the whole string if it will not parse).
+
+    Only a variable that :func:`bastion.pipeline._env.refusal` allows is expanded (listed in
+    ``BASTION_ALLOW_ENV``, never ``BASTION_*``); the loader refused any other already, and
+    this refuses it again for a config built without the loader. Called only to connect.
+    """
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
+
+    for ref in REFERENCE.finditer(template):
+        why = refusal(ref.group(1))
+        if why:
+            raise ConfigError(f"source {source!r}: url: {why}")
 
     def expand(value: str) -> str:
         def one(m: re.Match[str]) -> str:
@@ -320,7 +378,7 @@ def _expand_url(template: str, source: str) -> URL:
                 )
             return os.environ[m.group(1)]
 
-        return _ENV.sub(one, value)
+        return REFERENCE.sub(one, value)
 
     try:
         url = make_url(template)
@@ -359,21 +417,23 @@ def redact_url(url: str | URL) -> str:
 
 
 def _secrets(url: URL) -> list[str]:
+    """What a message must never hold: the resolved URL, its password and secret params."""
     found = [str(url.password)] if url.password else []
     for key, value in url.query.items():
         if _SECRET_PARAM.search(key):
             found.extend([value] if isinstance(value, str) else list(value))
-    return [s for s in found if s]
+    found = [s for s in found if s]
+    return [url.render_as_string(hide_password=False), *found] if found else []
 
 
 def _scrub(message: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
+    for secret in sorted(secrets, key=len, reverse=True):
         message = message.replace(secret, "***")
         message = message.replace(urllib.parse.quote(secret, safe=""), "***")
     return message
 
 
-def _engine(url: URL, base_dir: Path, source: str, shown: str) -> Engine:
+def _engine(url: URL, base_dir: Path, source: str, shown: str, secrets: Iterable[str]) -> Engine:
     from sqlalchemy import create_engine
     from sqlalchemy.exc import ArgumentError
     from sqlalchemy.pool import NullPool
@@ -392,7 +452,8 @@ def _engine(url: URL, base_dir: Path, source: str, shown: str) -> Engine:
     try:
         return create_engine(url, poolclass=NullPool)
     except (ArgumentError, ImportError) as exc:
-        raise ConfigError(f"source {source!r}: cannot use {shown}: {exc}") from None
+        msg = _scrub(str(exc), secrets)
+        raise ConfigError(f"source {source!r}: cannot use {shown}: {msg}") from None
 
 
 def canonical_rows_sha256(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

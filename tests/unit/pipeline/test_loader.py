@@ -102,7 +102,7 @@ def test_unknown_key_lists_the_allowed_keys(tmp_path: Path) -> None:
     msg = error(tmp_path, edit("  sources:\n", "  sourcez: {}\n  sources:\n"))
     assert msg == (
         "pipeline.yaml:3:3: data.sourcez: unknown key (expected one of: checks, label, pii,"
-        " pii_scan, schema, screen, sensitive, sources, validation)"
+        " pii_scan, schema, screen, sensitive, show_values, sources, validation)"
     )
 
 
@@ -373,3 +373,58 @@ def test_a_custom_check_on_an_unknown_column_fails_at_load(tmp_path: Path) -> No
         "  label: {column: y, positive: b}\n  checks: [{name: pos, expr: 'z > 0'}]\n",
     )
     assert "check 'pos'" in error(tmp_path, text) and "'z'" in error(tmp_path, text)
+
+
+# -- ${NAME} in a source URL -------------------------------------------------------------------
+
+SQL = """\
+    main:
+      format: sql
+      url: postgresql://reader:${PGPASS}@db.example/prod?sslmode=require
+      query: SELECT x, y FROM t
+      sha256: {PIN}
+""".replace("{PIN}", PIN)
+
+
+def test_url_variable_not_allowed_is_refused_at_its_position(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BASTION_ALLOW_ENV", raising=False)
+    monkeypatch.setenv("PGPASS", "hunter2-do-not-show")
+    text = edit(f"    main:\n      format: csv\n      path: data.csv\n      sha256: {PIN}\n", SQL)
+    msg = error(tmp_path, text)
+    assert msg.startswith("pipeline.yaml:6:32: data.sources.main.url: environment variable PGPASS")
+    assert "BASTION_ALLOW_ENV=PGPASS" in msg and "hunter2" not in msg
+    monkeypatch.setenv("BASTION_ALLOW_ENV", "PGPASS")
+    config, _ = load_pipeline(write(tmp_path, text))
+    assert config.data.sources["main"].url == (
+        "postgresql://reader:${PGPASS}@db.example/prod?sslmode=require"
+    )
+
+
+@pytest.mark.parametrize("name", ["BASTION_MASTER_KEY", "BASTION_TOKEN", "BASTION_HOME"])
+def test_bastion_variables_are_refused_even_when_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv("BASTION_ALLOW_ENV", f"PGPASS,{name}")
+    text = edit(
+        f"    main:\n      format: csv\n      path: data.csv\n      sha256: {PIN}\n",
+        SQL.replace("${PGPASS}", "x").replace("/prod", "/${" + name + "}"),
+    )
+    msg = error(tmp_path, text)
+    assert f"environment variable {name} may not be used" in msg
+    assert msg.startswith("pipeline.yaml:6:")
+    assert load_pipeline(write(tmp_path, text), check_env=False)[0].data.sources["main"].url
+
+
+def test_show_values_must_name_schema_columns_and_not_pii(tmp_path: Path) -> None:
+    text = edit(
+        "  label: {column: y, positive: b}\n",
+        "  label: {column: y, positive: b}\n  show_values: [x, z]\n",
+    )
+    assert "show_values column 'z' is not in the schema" in error(tmp_path, text)
+    text = edit(
+        "  label: {column: y, positive: b}\n",
+        "  label: {column: y, positive: b}\n  show_values: [x]\n  pii: {x: {policy: drop}}\n",
+    )
+    assert "show_values: PII column(s) ['x'] are always masked" in error(tmp_path, text)

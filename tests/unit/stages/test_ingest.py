@@ -257,19 +257,64 @@ def test_env_expansion_in_url(
     tmp_path: Path, ctx: Callable[..., StageContext], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_sqlite(tmp_path / "db.sqlite")
-    monkeypatch.setenv("BASTION_TEST_DB", str(tmp_path / "db.sqlite"))
+    monkeypatch.setenv("TEST_DB", str(tmp_path / "db.sqlite"))
+    monkeypatch.setenv("BASTION_ALLOW_ENV", "OTHER, TEST_DB")
     stage = IngestStage(
-        "db", source(format="sql", url="sqlite:///${BASTION_TEST_DB}", query=QUERY, sha256=PIN)
+        "db", source(format="sql", url="sqlite:///${TEST_DB}", query=QUERY, sha256=PIN)
     )
     assert len(stage.run(ctx(), {})["table"]) == 3
 
 
-def test_unset_env_variable_is_named(ctx: Callable[..., StageContext]) -> None:
+def test_unset_env_variable_is_named(
+    ctx: Callable[..., StageContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BASTION_ALLOW_ENV", "NOPE_XYZ")
+    monkeypatch.delenv("NOPE_XYZ", raising=False)
     stage = IngestStage(
-        "db", source(format="sql", url="sqlite:///${BASTION_NOPE_XYZ}", query=QUERY, sha256=PIN)
+        "db", source(format="sql", url="sqlite:///${NOPE_XYZ}", query=QUERY, sha256=PIN)
     )
-    with pytest.raises(ConfigError, match="BASTION_NOPE_XYZ"):
+    with pytest.raises(ConfigError, match=r"NOPE_XYZ .* is not set"):
         stage.run(ctx(), {})
+
+
+@pytest.mark.parametrize("allow", ["", "TEST_DB", "BASTION_MASTER_KEY", "bastion_master_key"])
+def test_env_variable_not_allowed_is_refused_before_connecting(
+    tmp_path: Path, ctx: Callable[..., StageContext], monkeypatch: pytest.MonkeyPatch, allow: str
+) -> None:
+    make_sqlite(tmp_path / "db.sqlite")
+    monkeypatch.setenv("BASTION_MASTER_KEY", str(tmp_path / "db.sqlite"))
+    monkeypatch.setenv("BASTION_ALLOW_ENV", allow)
+    stage = IngestStage(
+        "db", source(format="sql", url="sqlite:///${BASTION_MASTER_KEY}", query=QUERY, sha256=PIN)
+    )
+    with pytest.raises(ConfigError, match="BASTION_MASTER_KEY") as info:
+        stage.run(ctx(), {})
+    assert str(tmp_path) not in str(info.value)
+
+
+def test_slow_sqlite_query_is_stopped_at_its_timeout(
+    tmp_path: Path, ctx: Callable[..., StageContext]
+) -> None:
+    make_sqlite(tmp_path / "db.sqlite")
+    forever = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c"
+    stage = IngestStage(
+        "db",
+        source(
+            format="sql", url="sqlite:///db.sqlite", query=forever, sha256=PIN, timeout_seconds=0.2
+        ),
+    )
+    with pytest.raises(ConfigError, match=r"longer than its timeout of 0\.2 s") as info:
+        stage.run(ctx(), {})
+    assert "data.sources.db.timeout_seconds" in str(info.value)
+
+
+def test_timeout_is_only_for_sql_and_positive() -> None:
+    with pytest.raises(ValidationError, match="only for format sql"):
+        source(format="csv", path="a.csv", sha256="0" * 64, timeout_seconds=5)
+    with pytest.raises(ValidationError):
+        source(format="sql", url="sqlite:///a.db", query="SELECT 1", sha256=PIN, timeout_seconds=0)
+    default = source(format="sql", url="sqlite:///a.db", query="SELECT 1", sha256=PIN)
+    assert default.timeout_seconds == 300
 
 
 def test_missing_sqlite_file_is_refused_and_not_created(
@@ -344,13 +389,14 @@ def test_password_is_redacted_everywhere(
     ctx: Callable[..., StageContext], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     secret = "s3cret-Pa55word"
-    monkeypatch.setenv("BASTION_TEST_PW", secret)
+    monkeypatch.setenv("TEST_PW", secret)
+    monkeypatch.setenv("BASTION_ALLOW_ENV", "TEST_PW")
     # Nothing listens on port 1: the connection fails, and the message must not leak.
     stage = IngestStage(
         "db",
         source(
             format="sql",
-            url="postgresql+psycopg://bastion:${BASTION_TEST_PW}@127.0.0.1:1/x",
+            url="postgresql+psycopg://bastion:${TEST_PW}@127.0.0.1:1/x",
             query="SELECT 1",
             sha256=PIN,
         ),
