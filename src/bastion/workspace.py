@@ -27,7 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bastion._fs import atomic_write, file_lock
+from bastion._fs import atomic_write, file_lock, loose_modes
 from bastion.errors import (
     AccessDenied,
     AuditChainError,
@@ -47,9 +47,11 @@ from bastion.security.signing import (
     verify_statement,
 )
 from bastion.store.artifacts import ArtifactStore
-from bastion.store.db import ensure_schema, make_engine, migrate
+from bastion.store.db import ensure_schema, make_engine, migrate, sqlite_url
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
     from bastion.pipeline.registry import ModelRegistry
 
 __all__ = ["Identity", "Problem", "RotationReport", "VerifyReport", "Workspace", "parse_model_ref"]
@@ -68,7 +70,7 @@ Progress = Callable[[str, int, int], None]
 class Problem:
     """One thing that failed verification."""
 
-    kind: str  # artifact | statement | model | audit
+    kind: str  # artifact | statement | model | audit | file
     subject: str
     message: str
 
@@ -122,7 +124,7 @@ def passphrase_from_env() -> str:
 class Workspace:
     """The services of one home. Use :meth:`init` or :meth:`open`, then :meth:`close`."""
 
-    def __init__(self, home: Path, keyring: LocalKeyring, database_url: str) -> None:
+    def __init__(self, home: Path, keyring: LocalKeyring, database_url: str | URL) -> None:
         self.home = home
         self.keyring = keyring
         self.engine = make_engine(database_url)
@@ -160,7 +162,7 @@ class Workspace:
         for sub in ("objects", "tmp"):
             (home / sub).mkdir(mode=0o700, exist_ok=True)
         keyring = LocalKeyring.create(home / "keyring.json", passphrase, scrypt_log_n=scrypt_log_n)
-        url = database_url or f"sqlite:///{home.resolve() / 'bastion.db'}"
+        url = database_url or sqlite_url(home.resolve() / "bastion.db")
         engine = make_engine(url)
         try:
             migrate(engine)
@@ -213,12 +215,11 @@ class Workspace:
         passphrase = passphrase if passphrase is not None else passphrase_from_env()
         keyring = LocalKeyring.open(home / "keyring.json", passphrase)
         if marker.get("database") == "external":
-            url = database_url or os.environ.get(ENV_DATABASE)
-            if not url:
+            external = database_url or os.environ.get(ENV_DATABASE)
+            if not external:
                 raise StateError(f"{home}: this home's database is external; set {ENV_DATABASE}")
-        else:
-            url = f"sqlite:///{home.resolve() / 'bastion.db'}"
-        return cls(home, keyring, url)
+            return cls(home, keyring, external)
+        return cls(home, keyring, sqlite_url(home.resolve() / "bastion.db"))
 
     def close(self) -> None:
         """Flush the audit log and release the database."""
@@ -367,7 +368,8 @@ class Workspace:
         self, *, checkpoint: Path | None = None, progress: Progress | None = None
     ) -> VerifyReport:
         """Re-check every artifact, signed statement, registered model (signature and
-        provenance chain) and the audit log. Never raises for a failed check: each failure
+        provenance chain), the audit log and the home's file modes (files 0600, folders
+        0700). Never raises for a failed check: each failure
         is a :class:`Problem` in the report."""
         step = progress or (lambda _s, _d, _t: None)
         report = VerifyReport()
@@ -419,6 +421,11 @@ class Workspace:
             problems = problems or [str(exc)]
             report.problems.extend(Problem("audit", "audit-log", str(p)) for p in problems)
         step("audit", 1, 1)
+        for path, mode, expected in loose_modes(self.home):
+            what = "folder" if expected == 0o700 else "file"
+            report.problems.append(
+                Problem("file", str(path), f"{what} mode {mode:04o}; expected {expected:04o}")
+            )
         return report
 
 

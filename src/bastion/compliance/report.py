@@ -40,7 +40,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bastion._fs import atomic_write
+from bastion._fs import atomic_write, private_dir
 from bastion.compliance.model_card import html_page
 
 __all__ = ["PLOTS", "render_run_report"]
@@ -78,7 +78,7 @@ def render_run_report(
     ``plot_cache``, each plot is drawn once per distinct input (the metrics, or a screen's
     counts and policies) and reused: a no-change rerun draws nothing.
     """
-    out_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+    private_dir(out_dir)
     metrics = metrics or {}
     plots: dict[str, bytes] = {}
 
@@ -519,7 +519,7 @@ def _cached_png(cache: Path | None, key_doc: Any, draw: Callable[[], bytes | Non
     if nothing.exists():
         return None
     png = draw()
-    cache.mkdir(parents=True, mode=0o700, exist_ok=True)
+    private_dir(cache)
     atomic_write(path if png is not None else nothing, png or b"")
     return png
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from bastion._fs import atomic_write
+from bastion._fs import atomic_write, private_dir
 from bastion.errors import ConfigError, Error, GateFailed
 from bastion.pipeline.config import PipelineConfig
 from bastion.pipeline.stage import KINDS, Kind, Stage, StageContext, decode, encode
@@ -623,7 +623,7 @@ class _Run:
             stages=[r.to_json() for r in self.records],
         )
         out_dir = self.ws.home / "reports" / self.run_id
-        out_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+        private_dir(out_dir)
         for output, filename in (("card_md", "model_card.md"), ("card_html", "model_card.html")):
             if f"release.{output}" in self.produced:  # the card beside the report
                 atomic_write(out_dir / filename, self._value(f"release.{output}").encode())

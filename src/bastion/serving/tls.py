@@ -53,6 +53,7 @@ def is_loopback(host: str) -> bool:
 def self_signed(folder: Path) -> TlsFiles:
     """A development certificate for localhost in ``folder`` (made if missing or stale)."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
     cert_path, key_path = folder / "localhost.crt", folder / "localhost.key"
     now = dt.datetime.now(dt.UTC)
     if cert_path.is_file() and key_path.is_file():
@@ -97,7 +98,10 @@ def self_signed(folder: Path) -> TlsFiles:
     os.chmod(tmp_key, 0o600)
     os.replace(tmp_key, key_path)
     tmp_cert = cert_path.with_suffix(".crt.tmp")
-    tmp_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    fd = os.open(tmp_cert, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(cert.public_bytes(serialization.Encoding.PEM))
+    os.chmod(tmp_cert, 0o600)  # public, but every file in the home is 0600
     os.replace(tmp_cert, cert_path)
     return TlsFiles(cert_path, key_path)
 

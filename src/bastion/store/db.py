@@ -9,6 +9,8 @@ Timestamps are ISO-8601 UTC text so the audit log hashes the very bytes it store
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from sqlalchemy import (
     create_engine,
     event,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from bastion.errors import ConfigError
@@ -50,6 +52,7 @@ __all__ = [
     "principals",
     "role_permissions",
     "runs",
+    "sqlite_url",
     "stage_cache",
     "statement_subjects",
     "statements",
@@ -211,17 +214,45 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
         cur.close()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, full sync and foreign keys."""
+def sqlite_url(path: Path) -> URL:
+    """The URL of the SQLite file at ``path``, whatever characters the path holds.
+
+    Never format ``f"sqlite:///{path}"``: a ``?`` or ``#`` in a folder name would start a
+    query string or fragment and put the database somewhere else.
+    """
+    return URL.create(drivername="sqlite", database=str(path))
+
+
+def _private_sqlite_file(parsed: URL) -> None:
+    """Create a SQLite database file 0600 before SQLite does (it would use 0644 less the
+    umask); its -wal and -shm files take the database file's mode. Existing files are
+    made 0600 too."""
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    if parsed.query.get("uri") or parsed.query.get("mode"):
+        return
+    path = Path(database)
+    with contextlib.suppress(FileExistsError, FileNotFoundError):  # no folder: SQLite says
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        with contextlib.suppress(FileNotFoundError):
+            if name.stat().st_mode & 0o077:
+                os.chmod(name, 0o600)
+
+
+def make_engine(url: str | URL) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, full sync, foreign keys and a 0600 file."""
     try:
-        parsed = make_url(url)
+        parsed = url if isinstance(url, URL) else make_url(url)
     except ArgumentError:
         raise ConfigError(
             "BASTION_DATABASE_URL: expected a SQLAlchemy URL like"
             " postgresql+psycopg://host/db or sqlite:///path"
         ) from None
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        _private_sqlite_file(parsed)
+        engine = create_engine(parsed, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.get_backend_name() != "postgresql":
