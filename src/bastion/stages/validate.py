@@ -36,8 +36,12 @@ checks over a file chunk by chunk, in constant memory.
   (its column is missing or repeated: a table-level violation already). ``counts`` has
   every check of :data:`CHECKS` and every ``custom:<name>``, zero or not.
 - A :class:`Violation` is ``row`` (0-based data row; the header is not a row), ``column``,
-  ``check``, ``value`` (the raw value, at most 60 characters) and ``expected``; ``row`` is
-  None for table-level ones.
+  ``check``, ``value`` and ``expected``; ``row`` is None for table-level ones. The value is
+  masked by :func:`bastion.defenses.pii.mask` (``***-**-6789``, ``j***@e***.com``) — it
+  goes into messages, the audit log, run records and reports, which must never hold a data
+  value — unless ``data.show_values`` lists the column; then it is the raw value, at most
+  60 characters. A custom check masks each cell by its own column; ``label_classes`` shows
+  the classes the config declares and masks any other.
 
 Policy ``fail`` raises :class:`~bastion.errors.DataError` naming the first violations as
 ``row R, column C: ...``, with ``.failures`` listing up to ``max_report``. Policy
@@ -51,7 +55,7 @@ with the label mapped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -59,6 +63,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from bastion.defenses.pii import mask
 from bastion.errors import DataError
 from bastion.stages._aside import set_aside
 from bastion.stages._expr import CompiledCheck, compile_check
@@ -104,7 +109,8 @@ _TYPE_EXPECTED = {
 
 @dataclass(frozen=True)
 class Violation:
-    """One broken rule: where, which check, the raw value and what was expected."""
+    """One broken rule: where, which check, the value (masked unless shown) and what was
+    expected."""
 
     row: int | None  # 0-based data row; None for a table-level violation
     column: str
@@ -167,7 +173,7 @@ _Repeats = Callable[[str, pd.Series], np.ndarray]
 class ValidateStage:
     """Check ``ingest.<source>.table``; output the typed ``table``, ``report``, ``quarantine``."""
 
-    version = "2"  # 2: custom checks; the report lists checks_run and checks_skipped
+    version = "3"  # 2: custom checks, checks_run/_skipped; 3: values masked unless shown
 
     def __init__(self, source_name: str, data: DataConfig) -> None:
         self.source_name = source_name
@@ -190,6 +196,8 @@ class ValidateStage:
         }
         if d.checks:
             found["checks"] = [c.model_dump(mode="json") for c in d.checks]
+        if d.show_values:
+            found["show_values"] = sorted(d.show_values)
         return found
 
     def run(self, ctx: StageContext, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -325,7 +333,9 @@ def _validate(
             col_counts = by_column.setdefault(m.column, {})
             col_counts[m.check] = col_counts.get(m.check, 0) + k
     total = sum(counts_by_check.values())
-    listed = table_level[:limit] + _first_rows(columns, masks, limit - len(table_level))
+    listed = table_level[:limit] + _first_rows(
+        columns, masks, limit - len(table_level), set(data.show_values)
+    )
     return Findings(
         parsed=pd.DataFrame(typed, index=table.index),
         bad=bad,
@@ -347,7 +357,14 @@ def _label_violations(classes: Mapping[str, int], data: DataConfig) -> list[Viol
     label = data.label
     if len(classes) == 2 and label.positive in classes:
         return []
-    shown = ", ".join(repr(c) for c in sorted(classes)[:5]) or "none"
+    declared = {label.positive, *label.map.values()}
+    spec = data.schema_.get(label.column)
+    declared |= set(spec.categories or []) if spec is not None else set()
+    visible = label.column in data.show_values
+    shown = (
+        ", ".join(repr(c if c in declared or visible else mask(c)) for c in sorted(classes)[:5])
+        or "none"
+    )
     return [
         Violation(
             None,
@@ -477,9 +494,10 @@ def _final_dtypes(schema: Mapping[str, ColumnSpec], out: pd.DataFrame) -> dict[s
 
 
 def _first_rows(
-    columns: Mapping[str, pd.Series], masks: list[_Mask], limit: int
+    columns: Mapping[str, pd.Series], masks: list[_Mask], limit: int, show: Collection[str]
 ) -> list[Violation]:
-    """The first ``limit`` row-level violations, by row, then schema column order."""
+    """The first ``limit`` row-level violations, by row, then schema column order; a value
+    is masked unless its column is in ``show``."""
     if limit <= 0:
         return []
     rows, which = [], []
@@ -495,17 +513,19 @@ def _first_rows(
     for row, i in zip(all_rows[order], all_which[order], strict=True):
         m = masks[int(i)]
         if m.cells:
-            cells = [(c, _cell(columns[c].iloc[int(row)])) for c in m.cells]
+            cells = [(c, _cell(c, columns[c].iloc[int(row)], show)) for c in m.cells]
             shown = [f"{c}={'null' if v is None else v}" for c, v in cells]
             value: str | None = _clip(", ".join(shown))
         else:
-            value = _cell(columns[m.column].iloc[int(row)])
+            value = _cell(m.column, columns[m.column].iloc[int(row)], show)
         found.append(Violation(int(row), m.column, m.check, value, m.expected))
     return found
 
 
-def _cell(cell: Any) -> str | None:
-    return None if pd.isna(cell) else _clip(str(cell))
+def _cell(column: str, cell: Any, show: Collection[str]) -> str | None:
+    if pd.isna(cell):
+        return None
+    return _clip(str(cell)) if column in show else _clip(mask(str(cell)))
 
 
 def _reasons(bad: np.ndarray, masks: list[_Mask]) -> pd.Series:

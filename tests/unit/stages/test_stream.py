@@ -206,6 +206,7 @@ def small_config(checks: list[dict[str, Any]] | None = None, **schema: Any) -> D
             },
             "label": {"column": "label", "positive": "yes"},
             "checks": checks or [],
+            "show_values": ["age", "label", *schema],  # values shown: these test the checks
         }
     )
 

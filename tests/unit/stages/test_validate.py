@@ -28,13 +28,18 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-def data_config(policy: str = "fail", max_report: int = 50, **schema: Any) -> DataConfig:
+def data_config(
+    policy: str = "fail", max_report: int = 50, show: list[str] | None = None, **schema: Any
+) -> DataConfig:
+    """These tests check the checks, so every value is shown unless ``show`` says otherwise
+    (masking has its own tests)."""
     return DataConfig.model_validate(
         {
             "sources": {"s": {"format": "csv", "path": "s.csv", "sha256": "0" * 64}},
             "schema": {**SCHEMA, **schema},
             "label": {"column": "label", "positive": "yes", "map": {"Y": "yes", "N": "no"}},
             "validation": {"policy": policy, "max_report": max_report},
+            "show_values": list({**SCHEMA, **schema}) if show is None else show,
         }
     )
 
@@ -280,5 +285,52 @@ def test_a_poisoned_adult_row_is_caught(
     table.loc[20000, "Y"] = ">5OK"
     with pytest.raises(DataError) as info:
         ValidateStage("train", adult_config.data).run(ctx(), {"table": table})
-    assert info.value.failures[0] == "row 1234, column age: range: got '200', expected <= 90"
-    assert info.value.failures[1].startswith("row 20000, column Y: category: got '>5OK'")
+    # the Adult pipeline shows no values: the row, column and rule, the value masked
+    assert info.value.failures[0] == "row 1234, column age: range: got '***', expected <= 90"
+    assert info.value.failures[1].startswith("row 20000, column Y: category: got '>***'")
+
+
+# -- values stay inside ------------------------------------------------------------------------
+
+SSN, EMAIL = "123-45-6789", "jane.doe@example.com"
+
+
+@pytest.mark.parametrize("policy", ["fail", "quarantine"])
+def test_values_are_masked_in_violations_messages_and_reports(
+    ctx: Callable[..., StageContext], policy: str
+) -> None:
+    table = clean()
+    table.loc[2, "color"] = SSN
+    table.loc[5, "note"] = None
+    table.loc[4, "age"] = EMAIL
+    data = data_config(policy, show=[])
+    found = validate_table(table, data)
+    shown = {(v.row, v.column, v.check): v.value for v in found.violations}
+    assert shown == {(2, "color", "category"): "***-**-6789", (4, "age", "type"): "j***@e***.com"}
+    if policy == "fail":
+        with pytest.raises(DataError) as info:
+            ValidateStage("s", data).run(ctx(), {"table": table})
+        text = str(info.value) + repr(info.value.failures)
+        assert "row 2, column color: category: got '***-**-6789'" in text
+    else:
+        out = ValidateStage("s", data).run(ctx(), {"table": table})
+        text = repr(out["report"])
+        assert out["report"]["quarantined"] == 2
+    assert SSN not in text and EMAIL not in text and "6789" in text
+
+
+def test_a_column_opted_in_shows_its_values_and_only_its_own() -> None:
+    table = clean()
+    table.loc[2, "color"] = SSN
+    table.loc[4, "age"] = EMAIL
+    found = validate_table(table, data_config(show=["color"]))
+    shown = {(v.row, v.column): v.value for v in found.violations}
+    assert shown == {(2, "color"): SSN, (4, "age"): "j***@e***.com"}
+
+
+def test_label_classes_show_declared_classes_and_mask_others() -> None:
+    table = clean()
+    table["label"] = ["yes"] * 3 + ["no"] * 3 + [SSN] * 2
+    data = data_config(show=[], label={"type": "str"})
+    (v,) = [v for v in validate_table(table, data).violations if v.check == "label_classes"]
+    assert v.value == "'***-**-6789', 'no', 'yes'"

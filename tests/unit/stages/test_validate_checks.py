@@ -43,6 +43,7 @@ def config(
             "label": {"column": "label", "positive": "yes", "map": {"Y": "yes", "N": "no"}},
             "checks": CUSTOM if checks is None else checks,
             "validation": {"policy": policy},
+            "show_values": list({**SCHEMA, **schema}),  # values shown: these test the checks
         }
     )
 
