@@ -4,6 +4,7 @@ A pipeline file is YAML::
 
     name: adult-income
     seed: 42
+    threads: auto            # or a count; BASTION_THREADS overrides (bastion.threads)
     data: {sources: {...}, schema: {...}, label: {...}, sensitive: [...], show_values: [...],
           pii: {...}, pii_scan: {...}, checks: [...], validation: {...}, screen: {...}}
     split: {...}
@@ -456,6 +457,13 @@ class PipelineConfig(_Strict):
 
     name: Annotated[str, Field(pattern=_NAME)]
     seed: int = Field(0, ge=0, le=2**32 - 1)
+    threads: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = Field(
+        "auto",
+        description=(
+            "Threads for fit, cross-validation and predict: 'auto' (the idle cores when the"
+            " work starts) or a count. BASTION_THREADS overrides it. Never changes a result."
+        ),
+    )
     data: DataConfig
     split: SplitConfig = Field(default_factory=lambda: SplitConfig())
     features: FeaturesConfig

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -73,6 +74,13 @@ class StageContext:
     def audit(self, action: str, outcome: str = "ok", **details: Any) -> None:
         """Record an event in the audit log (e.g. an ``unsafe_`` setting being used)."""
         self.event(action, outcome, details)
+
+    def limit_threads(self) -> AbstractContextManager[int]:
+        """Wrap fit, cross-validation and predict: caps the thread pools per the pipeline's
+        ``threads`` (see :mod:`bastion.threads`); yields the count used."""
+        from bastion.threads import limit_threads
+
+        return limit_threads(self.config.threads)
 
 
 class Stage(Protocol):

@@ -78,7 +78,8 @@ class EvaluateStage:
         y = (test[column] == positive).to_numpy(dtype="int64")
         features = getattr(model, "feature_names_in_", None)
         x = test[list(features)] if features is not None else test.drop(columns=[column])
-        y_pred, score, is_proba = _predict(model, x)
+        with ctx.limit_threads():
+            y_pred, score, is_proba = _predict(model, x)
         names: list[str] = list(self.evaluate.metrics)
         gated = [g.partition("_")[2] for g in sorted(self.evaluate.gates)]
         names += [m for m in dict.fromkeys(gated) if m not in names]

@@ -62,7 +62,8 @@ class FeaturesStage:
         if missing:
             raise ConfigError(f"features: column(s) {missing} are not in the training table")
         transformer = build_transformer(self.features)
-        transformer.fit(train[used])
+        with ctx.limit_threads():
+            transformer.fit(train[used])
         sensitive = set(self.data.sensitive)
         raw_pii = {c for c, r in self.data.pii.items() if r.policy != "generalize"}
         aside = sensitive | set(self.data.pii) | {self.data.label.column}

@@ -70,9 +70,10 @@ class TrainStage:
         estimator = make_estimator(self.model, ctx.seed)
         transformer, train = inputs["transformer"], inputs["train"]
         y = _target(train, self.label)
-        features = transformer.transform(train[list(transformer.feature_names_in_)])
+        with ctx.limit_threads() as threads:
+            features = transformer.transform(train[list(transformer.feature_names_in_)])
         started = time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, ctx.limit_threads() as threads:
             warnings.simplefilter("always")
             try:
                 estimator.fit(features, y)
@@ -96,6 +97,7 @@ class TrainStage:
                 "positive_rate": n_pos / len(y),
             },
             "fit_seconds": round(seconds, 3),
+            "threads": threads,
             "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught})[:20],
         }
         model = Pipeline([("features", transformer), ("model", estimator)])
