@@ -1,4 +1,7 @@
-"""``bastion serve``: verify the models, then serve them over HTTPS with one uvicorn worker."""
+"""``bastion serve``: verify the models, then serve them over HTTPS with one uvicorn worker.
+
+The connection guards (header-read and TLS-handshake timeout, open connections per client)
+and HSTS are set here, on uvicorn, before the app sees a request."""
 
 from __future__ import annotations
 
@@ -61,6 +64,22 @@ def serve(
             "or notify (alert only). Always audited."
         ),
     ] = "block",
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a client has for the TLS handshake and for each request's headers"
+            " (slowloris guard); 408 and closed after.",
+            min=0.1,
+            max=300,
+        ),
+    ] = 5.0,
+    max_connections_per_client: Annotated[
+        int,
+        typer.Option(
+            help="Open connections allowed from one client address; more get 503 and are closed.",
+            min=1,
+        ),
+    ] = 64,
     unsafe_skip_verify: Annotated[
         bool, typer.Option(help="Load models without verifying them; logged and audited.")
     ] = False,
@@ -112,8 +131,11 @@ def serve(
         decimals=decimals,
         noise_scale=noise_scale,
         on_extraction=on_extraction,
+        header_timeout=header_timeout,
+        max_connections_per_client=max_connections_per_client,
     )
     app = serving.create_app(where, c.passphrase(), models, options=options)
+    serving.bound_tls_handshake(options.header_timeout)
     config = uvicorn.Config(
         app,
         host=host,
@@ -126,5 +148,10 @@ def serve(
         ssl_keyfile=str(tls.key) if tls is not None else None,
         timeout_graceful_shutdown=10,
         server_header=False,
+        headers=[serving.HSTS] if tls is not None else None,
+        http=serving.guarded_protocol(
+            header_timeout=options.header_timeout,
+            max_per_client=options.max_connections_per_client,
+        ),
     )
     uvicorn.Server(config).run()

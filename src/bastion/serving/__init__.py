@@ -7,7 +7,8 @@ a plain ASGI app. The parts::
     auth.py       bearer API tokens (5 s cache) and OIDC/JWT (RS256/ES256 from a JWKS)
     requests.py   the request contract generated from the pipeline's data schema
     batching.py   MicroBatcher: concurrent requests' rows in one model call
-    tls.py        TLS by default; self-signed development certificate; loopback-only HTTP
+    tls.py        TLS by default (HSTS); self-signed development certificate; loopback-only HTTP
+    transport.py  connection guards: header-read timeout, open connections per client
     controls.py   the per-request checks, on by default: blocklist, rate limit and daily
                   budget (ratelimit.py; Redis when BASTION_REDIS_URL is set), extraction
                   monitor (extraction.py, PRADA + coverage), input screening (screening.py)
@@ -19,6 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
+    "HSTS",
     "Control",
     "JwtSettings",
     "MicroBatcher",
@@ -26,7 +28,9 @@ __all__ = [
     "ServeOptions",
     "ServerApp",
     "TlsFiles",
+    "bound_tls_handshake",
     "create_app",
+    "guarded_protocol",
     "resolve_tls",
 ]
 
@@ -35,7 +39,8 @@ if TYPE_CHECKING:
     from bastion.serving.auth import JwtSettings
     from bastion.serving.batching import MicroBatcher
     from bastion.serving.requests import RequestSchema
-    from bastion.serving.tls import TlsFiles, resolve_tls
+    from bastion.serving.tls import HSTS, TlsFiles, resolve_tls
+    from bastion.serving.transport import bound_tls_handshake, guarded_protocol
 
 _WHERE = {
     "Control": "app",
@@ -47,6 +52,9 @@ _WHERE = {
     "RequestSchema": "requests",
     "TlsFiles": "tls",
     "resolve_tls": "tls",
+    "HSTS": "tls",
+    "guarded_protocol": "transport",
+    "bound_tls_handshake": "transport",
 }
 
 

@@ -130,6 +130,11 @@ class ServeOptions:
     noise_scale: float = 0.02
     # Extraction monitor's action on alarm: block | throttle | notify.
     on_extraction: str = "block"
+    # Connection guards, applied by `bastion serve` before the app (see transport.py):
+    # request headers (and the TLS handshake) within this many seconds; open connections
+    # per client address.
+    header_timeout: float = 5.0
+    max_connections_per_client: int = 64
 
 
 @dataclass

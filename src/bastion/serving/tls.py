@@ -10,6 +10,9 @@
 - ``--unsafe-no-tls``: only when the host is a loopback address (``localhost``,
   ``127.0.0.0/8``, ``::1``); the caller logs and audits it;
 - none of these: a :class:`~bastion.errors.ConfigError` (exit 2) naming the options.
+
+Every response over TLS carries :data:`HSTS` (``Strict-Transport-Security``, one year,
+subdomains included).
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ from cryptography.x509.oid import NameOID
 
 from bastion.errors import ConfigError
 
-__all__ = ["TlsFiles", "is_loopback", "resolve_tls", "self_signed"]
+__all__ = ["HSTS", "TlsFiles", "is_loopback", "resolve_tls", "self_signed"]
 
 _VALID_DAYS = 30
+HSTS = ("strict-transport-security", "max-age=31536000; includeSubDomains")
+"""Sent on every response over TLS: browsers then refuse plain HTTP to this host for a year."""
 
 
 @dataclass(frozen=True, slots=True)
