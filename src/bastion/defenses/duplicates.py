@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from bastion.defenses._table import Encoded
 from bastion.defenses.findings import Finding
@@ -110,6 +108,9 @@ def _log_bucket(x: np.ndarray, tolerance: float, offset: float) -> np.ndarray:
 
 def _component_sizes(keys: list[np.ndarray], n: int) -> np.ndarray:
     """Size of each row's connected component over shared keys (1 for a lone row)."""
+    from scipy.sparse import coo_matrix  # lazy: a cached run never imports scipy
+    from scipy.sparse.csgraph import connected_components
+
     rows_list, nodes_list = [], []
     offset = n
     for key in keys:

@@ -23,8 +23,6 @@ The score of a finding is ``p_j``, the out-of-fold probability of the class the 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.model_selection import StratifiedKFold
 
 from bastion.defenses._table import Encoded
 from bastion.defenses.findings import Finding
@@ -42,6 +40,9 @@ def out_of_fold(
     max_iter: int = 100,
 ) -> np.ndarray:
     """``(n, k)`` out-of-fold class probabilities for integer labels ``y`` in ``0..k-1``."""
+    from sklearn.ensemble import HistGradientBoostingClassifier  # lazy: a cached run skips it
+    from sklearn.model_selection import StratifiedKFold
+
     n = len(y)
     k = int(y.max()) + 1 if n else 0
     proba = np.zeros((n, k), dtype=np.float64)

@@ -29,6 +29,7 @@ import secrets
 import subprocess
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
@@ -217,6 +218,7 @@ class _Run:
         self.materials: dict[str, list[dict[str, str]]] = {}
         self.config_ref = ""  # digest of the pipeline file, stored at the start of the run
         self._pseudo: Any = None
+        self._pending: list[Future[int]] = []  # audit entries queued, not yet confirmed
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -227,9 +229,20 @@ class _Run:
         outcome: str = "ok",
         details: Mapping[str, Any] | None = None,
     ) -> None:
-        self.ws.audit.record(
-            self.actor, action, resource, outcome, {"run": self.run_id, **(details or {})}
+        # queued, not awaited: the writer group-commits them while the stage works;
+        # :meth:`_settle` confirms them before the run writes anything else (a stage's
+        # outputs, a registration, the run's end), so an audit failure still stops the run
+        self._pending.append(
+            self.ws.audit.submit(
+                self.actor, action, resource, outcome, {"run": self.run_id, **(details or {})}
+            )
         )
+
+    def _settle(self) -> None:
+        """Wait until every queued audit entry is durable; AuditError if one is not."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
     def _value(self, key: str) -> Any:
         if key not in self.values:
@@ -368,6 +381,7 @@ class _Run:
         try:
             values = {name: self._value(k) for name, k in input_keys.items()}
             outputs = stage.run(ctx, values)
+            self._settle()  # entries so far are durable before anything else is written
             missing = set(stage.outputs) - set(outputs)
             if missing:
                 raise Error(f"stage {stage.name} did not produce {sorted(missing)}")
@@ -399,6 +413,7 @@ class _Run:
                 "failed",
                 {"error": str(exc)[:500], "kind": type(exc).__name__},
             )
+            self._settle()
             self.progress(stage.name, "failed", index, total)
             raise
         materials = [
@@ -466,6 +481,7 @@ class _Run:
         return name, int(top or 0) + 1, True
 
     def _register(self, name: str, version: int, new: bool, metrics: Mapping[str, Any]) -> str:
+        self._settle()
         digest = self.produced["train.model"][0]
         ref = f"{name}:{version}"
         chain = {r.name: r.statement for r in self.records if r.statement}
@@ -534,6 +550,7 @@ class _Run:
         self._audit(
             "run.start", f"pipeline:{cfg.name}", "started", {"config_digest": self.p.config_digest}
         )
+        self._settle()
         self.config_ref = self.ws.store.put(
             self.p.raw,
             actor=self.actor,
@@ -663,6 +680,7 @@ class _Run:
             {"passed": "ok", "failed": "failed"}.get(status, "error"),
             {"status": status, "model": model_ref},
         )
+        self._settle()
 
 
 def _git_commit(folder: Path) -> str | None:
