@@ -41,6 +41,7 @@ from bastion.defenses.label_noise import label_issues, out_of_fold
 from bastion.defenses.outliers import outliers
 from bastion.errors import DataError
 from bastion.pipeline.config import DETECTORS
+from bastion.threads import limit_threads
 
 if TYPE_CHECKING:
     from bastion.pipeline.config import ScreenConfig
@@ -131,11 +132,13 @@ def screen_table(
     baseline: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
     shift: bool = True,
+    threads: int | str | None = None,
 ) -> ScreenResult:
     """Run every detector not in ``cfg.unsafe_skip`` over ``df``; nothing is removed here.
 
     ``shift=False`` leaves shift out entirely (neither run nor skipped): the pipeline runs
-    it as its own stage.
+    it as its own stage. ``threads`` caps the cross-validation's thread pools
+    (:mod:`bastion.threads`; ``None`` is ``BASTION_THREADS`` or auto).
     """
     step = progress or (lambda _s: None)
     if label not in df.columns:
@@ -176,7 +179,10 @@ def screen_table(
         step("cross-validation")
         t0 = time.perf_counter()
         ln = cfg.label_noise
-        proba = out_of_fold(enc, y, folds=ln.folds, max_train_rows=ln.max_train_rows, seed=seed)
+        with limit_threads(threads):
+            proba = out_of_fold(
+                enc, y, folds=ln.folds, max_train_rows=ln.max_train_rows, seed=seed
+            )
         seconds["cross_validation"] = time.perf_counter() - t0
         if "label_noise" not in skip:
             timed(

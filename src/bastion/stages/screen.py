@@ -84,6 +84,7 @@ class ScreenStage:
             cfg=self.data.screen,
             seed=ctx.seed,
             shift=False,
+            threads=ctx.config.threads,
         )
         failing = result.failing()
         report = dict(result.to_json(), source=self.source_name)
