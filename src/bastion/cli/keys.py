@@ -1,7 +1,9 @@
-"""``bastion keys``: list and rotate the keyring."""
+"""``bastion keys``: list, rotate and export (public halves only) the keyring."""
 
 from __future__ import annotations
 
+import json
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -88,4 +90,49 @@ def rotate(
                 if report.new_pseudonym_key
                 else ""
             )
+        )
+
+
+@keys_app.command("export")
+def export(
+    public: Annotated[
+        bool, typer.Option("--public", help="Export the public signing keys (required).")
+    ] = False,
+    fmt: Annotated[str, typer.Option("--format", help="pem or jwk (a JWK set).")] = "pem",
+    key: Annotated[str | None, typer.Option(help="Only this key id.")] = None,
+    home: c.Home = None,
+    json_out: c.Json = False,
+    debug: c.Debug = False,
+) -> None:
+    """Print the signing keys' public halves, current and rotated, for verifying statements
+    and checkpoints outside Bastion (docs/verify-outside.md). Private keys never leave."""
+    from bastion.errors import ConfigError, NotFound
+
+    if not public:
+        raise ConfigError("--public: required; only public keys can be exported")
+    if fmt not in ("pem", "jwk"):
+        raise ConfigError(f"--format: expected pem or jwk, got {fmt!r}")
+    with c.authorized(home, "keys:read") as (ws, _who):
+        states = {k.id: k.state for k in ws.keyring.keys() if k.kind == "signing"}
+        pems = ws.keyring.public_keys_pem()
+        jwks = ws.keyring.public_keys_jwk()["keys"]
+    if key is not None:
+        if key not in states:
+            raise NotFound(f"--key: no signing key {key!r} in the keyring")
+        states = {key: states[key]}
+    jwks = [j for j in jwks if j["kid"] in states]
+    if json_out:
+        c.emit(
+            {
+                "keys": [
+                    {"kid": kid, "state": state, "pem": pems[kid]} for kid, state in states.items()
+                ],
+                "jwks": {"keys": jwks},
+            }
+        )
+    elif fmt == "jwk":
+        sys.stdout.write(json.dumps({"keys": jwks}, indent=2) + "\n")
+    else:  # RFC 7468: text outside the BEGIN/END lines is ignored by PEM readers
+        sys.stdout.write(
+            "".join(f"# {kid} ({state})\n{pems[kid]}" for kid, state in states.items())
         )

@@ -71,6 +71,7 @@ __all__ = [
     "KeyInfo",
     "KeyProvider",
     "LocalKeyring",
+    "jwk",
     "verify_ed25519",
 ]
 
@@ -467,6 +468,26 @@ class LocalKeyring:
             for e in self._doc["keys"]
             if e["kind"] == "signing"
         }
+
+    def public_keys_jwk(self) -> dict[str, Any]:
+        """Every signing key's public half as a JWK set (RFC 7517, Ed25519 per RFC 8037).
+
+        Oldest first, the active key last; rotated keys stay, since what they signed
+        still verifies. ``kid`` is the key id that DSSE envelopes name in ``keyid`` and
+        checkpoints in ``key_id``.
+        """
+        return {"keys": [jwk(e["id"], self.public_key(e["id"])) for e in self._signing()]}
+
+    def _signing(self) -> list[dict[str, Any]]:
+        return [e for e in self._doc["keys"] if e["kind"] == "signing"]
+
+
+def jwk(key_id: str, public_key: Ed25519PublicKey) -> dict[str, str]:
+    """One Ed25519 public key as a JWK (RFC 8037): ``kty`` OKP, ``crv`` Ed25519, ``x`` the
+    raw 32 bytes in unpadded base64url."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": key_id, "use": "sig", "alg": "EdDSA"}
 
 
 def verify_ed25519(public_key: Ed25519PublicKey, signature: bytes, message: bytes) -> None:
