@@ -4,6 +4,7 @@ A home (``BASTION_HOME``, default ``./.bastion``, mode 0700) holds::
 
     home.json       format marker and which database the home uses (never a password)
     keyring.json    the keyring, sealed under the passphrase (see security.keys)
+    audit-anchor.json  the audit log's newest tree head, signed (see security.anchor)
     bastion.db      the metadata database, unless BASTION_DATABASE_URL names PostgreSQL
     objects/        encrypted, content-addressed blobs (see docs/formats/artifact.md)
     tmp/            half-written blobs; never read
@@ -37,6 +38,7 @@ from bastion.errors import (
     StateError,
 )
 from bastion.security.access import AccessControl, Identity, IssuedToken
+from bastion.security.anchor import ANCHOR_FILE
 from bastion.security.audit import AuditLog
 from bastion.security.keys import DEFAULT_SCRYPT_LOG_N, LocalKeyring
 from bastion.security.signing import (
@@ -129,7 +131,7 @@ class Workspace:
         self.keyring = keyring
         self.engine = make_engine(database_url)
         ensure_schema(self.engine)
-        self.audit = AuditLog(self.engine, keyring)
+        self.audit = AuditLog(self.engine, keyring, anchor=home / ANCHOR_FILE)
         self.store = ArtifactStore(home, keyring, self.engine, self.audit)
         self.access = AccessControl(self.engine, self.audit)
         self.statements = StatementStore(self.engine)
@@ -176,6 +178,7 @@ class Workspace:
         atomic_write(home / "home.json", json.dumps(marker, indent=1).encode() + b"\n")
         ws = cls(home, keyring, url)
         try:
+            ws.audit.init_anchor()
             ws.audit.record(
                 admin,
                 "home.init",

@@ -16,7 +16,6 @@ from bastion.cli.pipeline import models_app
 from bastion.cli.pipeline import run as run_command
 from bastion.cli.pipeline import schema as schema_command
 from bastion.cli.serve import serve as serve_command
-from bastion.cli.statements import statements_app
 from bastion.cli.tokens import principal_app, token_app
 
 app = typer.Typer(
@@ -37,7 +36,6 @@ app.command("run")(run_command)
 app.command("schema")(schema_command)
 app.command("serve")(serve_command)
 app.add_typer(principal_app, name="principal")
-app.add_typer(statements_app, name="statements")
 app.add_typer(token_app, name="token")
 
 
@@ -108,19 +106,25 @@ def verify(
                 bar.update(tasks[name], completed=done, total=total or None)
 
             report = ws.verify(checkpoint=checkpoint, progress=step)
-        ws.audit.record(
-            who.principal,
-            "verify.run",
-            "home",
-            "ok" if report.ok else "failed",
-            {
-                "artifacts": report.artifacts,
-                "statements": report.statements,
-                "models": report.models,
-                "audit_entries": report.audit_entries,
-                "problems": len(report.problems),
-            },
-        )
+        from bastion.errors import AuditError
+
+        try:
+            ws.audit.record(
+                who.principal,
+                "verify.run",
+                "home",
+                "ok" if report.ok else "failed",
+                {
+                    "artifacts": report.artifacts,
+                    "statements": report.statements,
+                    "models": report.models,
+                    "audit_entries": report.audit_entries,
+                    "problems": len(report.problems),
+                },
+            )
+        except AuditError:
+            if report.ok:
+                raise  # a log that failed verification refuses appends: the report says why
     if json_out:
         c.emit(
             {

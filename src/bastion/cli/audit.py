@@ -70,7 +70,8 @@ def verify(
     json_out: c.Json = False,
     debug: c.Debug = False,
 ) -> None:
-    """Check the hash chain, every signed checkpoint and, if given, an exported checkpoint."""
+    """Check the hash chain, every signed checkpoint, the home's sealed anchor (deleted
+    checkpoints, truncation, a rewritten history) and, if given, an exported checkpoint."""
     from bastion.errors import AuditChainError
 
     with c.authorized(home, "audit:verify") as (ws, _who):
@@ -92,12 +93,15 @@ def verify(
                 "entries": report.entries,
                 "checkpoints": report.checkpoints,
                 "root": report.root,
+                "anchored": report.anchored_tree_size,
             }
         )
     else:
+        anchored = report.anchored_tree_size
         c.console().print(
             f"[green]audit log verified[/]: {report.entries} entries,"
             f" {report.checkpoints} signed checkpoints, root {report.root}"
+            + (f"; anchored at {anchored} entries" if anchored is not None else "")
         )
 
 
@@ -111,7 +115,8 @@ def checkpoint(
     json_out: c.Json = False,
     debug: c.Debug = False,
 ) -> None:
-    """Sign a checkpoint (Merkle tree head) of the log now; optionally export it."""
+    """Sign a checkpoint (Merkle tree head) of the log now, and seal it as the home's anchor;
+    refused when the log does not extend the anchor. Optionally export it."""
     with c.authorized(home, "audit:checkpoint") as (ws, _who):
         cp = ws.audit.checkpoint()
         if export is not None:

@@ -78,9 +78,12 @@ from bastion.errors import (
     AuditChainError,
     AuditError,
     ConfigError,
+    Error,
     IntegrityError,
+    SignatureError,
     UnknownKeyError,
 )
+from bastion.security.anchor import ANCHOR_FILE, Anchor, AnchorKeeper
 from bastion.security.keys import KeyProvider, verify_ed25519
 from bastion.security.merkle import Frontier
 from bastion.store.db import audit_checkpoints, audit_log
@@ -209,6 +212,7 @@ class VerifyReport:
     last_seq: int
     root: str
     exported_tree_size: int | None = None
+    anchored_tree_size: int | None = None  # the sealed anchor's tree size, if the log has one
 
 
 def read_checkpoint(path: Path, keys: KeyProvider) -> Checkpoint:
@@ -340,6 +344,7 @@ _COMMON_SQL = {
     "latest_checkpoint_upto": "SELECT tree_size, root, ts, key_id, signature, frontier"
     " FROM audit_checkpoints WHERE tree_size <= ? ORDER BY tree_size DESC LIMIT 1",
     "chain_at": "SELECT chain FROM audit_log WHERE seq = ?",
+    "count_checkpoints_upto": "SELECT count(*) FROM audit_checkpoints WHERE tree_size <= ?",
     "rows_after": "SELECT seq, ts, actor, action, resource, outcome, details, chain"
     " FROM audit_log WHERE seq > ? ORDER BY seq",
     "read_head": "SELECT seq, chain FROM audit_head WHERE id = 1",
@@ -396,6 +401,7 @@ class _Sql:
     checkpoint_at: str
     latest_checkpoint_upto: str
     chain_at: str
+    count_checkpoints_upto: str
     rows_after: str
     read_head: str
 
@@ -508,6 +514,17 @@ def _refuse(head_seq: int) -> AuditError:
     )
 
 
+def _refuse_anchor(path: Path) -> AuditError:
+    return AuditError(
+        f"the audit log does not extend its anchor ({path.name}): entries or checkpoints were"
+        " removed or rewritten, or the anchor was; refusing to append or sign:"
+        " run `bastion audit verify`"
+    )
+
+
+_Seal = tuple[int, bytes, int]  # an anchor to write: tree size, root, checkpoints up to it
+
+
 def _checkpoint_of(row: Sequence[Any]) -> Checkpoint:
     return Checkpoint(int(row[0]), bytes(row[1]), str(row[2]), str(row[3]), bytes(row[4]))
 
@@ -519,7 +536,17 @@ class AuditLog:
     manager, or call :meth:`close`, so that queued entries are written before exit.
     """
 
-    def __init__(self, engine: Engine, keys: KeyProvider, *, checkpoint_every: int = 1000) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        keys: KeyProvider,
+        *,
+        checkpoint_every: int = 1000,
+        anchor: Path | None = None,
+    ) -> None:
+        """``anchor`` names the sealed anchor file (see :mod:`bastion.security.anchor`); a
+        workspace always passes ``<home>/audit-anchor.json``. Without one, nothing outside
+        the database remembers the log, as before."""
         if type(checkpoint_every) is not int or checkpoint_every < 1:
             raise ConfigError(
                 f"checkpoint_every: expected a positive integer, got {checkpoint_every!r}"
@@ -536,6 +563,7 @@ class AuditLog:
         self._thread: threading.Thread | None = None
         self._last_batch = 1
         self._conn: Any = None  # the writer thread's own pooled connection
+        self._anchor = AnchorKeeper(anchor, keys) if anchor is not None else None
 
     # -- recording ----------------------------------------------------------------------
 
@@ -608,7 +636,7 @@ class AuditLog:
             raise AuditError("could not write the audit entry: the connection is closed")
         cursor = dbapi.cursor()
         try:
-            seqs, state, _ = self._append(
+            seqs, state, _, _ = self._append(
                 cursor, [item], want_checkpoint=False, write_locked=self._sql.begin_write == ""
             )
         except AuditError:
@@ -641,6 +669,20 @@ class AuditLog:
         atomic_write(path, checkpoint.to_json(), mode=0o644)
         return checkpoint
 
+    def init_anchor(self) -> None:
+        """Seal the anchor of the empty log: a new home does this before its first entry.
+
+        From then on the anchor must exist: the writer never makes a missing one again (that
+        would bless whatever the database holds), and verification reports it missing.
+        Raises ConfigError without an anchor path, when the log is not empty, or when the
+        file exists.
+        """
+        if self._anchor is None:
+            raise ConfigError("init_anchor: this audit log was opened without an anchor file")
+        if self.head()[0] != 0:
+            raise ConfigError("init_anchor: the audit log is not empty")
+        self._anchor.create()
+
     def close(self) -> None:
         """Write everything still queued, then stop the writer. Later records fail."""
         with self._lock:
@@ -653,6 +695,24 @@ class AuditLog:
         if thread is not None:
             thread.join()
             atexit.unregister(self.close)
+        if self._anchor is not None:
+            self._seal_head()
+            self._anchor.close()
+
+    def _seal_head(self) -> None:
+        """Anchor what this process appended since the newest anchor (best effort: a close
+        that cannot write the file leaves the older anchor, and a wider window)."""
+        state, keeper = self._state, self._anchor
+        if keeper is None or state is None or state.seq <= keeper.size:
+            return
+        with contextlib.suppress(Exception):
+            with self._engine.connect() as conn:
+                at = conn.exec_driver_sql(self._sql.chain_at, (state.seq,)).first()
+                if at is None or bytes(at[0]) != state.chain:
+                    return  # a record_in that rolled back, or rows changed meanwhile
+                count = conn.exec_driver_sql(self._sql.count_checkpoints_upto, (state.seq,))
+                held = int(count.scalar_one())
+            keeper.seal(state.seq, state.frontier.root(), held)
 
     def __enter__(self) -> AuditLog:
         return self
@@ -750,7 +810,7 @@ class AuditLog:
                 control.future.set_result(None)
             return
         try:
-            seqs, checkpoint = self._write(items, want_checkpoint=want)
+            seqs, checkpoint, seal = self._write(items, want_checkpoint=want)
         except BaseException as exc:
             waiting: list[Future[Any] | _Waiter | _AsyncWaiter] = [
                 *futures,
@@ -770,6 +830,16 @@ class AuditLog:
         for loop, results in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a loop closed meanwhile
                 loop.call_soon_threadsafe(_settle, results)
+        if seal is not None and self._anchor is not None:
+            if not want:
+                self._anchor.submit(*seal)  # off this thread: commits never wait for it
+            elif control is not None:
+                try:
+                    self._anchor.seal(*seal)
+                except (Error, OSError) as exc:
+                    error = AuditError(f"the checkpoint was signed but not anchored ({exc})")
+                    control.future.set_exception(error)
+                    return
         if control is not None:
             control.future.set_result(checkpoint)
 
@@ -783,16 +853,21 @@ class AuditLog:
 
     def _write(
         self, items: Sequence[_Item], *, want_checkpoint: bool
-    ) -> tuple[range, Checkpoint | None]:
+    ) -> tuple[range, Checkpoint | None, _Seal | None]:
         if self._conn is None:
             self._conn = self._engine.raw_connection()
         cursor = self._conn.cursor()
+        seal: _Seal | None = None
         try:
             if self._sql.begin_write:
                 cursor.execute(self._sql.begin_write)
-            seqs, state, checkpoint = self._append(
+            seqs, state, checkpoint, newest = self._append(
                 cursor, items, want_checkpoint=want_checkpoint, write_locked=True
             )
+            if newest is not None and self._anchor is not None:
+                cursor.execute(self._sql.count_checkpoints_upto, (newest.tree_size,))
+                (held,) = cursor.fetchone()
+                seal = (newest.tree_size, newest.root, int(held))
             self._conn.commit()
         except BaseException:
             cursor.close()
@@ -800,7 +875,7 @@ class AuditLog:
             raise
         cursor.close()
         self._state = state
-        return seqs, checkpoint
+        return seqs, checkpoint, seal
 
     def _release_connection(self, *, ok: bool) -> None:
         conn, self._conn = self._conn, None
@@ -823,12 +898,17 @@ class AuditLog:
         *,
         want_checkpoint: bool,
         write_locked: bool,
-    ) -> tuple[range, _State, Checkpoint | None]:
-        """Chain ``items`` onto the locked head and write them, all in the open transaction."""
+    ) -> tuple[range, _State, Checkpoint | None, Checkpoint | None]:
+        """Chain ``items`` onto the locked head and write them, all in the open transaction.
+
+        Returns the seqs, the new state, the checkpoint at the head (if one was asked for or
+        signed there) and the newest checkpoint this batch signed or asked for.
+        """
         sql = self._sql
         first, chain = self._lock_head(cursor, write_locked=write_locked)
         state = self._state
-        if state is not None and state.seq == first and state.chain == chain:
+        fresh = want_checkpoint and self._anchor is not None  # re-check against the anchor
+        if state is not None and state.seq == first and state.chain == chain and not fresh:
             frontier = state.frontier.copy()
         else:
             frontier = self._rebuild(cursor, first, chain)
@@ -863,7 +943,8 @@ class AuditLog:
                 sql.insert_checkpoint,
                 [(c.tree_size, c.root, c.ts, c.key_id, c.signature, nodes) for c, nodes in signed],
             )
-        return range(first + 1, seq + 1), _State(seq, chain, frontier), checkpoint
+        newest = checkpoint or (signed[-1][0] if signed else None)
+        return range(first + 1, seq + 1), _State(seq, chain, frontier), checkpoint, newest
 
     def _lock_head(self, cursor: DBAPICursor, *, write_locked: bool) -> tuple[int, bytes]:
         """Lock and read the head row, creating it in an empty log.
@@ -903,8 +984,24 @@ class AuditLog:
         return checkpoint, json.dumps(frontier.to_hex(), separators=(",", ":"))
 
     def _rebuild(self, cursor: DBAPICursor, head_seq: int, head_chain: bytes) -> Frontier:
-        """The frontier at the head: the newest checkpoint's, plus the rows after it."""
+        """The frontier at the head: the newest checkpoint's, plus the rows after it.
+
+        With an anchor the log must also extend it: hold at least its entries, and if the
+        newest checkpoint lies before it (checkpoints deleted), the rows replayed from there
+        must reach its root. A checkpoint at or after the anchor is signed, so it is the
+        writer's own and needs no more. Otherwise the writer refuses to append or sign.
+        """
         sql = self._sql
+        anchor: Anchor | None = None
+        where = Path(ANCHOR_FILE)
+        if self._anchor is not None:
+            where = self._anchor.path
+            try:
+                anchor = self._anchor.load()
+            except Error:
+                raise _refuse_anchor(where) from None
+            if anchor.tree_size > head_seq:
+                raise _refuse_anchor(where)
         cursor.execute(sql.latest_checkpoint_upto, (head_seq,))
         row = cursor.fetchone()
         frontier, prev = Frontier(), _ZERO
@@ -920,6 +1017,11 @@ class AuditLog:
             if frontier.root() != checkpoint.root or at is None:
                 raise _refuse(head_seq)
             prev = bytes(at[0])
+        check_at, anchored = -1, b""
+        if anchor is not None and anchor.tree_size >= frontier.size:
+            check_at, anchored = anchor.tree_size, anchor.root
+            if check_at == frontier.size and frontier.root() != anchored:
+                raise _refuse_anchor(where)
         cursor.execute(sql.rows_after, (frontier.size,))
         expected, sha = frontier.size + 1, _sha256
         while rows := cursor.fetchmany(4096):
@@ -930,6 +1032,8 @@ class AuditLog:
                     raise _refuse(head_seq)
                 frontier.append(leaf)
                 expected += 1
+                if expected - 1 == check_at and frontier.root() != anchored:
+                    raise _refuse_anchor(where)
         if expected - 1 != head_seq or prev != head_chain:
             raise _refuse(head_seq)
         return frontier
@@ -1007,18 +1111,28 @@ class AuditLog:
         ``checkpoint`` names an exported checkpoint file: its signature must verify under the
         keyring, the log must still hold its ``tree_size`` entries (else it was truncated)
         and their Merkle root must equal its root (else the history was forked).
+        With an anchor file (every workspace has one) no exported checkpoint is needed to
+        find deleted checkpoints, truncation or a rewritten history up to the anchor: its
+        signature must verify, the log must hold its ``tree_size`` entries with its root,
+        and as many checkpoint rows up to it as it counts.
         ``progress(done, total)`` is called after each range of entries.
         The error's ``problems`` attribute lists every :class:`AuditProblem` found.
         """
         exported, problems = _load_exported(checkpoint, self._keys)
+        anchor = None  # read before the snapshot: the file never runs ahead of the rows
+        if self._anchor is not None:
+            anchor, found = _load_anchor(self._anchor)
+            problems += found
+        cuts = [c.tree_size for c in (exported, anchor) if c is not None]
         try:
-            scan, stored, heads = self._scan(exported, progress)
+            scan, stored, heads = self._scan(cuts, progress)
         except self._db_errors as exc:
             problems.append(AuditProblem("unreadable", None, f"cannot read the audit log: {exc}"))
             raise _chain_error(problems) from exc
         problems += scan.problems
         problems += _check_checkpoints(scan, stored, self._keys)
         problems += _check_exported(scan, exported)
+        problems += _check_anchor(scan, stored, anchor)
         problems += _check_head(scan, heads)
         if problems:
             raise _chain_error(problems)
@@ -1028,11 +1142,12 @@ class AuditLog:
             scan.last_seq,
             scan.frontier.root().hex(),
             exported.tree_size if exported else None,
+            anchor.tree_size if anchor else None,
         )
 
     def _scan(
         self,
-        exported: Checkpoint | None,
+        extra_cuts: Sequence[int],
         progress: Callable[[int, int], None] | None,
     ) -> tuple[_Scan, list[Any], list[Any]]:
         """Read everything in one snapshot and walk the entries."""
@@ -1049,7 +1164,7 @@ class AuditLog:
             stored = list(cursor.fetchall())
             cursor.execute("SELECT count(*), min(seq), max(seq) FROM audit_log")
             count, low, high = cursor.fetchone() or (0, None, None)
-            cuts = [row[0] for row in stored] + ([exported.tree_size] if exported else [])
+            cuts = [row[0] for row in stored] + list(extra_cuts)
             walk = _Walk(cursor, self._sql, cuts, int(count), progress)
             reader = raw.cursor()
             walk.run(low, high, reader)
@@ -1364,6 +1479,43 @@ def _check_exported(scan: _Scan, exported: Checkpoint | None) -> list[AuditProbl
         why = "differ from the exported checkpoint: the history was rewritten (forked)"
         return [AuditProblem("fork", size, f"entries 1..{size} {why}")]
     return []
+
+
+def _load_anchor(keeper: AnchorKeeper) -> tuple[Anchor | None, list[AuditProblem]]:
+    """The sealed anchor if its signature holds, else the problem with it."""
+    try:
+        return keeper.load(), []
+    except UnknownKeyError:
+        why = "anchor-key", f"{keeper.path}: signed by a key that is not in the keyring"
+    except SignatureError:
+        why = "anchor-signature", f"{keeper.path}: the signature does not verify (edited)"
+    except IntegrityError as exc:
+        why = "anchor", str(exc)
+    return None, [AuditProblem(why[0], None, why[1])]
+
+
+def _check_anchor(
+    scan: _Scan, stored: Sequence[Sequence[Any]], anchor: Anchor | None
+) -> list[AuditProblem]:
+    """The log extends the sealed anchor: its entries, its root, its checkpoint rows."""
+    if anchor is None:
+        return []
+    size, problems = anchor.tree_size, []
+    found = scan.roots.get(size)
+    if size > scan.rows or (size and found is None):
+        why = f"covers {size} entries but the log holds {scan.rows}: entries were removed"
+        problems.append(AuditProblem("truncated", size, f"the anchor {why}"))
+    elif size and found is not None and found[0] != anchor.root:
+        why = "differ from the anchor's signed tree head: the history was rewritten"
+        problems.append(AuditProblem("fork", size, f"entries 1..{size} {why}"))
+    held = sum(1 for row in stored if isinstance(row[0], int) and row[0] <= size)
+    if held < anchor.checkpoints:
+        why = (
+            f"{anchor.checkpoints - held} of the {anchor.checkpoints} checkpoints signed up to"
+            f" entry {size} are missing: checkpoint rows were deleted"
+        )
+        problems.append(AuditProblem("checkpoint-deleted", size, why))
+    return problems
 
 
 def _check_head(scan: _Scan, heads: Sequence[Sequence[Any]]) -> list[AuditProblem]:
