@@ -16,6 +16,7 @@ from bastion.cli.pipeline import models_app
 from bastion.cli.pipeline import run as run_command
 from bastion.cli.pipeline import schema as schema_command
 from bastion.cli.serve import serve as serve_command
+from bastion.cli.statements import statements_app
 from bastion.cli.tokens import principal_app, token_app
 
 app = typer.Typer(
@@ -36,6 +37,7 @@ app.command("run")(run_command)
 app.command("schema")(schema_command)
 app.command("serve")(serve_command)
 app.add_typer(principal_app, name="principal")
+app.add_typer(statements_app, name="statements")
 app.add_typer(token_app, name="token")
 
 
