@@ -14,7 +14,7 @@ stored: these functions read a local file and return findings, for notebooks, sc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -128,11 +128,13 @@ def screen_file(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
     pii: bool = True,
+    show_values: Collection[str] = (),
 ) -> ScreenResult:
     """Run the poisoning screen over a file. Finding rows are 0-based data rows (the
     header is not a row). ``baseline`` is a reference file of the same data, for shift.
     With ``pii``, the file is also scanned for personal data (``result.pii``: the columns,
-    patterns and masked examples)."""
+    patterns and masked examples). Values in details and triggers are masked unless their
+    column is in ``show_values``."""
     from bastion.defenses.poisoning import screen_table
     from bastion.defenses.shift import profile_table
 
@@ -148,7 +150,14 @@ def screen_file(
         ref = read_file(baseline, csv=csv, memory_budget=memory_budget)
         base = profile_table(ref, label=label, positive=positive)
     result = screen_table(
-        df, label=label, positive=positive, cfg=cfg, seed=seed, baseline=base, progress=progress
+        df,
+        label=label,
+        positive=positive,
+        cfg=cfg,
+        seed=seed,
+        baseline=base,
+        progress=progress,
+        show_values=show_values,
     )
     if pii:
         from bastion.defenses.pii import scan_table

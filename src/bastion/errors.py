@@ -11,6 +11,8 @@ fits it derives from that too, so ``except ValueError`` keeps working::
     │   ├── PinMismatch(ConfigError)    an input's bytes differ from its pinned SHA-256 (exit 2)
     │   ├── UnknownKeyError             a blob or envelope names a key the keyring lacks
     │   ├── SignatureError              a DSSE signature did not verify
+    │   ├── ForgedRow                   a metadata row's MAC does not check: written outside Bastion
+    │   │   └── ForgedCredential(AuthError, AccessDenied)   ... a token's own rows (401, exit 1)
     │   └── AuditChainError             the audit log was edited, truncated or forked
     ├── AuthError                       a wrong passphrase, token or credential (one bland message)
     ├── AccessDenied(PermissionError)   an authenticated principal may not do this
@@ -37,6 +39,8 @@ __all__ = [
     "ConfigError",
     "DataError",
     "Error",
+    "ForgedCredential",
+    "ForgedRow",
     "GateFailed",
     "IntegrityError",
     "KeyringError",
@@ -90,6 +94,16 @@ class SignatureError(IntegrityError):
     """A signature did not verify against any trusted key."""
 
 
+class ForgedRow(IntegrityError):
+    """A metadata row (token, grant, model record, ...) does not match its MAC: it was
+    written or edited by something that lacks the passphrase. ``table`` and ``key`` name it."""
+
+    def __init__(self, message: str, table: str = "", key: str = "") -> None:
+        super().__init__(message)
+        self.table = table
+        self.key = key
+
+
 class AuditChainError(IntegrityError):
     """The audit log does not verify: an entry was edited, removed, inserted or reordered.
 
@@ -133,3 +147,11 @@ class GateFailed(Error):
     def __init__(self, message: str, failures: list[str] | None = None) -> None:
         super().__init__(message)
         self.failures = list(failures or [])
+
+
+class ForgedCredential(ForgedRow, AuthError, AccessDenied):
+    """A token was refused because a row it rests on (the token, its principal, a grant of
+    the principal, the role's permissions) does not match its MAC: 401 at the server,
+    :class:`AccessDenied` in the API, exit code 1 at the CLI."""
+
+    exit_code = 1

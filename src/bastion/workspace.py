@@ -41,6 +41,7 @@ from bastion.security.access import AccessControl, Identity, IssuedToken
 from bastion.security.anchor import ANCHOR_FILE
 from bastion.security.audit import AuditLog
 from bastion.security.keys import DEFAULT_SCRYPT_LOG_N, LocalKeyring
+from bastion.security.rows import RowMac, scan, seal_missing
 from bastion.security.signing import (
     StatementStore,
     make_statement,
@@ -133,8 +134,24 @@ class Workspace:
         ensure_schema(self.engine)
         self.audit = AuditLog(self.engine, keyring, anchor=home / ANCHOR_FILE)
         self.store = ArtifactStore(home, keyring, self.engine, self.audit)
-        self.access = AccessControl(self.engine, self.audit)
+        self.rows = RowMac.of(keyring)  # seals and checks metadata rows (security.rows)
+        self.access = AccessControl(self.engine, self.audit, rows=self.rows)
         self.statements = StatementStore(self.engine)
+        if not keyring.rows_sealed:  # a home made before row MACs: sealed once (security.rows)
+            self.seal_rows("bastion")
+            keyring.mark_rows_sealed()
+
+    def seal_rows(self, actor: str) -> dict[str, int]:
+        """Give every metadata row without a MAC its MAC, audited as ``rows.sealed``.
+
+        Only for rows this version did not write itself: the seeded role permissions at
+        init, and every row of a home made before row MACs, at its first open.
+        """
+        with self.engine.begin() as conn:
+            counts = seal_missing(conn, self.rows)
+            if counts:
+                self.audit.record_in(conn, actor, "rows.sealed", "database", "ok", counts)
+        return counts
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -186,6 +203,7 @@ class Workspace:
                 "ok",
                 {"database": marker["database"], "python": platform.python_version()},
             )
+            ws.seal_rows(admin)  # the role permissions migration 0001 seeded
             ws.access.add_principal(admin, "person", actor=admin)
             ws.access.grant(admin, "admin", actor=admin)
             token = ws.access.create_token(
@@ -424,6 +442,13 @@ class Workspace:
             problems = problems or [str(exc)]
             report.problems.extend(Problem("audit", "audit-log", str(p)) for p in problems)
         step("audit", 1, 1)
+        with self.engine.connect() as conn:
+            bad = scan(conn, self.rows)
+        for row in bad:  # a model row is the model check's to report
+            if row.table != "models":
+                message = "does not match its MAC: written or edited outside Bastion"
+                report.problems.append(Problem("row", f"{row.table}:{row.key}", message))
+        step("rows", 1, 1)
         for path, mode, expected in loose_modes(self.home):
             what = "folder" if expected == 0o700 else "file"
             report.problems.append(

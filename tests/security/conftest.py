@@ -15,6 +15,7 @@ from bastion.security.access import AccessControl
 from bastion.security.keys import LocalKeyring
 from bastion.store.db import make_engine, migrate
 from tests.helpers.audit import RecordingLog
+from tests.helpers.rows import sealed_rows
 
 PASSPHRASE = "a long test passphrase"
 
@@ -56,7 +57,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def access(engine: sa.Engine, sink: RecordingLog, clock: FakeClock) -> AccessControl:
-    return AccessControl(engine, sink, clock=clock)
+    return AccessControl(engine, sink, rows=sealed_rows(engine), clock=clock)
 
 
 @pytest.fixture
@@ -79,4 +80,4 @@ def module_keyring(tmp_path_factory: pytest.TempPathFactory) -> LocalKeyring:
 def module_access(tmp_path_factory: pytest.TempPathFactory) -> AccessControl:
     """One access database for property tests, which must not rebuild it per example."""
     engine = new_engine(tmp_path_factory.mktemp("db"))
-    return AccessControl(engine, RecordingLog(engine))
+    return AccessControl(engine, RecordingLog(engine), rows=sealed_rows(engine))

@@ -55,6 +55,13 @@ def screen(
     skip_initial_space: SkipSpace = False,
     memory_budget: Budget = "8G",
     seed: Annotated[int, typer.Option(help="Seed of the cross-validation.")] = 0,
+    show_values: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--show-values",
+            help="Print this column's values in findings (repeat); all others are masked.",
+        ),
+    ] = None,
     strict: Annotated[
         bool,
         typer.Option(
@@ -90,6 +97,7 @@ def screen(
             memory_budget=_bytes(memory_budget),
             seed=seed,
             progress=step,
+            show_values=show_values or (),
         )
     doc: dict[str, Any] = {"file": str(file)}
     doc.update(result.to_json(all_findings=True))

@@ -26,19 +26,25 @@ screen flags those 200-odd rows too, and says which value did it.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
 
 from bastion.defenses._table import Encoded
 from bastion.defenses.findings import Finding
+from bastion.defenses.pii import mask, shown
 
 __all__ = ["Trigger", "find_triggers"]
 
 
 @dataclass(frozen=True, slots=True)
 class Trigger:
-    """One suspected trigger value, the label it predicts and the rows that hold it."""
+    """One suspected trigger value, the label it predicts and the rows that hold it.
+
+    ``value`` is the raw value; :meth:`describe` and :meth:`to_json` (what messages and
+    reports get) mask it unless ``visible`` (its column is in ``data.show_values``).
+    """
 
     column: str
     value: object
@@ -47,10 +53,12 @@ class Trigger:
     observed: int
     expected: float
     surprise: float
+    visible: bool = False
 
     def describe(self) -> str:
+        value = shown(self.column, self.value, (self.column,) if self.visible else ())
         return (
-            f"{self.column}={self.value!r} predicts {self.label!r} in {self.observed} of"
+            f"{self.column}={value} predicts {self.label!r} in {self.observed} of"
             f" {self.support} rows; their other features predict {self.expected:.0f}"
         )
 
@@ -62,7 +70,7 @@ class Trigger:
         """The trigger for reports: where, what, and how surprising (no row list)."""
         return {
             "column": self.column,
-            "value": self.value,
+            "value": self.value if self.visible else mask(str(self.value)),
             "label": self.label,
             "rows": self.support,
             "observed": self.observed,
@@ -82,8 +90,10 @@ def find_triggers(
     min_purity: float = 0.9,
     min_surprise: float = 12.0,
     min_lift: float = 0.5,
+    show: Collection[str] = (),
 ) -> tuple[list[Trigger], list[Finding]]:
-    """Suspected triggers, and one finding per row that carries one with its label."""
+    """Suspected triggers, and one finding per row that carries one with its label; a
+    trigger's value is masked in details and reports unless its column is in ``show``."""
     n = enc.n
     k = proba.shape[1]
     top = max(min_rows, int(max_support * n))
@@ -120,6 +130,7 @@ def find_triggers(
                         int(observed[v]),
                         float(expected[v]),
                         float(surprise[v]),
+                        col in show,
                     )
                 )
     findings: list[Finding] = []

@@ -15,10 +15,13 @@ with its label. A row is flagged when its score's robust z-score within its clas
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
 from bastion.defenses._table import Encoded
 from bastion.defenses.findings import Finding
+from bastion.defenses.pii import shown
 
 __all__ = ["outlier_scores", "outliers"]
 
@@ -49,9 +52,15 @@ def outlier_scores(enc: Encoded, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def outliers(
-    enc: Encoded, y: np.ndarray, classes: list[str], *, threshold: float = 8.0
+    enc: Encoded,
+    y: np.ndarray,
+    classes: list[str],
+    *,
+    threshold: float = 8.0,
+    show: Collection[str] = (),
 ) -> list[Finding]:
-    """Rows whose score is far above their class's typical score."""
+    """Rows whose score is far above their class's typical score. The detail names the
+    rarest value masked, unless its column is in ``show`` (``data.show_values``)."""
     score, worst = outlier_scores(enc, y)
     z = np.zeros(len(score))
     for c in np.unique(y):
@@ -71,7 +80,7 @@ def outliers(
                 "class_outlier",
                 float(z[r]),
                 f"unusual among rows labelled {classes[y[r]]!r} (z={z[r]:.1f});"
-                f" rarest value {col}={value!r}",
+                f" rarest value {col}={shown(col, value, show)}",
                 col,
             )
         )

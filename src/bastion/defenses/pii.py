@@ -62,6 +62,7 @@ __all__ = [
     "mask",
     "pii_error",
     "scan_table",
+    "shown",
     "undeclared",
 ]
 
@@ -191,6 +192,15 @@ class PiiHit:
 
 
 # -- masking --------------------------------------------------------------------------------
+
+
+def shown(column: str, value: object, show: Collection[str] = ()) -> str:
+    """A data value as a message, finding or report may hold it: ``repr`` of the value when
+    ``column`` is in ``show`` (the pipeline's ``data.show_values``), else ``repr`` of its
+    :func:`mask`; ``null`` for a missing one."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "null"
+    return repr(value) if column in show else repr(mask(str(value)))
 
 
 def mask(value: str) -> str:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -132,13 +132,16 @@ def screen_table(
     baseline: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
     shift: bool = True,
+    show_values: Collection[str] = (),
     threads: int | str | None = None,
 ) -> ScreenResult:
     """Run every detector not in ``cfg.unsafe_skip`` over ``df``; nothing is removed here.
 
     ``shift=False`` leaves shift out entirely (neither run nor skipped): the pipeline runs
-    it as its own stage. ``threads`` caps the cross-validation's thread pools
-    (:mod:`bastion.threads`; ``None`` is ``BASTION_THREADS`` or auto).
+    it as its own stage. Findings, triggers and details name values masked unless their
+    column is in ``show_values`` (the pipeline's ``data.show_values``). ``threads`` caps
+    the cross-validation's thread pools (:mod:`bastion.threads`; ``None`` is
+    ``BASTION_THREADS`` or auto).
     """
     step = progress or (lambda _s: None)
     if label not in df.columns:
@@ -203,6 +206,7 @@ def screen_table(
                     min_purity=bd.min_purity,
                     min_surprise=bd.min_surprise,
                     min_lift=bd.min_lift,
+                    show=show_values,
                 )
                 triggers.extend(tr.to_json() for tr in found)
                 return rows_found
@@ -211,7 +215,8 @@ def screen_table(
     else:
         skipped += sorted(d for d in need_model if d not in skipped)
     if "outliers" not in skip:
-        timed("outliers", lambda: outliers(enc, y, classes, threshold=cfg.outliers.threshold))
+        threshold = cfg.outliers.threshold
+        timed("outliers", lambda: outliers(enc, y, classes, threshold=threshold, show=show_values))
     if "duplicates" not in skip:
         dup = cfg.duplicates
         timed(
@@ -229,7 +234,9 @@ def screen_table(
 
             step("shift")
             t0 = time.perf_counter()
-            report = compare(baseline, df, cfg.shift, label=label, positive=positive)
+            report = compare(
+                baseline, df, cfg.shift, label=label, positive=positive, show=show_values
+            )
             seconds["shift"] = time.perf_counter() - t0
             ran.append("shift")
             findings.extend(report.findings)

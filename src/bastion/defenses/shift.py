@@ -52,7 +52,7 @@ on the baseline's bins from its sample (adds about 0.005 of noise to PSI).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,7 @@ import pandas as pd
 from scipy import stats
 
 from bastion.defenses.findings import Finding
+from bastion.defenses.pii import mask
 from bastion.errors import ConfigError, DataError
 from bastion.pipeline.config import ShiftConfig
 
@@ -127,8 +128,10 @@ def compare(
     *,
     label: str,
     positive: str,
+    show: Collection[str] = (),
 ) -> ShiftReport:
-    """Shift of ``current`` (a table, or its profile) against the ``baseline`` profile."""
+    """Shift of ``current`` (a table, or its profile) against the ``baseline`` profile; a
+    new category is named masked unless its column is in ``show`` (``data.show_values``)."""
     base = _checked(baseline, "baseline", label, positive)
     now: Mapping[str, Any]
     if isinstance(current, pd.DataFrame):
@@ -156,7 +159,7 @@ def compare(
             same_bins = isinstance(current, pd.DataFrame)  # profiled with the baseline's bins
             findings += _numeric_shift(name, b, c, cfg, nums, same_bins)
         else:
-            findings += _categorical_shift(name, b, c, cfg, nums)
+            findings += _categorical_shift(name, b, c, cfg, nums, name in show)
         delta = abs(c["null_fraction"] - b["null_fraction"])
         if delta > _NULL_DELTA:
             text = f"null fraction {b['null_fraction']:.3f} → {c['null_fraction']:.3f}"
@@ -421,6 +424,7 @@ def _categorical_shift(
     c: Mapping[str, Any],
     cfg: ShiftConfig,
     nums: dict[str, float],
+    visible: bool = False,
 ) -> list[Finding]:
     if not b["count"] or not c["count"]:
         return []
@@ -445,7 +449,8 @@ def _categorical_shift(
         found.append(Finding(None, _DETECTOR, "chi2", nums["cramers_v"], test[2:], name))
     for value, share in c["frequencies"].items():
         if share >= _NEW_SHARE and value not in b["frequencies"]:
-            text = f"{value[:40]!r} holds {share:.1%} of the values; the baseline did not list it"
+            what = repr(value[:40]) if visible else repr(mask(value[:40]))
+            text = f"{what} holds {share:.1%} of the values; the baseline did not list it"
             found.append(Finding(None, _DETECTOR, "new_category", share, text, name))
     return found
 

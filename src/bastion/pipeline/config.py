@@ -79,12 +79,12 @@ class SourceConfig(_Strict):
         " parameters are shown as *** everywhere.",
     )
     query: str | None = Field(None, description="SELECT statement (format sql).")
-    timeout_seconds: float = Field(
-        300,
+    timeout_seconds: float | None = Field(
+        None,
         gt=0,
         le=86_400,
-        description="format sql: stop the query after this many seconds (SQLite: interrupted;"
-        " PostgreSQL: statement_timeout).",
+        description="format sql: stop the query after this many seconds (default 300;"
+        " SQLite: interrupted; PostgreSQL: statement_timeout).",
     )
     sha256: str | None = Field(
         None, description="Pin: SHA-256 of the file bytes, or of the query result (sql)."
@@ -107,7 +107,7 @@ class SourceConfig(_Strict):
             raise ValueError(f"a {self.format} source needs 'path'")
         if self.format == "sql" and not (self.url and self.query):
             raise ValueError("a sql source needs 'url' and 'query'")
-        if self.format != "sql" and "timeout_seconds" in self.model_fields_set:
+        if self.format != "sql" and self.timeout_seconds is not None:
             raise ValueError("'timeout_seconds' is only for format sql")
         if self.sha256 is None and not self.unsafe_unpinned:
             raise ValueError(

@@ -104,8 +104,8 @@ class ModelRegistry:
             raise NotFound(f"model {ref}: not registered (see `bastion models list`)")
         return self._record(row)
 
-    @staticmethod
-    def _record(row: Any) -> ModelRecord:
+    def _record(self, row: Any) -> ModelRecord:
+        self.ws.rows.check("models", row._mapping)  # ForgedRow: an edited or forged row
         return ModelRecord(
             row.name,
             int(row.version),

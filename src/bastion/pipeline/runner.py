@@ -515,18 +515,17 @@ class _Run:
                 "train_table": self.produced["split.train"][0],
             }
             with self.ws.engine.begin() as conn:
-                conn.execute(
-                    sa.insert(models).values(
-                        name=name,
-                        version=version,
-                        digest=digest,
-                        statement_id=statement,
-                        run_id=self.run_id,
-                        status="registered",
-                        created=_now(),
-                        record=json.dumps(record, default=str),
-                    )
-                )
+                row = {
+                    "name": name,
+                    "version": version,
+                    "digest": digest,
+                    "statement_id": statement,
+                    "run_id": self.run_id,
+                    "status": "registered",
+                    "created": _now(),
+                    "record": json.dumps(record, default=str),
+                }
+                conn.execute(sa.insert(models).values(**self.ws.rows.sealed("models", row)))
             self._audit(
                 "model.register", f"model:{ref}", "ok", {"digest": digest, "statement": statement}
             )

@@ -13,12 +13,21 @@ is :class:`~bastion.errors.AccessDenied`.
 
 Token text is ``bst_<id>_<secret>``: a random public id (16 hex, the lookup key) and a
 256-bit secret from :mod:`secrets` (base64url, no padding). The database keeps only the
-SHA-256 of the secret. :meth:`AccessControl.authenticate` does one indexed lookup by id that
-also reads the principal's ``disabled`` flag and whether a grant still covers the token, then
-hashes the presented secret and compares it with :func:`hmac.compare_digest` — against a
-random dummy hash when the id is unknown or the text is malformed, so the work done does not
-reveal which ids exist. Every failure (wrong, unknown, malformed, expired, revoked, principal
-disabled, grant revoked) is the same bland :class:`~bastion.errors.AuthError`.
+SHA-256 of the secret. :meth:`AccessControl.authenticate` makes one query (four indexed
+branches of a ``UNION ALL``) for the token row, its principal's row, the principal's grants of
+the token's role and that role's permissions, then hashes the presented secret and compares
+it with :func:`hmac.compare_digest` — against a random dummy hash when the id is unknown or
+the text is malformed, so the work done does not reveal which ids exist. Every failure
+(wrong, unknown, malformed, expired, revoked, principal disabled, grant revoked) is the same
+bland :class:`~bastion.errors.AuthError`.
+
+Every one of those rows carries a MAC (:mod:`bastion.security.rows`) and is checked before it
+is believed: a token whose row, principal, grants or role permissions do not check is refused
+with :class:`~bastion.errors.ForgedCredential` (401 at the server, exit 1 at the CLI,
+:class:`~bastion.errors.AccessDenied` in the API), and the refusal is audited as
+``row.refused`` naming the row. A token living longer than :data:`MAX_TOKEN_LIFETIME` from its
+creation is refused whatever its row says. Writes seal the rows they make or change; an
+update re-seals a row only if it checked before (it never launders a forged one).
 
 Audit: every state change is validated first, then applied and recorded in ONE transaction
 (:meth:`~bastion.security.sink.AuditSink.record_in`): the change and its audit entry commit
@@ -35,7 +44,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,7 +52,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
-from bastion.errors import AccessDenied, AuthError, ConfigError, NotFound
+from bastion.errors import AccessDenied, AuthError, ConfigError, ForgedCredential, NotFound
+from bastion.security.rows import BadRow, RowMac
 from bastion.security.sink import AuditSink
 from bastion.store.db import grants as grants_table
 from bastion.store.db import principals, role_permissions, tokens
@@ -65,6 +75,7 @@ ROLES: tuple[str, ...] = ("admin", "data-steward", "ml-engineer", "approver", "a
 RESOURCE_TYPES: tuple[str, ...] = ("*", "dataset", "model", "deployment")
 PRINCIPAL_KINDS: tuple[str, ...] = ("person", "service")
 MAX_TOKEN_LIFETIME = timedelta(days=365)
+_SKEW = timedelta(minutes=5)  # a token "created" further in the future than this is refused
 
 _PRINCIPAL = re.compile(r"[a-z0-9][a-z0-9._@-]{0,127}")
 _RESOURCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:/+-]{0,255}")
@@ -221,29 +232,47 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
-# The one query authenticate() makes: the token by id (primary key), its principal's
-# disabled flag, and whether some grant of the principal still covers the token's scope.
-_g, _t = grants_table.c, tokens.c
-_COVERED = (
-    sa.exists()
-    .where(
-        _g.principal == _t.principal,
-        _g.role == _t.role,
-        sa.or_(
-            _g.resource_type == "*",
-            sa.and_(
-                _g.resource_type == _t.resource_type,
-                sa.or_(_g.resource == "*", _g.resource == _t.resource),
-            ),
+# The one query authenticate() makes: the token by id (its primary key), joined with its
+# principal and with each grant of the principal that covers the token's scope (none: one
+# row with the grant's columns NULL). Every row is read whole, MAC included, so each can be
+# checked before it is believed.
+_t, _p, _g = tokens.c, principals.c, grants_table.c
+_COVERS = sa.and_(
+    _g.principal == _t.principal,
+    _g.role == _t.role,
+    sa.or_(
+        _g.resource_type == "*",
+        sa.and_(
+            _g.resource_type == _t.resource_type,
+            sa.or_(_g.resource == "*", _g.resource == _t.resource),
         ),
-    )
-    .label("covered")
+    ),
 )
+_PARTS = (("tokens", tokens), ("principals", principals), ("grants", grants_table))
 _LOOKUP = (
-    sa.select(tokens, principals.c.disabled, _COVERED)
-    .join(principals, principals.c.name == tokens.c.principal)
-    .where(tokens.c.id == sa.bindparam("token_id"))
+    sa.select(*(c for _n, table in _PARTS for c in table.c if c.name != "id" or table is tokens))
+    .select_from(tokens.join(principals, _p.name == _t.principal).outerjoin(grants_table, _COVERS))
+    .where(_t.id == sa.bindparam("token_id"))
 )
+_SLICES: list[tuple[str, tuple[str, ...], slice]] = []
+_at = 0
+for _name, _table in _PARTS:
+    _cols = tuple(c.name for c in _table.c if c.name != "id" or _table is tokens)
+    _SLICES.append((_name, _cols, slice(_at, _at + len(_cols))))
+    _at += len(_cols)
+
+
+_HASH = _SLICES[0][1].index("secret_hash")
+_DISABLED = _SLICES[1][2].start + _SLICES[1][1].index("disabled")
+_GRANTED = _SLICES[2][2].start + _SLICES[2][1].index("principal")
+
+
+def _unpack(row: Any) -> dict[str, dict[str, Any]]:
+    """One row of the lookup as {table: that table's columns}; no "grants" if none covers."""
+    parts = {name: dict(zip(cols, row[where], strict=True)) for name, cols, where in _SLICES}
+    if parts["grants"]["principal"] is None:
+        del parts["grants"]
+    return parts
 
 
 class AccessControl:
@@ -254,11 +283,67 @@ class AccessControl:
         engine: sa.Engine,
         audit: AuditSink,
         *,
+        rows: RowMac,
         clock: Callable[[], datetime] = _now_utc,
     ) -> None:
         self._engine = engine
         self._audit = audit
+        self._rows = rows
         self._clock = clock
+        self._verified: set[Any] = set()  # token lookups whose rows all checked
+
+    def _check_rows(self, rows: Sequence[Any]) -> None:
+        """Check every row of a token lookup against its MAC; refuse (audited) if one fails.
+
+        A lookup whose every value (and type) is one that checked before is not re-checked:
+        same inputs, same MACs.
+        """
+        flat = tuple(v for r in rows for v in r)
+        try:
+            memo: Any = (len(rows), flat, tuple(map(type, flat)))
+            if memo in self._verified:
+                return
+        except TypeError:  # an unhashable value: check without the memo
+            memo = None
+        found = [_unpack(r) for r in rows]
+        token_id = found[0]["tokens"]["id"]
+        for parts in found:
+            for table, values in parts.items():
+                bad = self._rows.bad(table, values)
+                if bad is not None:
+                    raise self._refuse(bad, f"token {token_id}")
+        if memo is not None:
+            if len(self._verified) >= 4096:
+                self._verified.clear()
+            self._verified.add(memo)
+
+    def _refuse(self, bad: BadRow, use: str) -> ForgedCredential:
+        """Audit a row that failed its MAC where a decision needed it; the error to raise."""
+        self._audit.record(
+            "bastion",
+            "row.refused",
+            f"{bad.table}:{bad.key}",
+            "denied",
+            {"table": bad.table, "row": bad.key, "use": use},
+        )
+        return ForgedCredential(
+            f"refused: the {bad.table} row ({bad.key}) does not match its MAC; it was written"
+            " or edited outside Bastion (recorded in the audit log)",
+            bad.table,
+            bad.key,
+        )
+
+    def _reseal(
+        self, conn: sa.Connection, table: sa.Table, row: Any, changes: Mapping[str, Any]
+    ) -> None:
+        """Apply ``changes`` to ``row`` (read in this transaction) and re-seal it, unless it
+        did not check before: a forged row gets the change but stays forged."""
+        values = dict(row._mapping)
+        new = {**values, **changes}
+        if self._rows.bad(table.name, values) is None:
+            new["mac"] = self._rows.mac(table.name, new)
+        key = [table.c[c] == values[c] for c in table.primary_key.columns.keys()]
+        conn.execute(sa.update(table).where(*key).values(**{k: new[k] for k in (*changes, "mac")}))
 
     def _now(self) -> datetime:
         moment = self._clock()
@@ -287,6 +372,7 @@ class AccessControl:
             row = conn.execute(sa.select(principals).where(principals.c.name == name)).first()
         if row is None:
             raise NotFound(f"principal {name!r}: no such principal")
+        self._rows.check("principals", row._mapping)
         return row
 
     # -- principals -----------------------------------------------------------------------
@@ -306,9 +392,8 @@ class AccessControl:
         created = _iso(self._now())
 
         def change(conn: sa.Connection) -> None:
-            conn.execute(
-                sa.insert(principals).values(name=name, kind=kind, created=created, disabled=False)
-            )
+            values = {"name": name, "kind": kind, "created": created, "disabled": False}
+            conn.execute(sa.insert(principals).values(**self._rows.sealed("principals", values)))
 
         self._apply(actor, "principal.add", f"principal:{name}", {"kind": kind}, change)
 
@@ -325,9 +410,11 @@ class AccessControl:
         self._principal_row(name)
 
         def change(conn: sa.Connection) -> None:
-            query = sa.update(principals).where(principals.c.name == name)
-            if conn.execute(query.values(disabled=True)).rowcount != 1:
+            query = sa.select(principals).where(principals.c.name == name)
+            row = conn.execute(query).first()
+            if row is None:
                 raise NotFound(f"principal {name!r}: no such principal")
+            self._reseal(conn, principals, row, {"disabled": True})
 
         self._apply(actor, "principal.disable", f"principal:{name}", {}, change)
 
@@ -366,15 +453,14 @@ class AccessControl:
         created = _iso(self._now())
 
         def change(conn: sa.Connection) -> None:
-            conn.execute(
-                sa.insert(grants_table).values(
-                    principal=principal,
-                    role=role,
-                    resource_type=resource_type,
-                    resource=resource,
-                    created=created,
-                )
-            )
+            values = {
+                "principal": principal,
+                "role": role,
+                "resource_type": resource_type,
+                "resource": resource,
+                "created": created,
+            }
+            conn.execute(sa.insert(grants_table).values(**self._rows.sealed("grants", values)))
 
         details = {"role": role, "resource_type": resource_type, "resource": resource}
         self._apply(actor, "grant.add", f"principal:{principal}", details, change)
@@ -421,11 +507,9 @@ class AccessControl:
             if conn.execute(sa.delete(grants_table).where(where)).rowcount != 1:
                 raise NotFound(f"grant: {principal!r} holds no {role!r} on this scope")
             if orphaned:
-                conn.execute(
-                    sa.update(tokens)
-                    .where(t.id.in_(orphaned), t.revoked.is_(None))
-                    .values(revoked=revoked)
-                )
+                query = sa.select(tokens).where(t.id.in_(orphaned), t.revoked.is_(None))
+                for row in conn.execute(query).all():
+                    self._reseal(conn, tokens, row, {"revoked": revoked})
 
         details = {
             "role": role,
@@ -444,14 +528,25 @@ class AccessControl:
             query = query.where(grants_table.c.principal == principal)
         with self._engine.connect() as conn:
             rows = conn.execute(query).all()
+        for r in rows:  # a token is never issued on a forged grant
+            self._rows.check("grants", r._mapping)
         return [Grant(r.principal, r.role, r.resource_type, r.resource, r.created) for r in rows]
 
     def permissions(self, role: str) -> frozenset[str]:
-        """The permissions ``role`` holds, as the database's policy says (``*`` = all)."""
+        """The permissions ``role`` holds, as the database's policy says (``*`` = all).
+
+        Every row is checked against its MAC first: a forged one refuses the role
+        (:class:`~bastion.errors.ForgedCredential`, audited) rather than widen it.
+        """
         _check_role(role)
-        query = sa.select(role_permissions.c.permission).where(role_permissions.c.role == role)
+        query = sa.select(role_permissions).where(role_permissions.c.role == role)
         with self._engine.connect() as conn:
-            return frozenset(conn.execute(query).scalars())
+            rows = conn.execute(query).all()
+        for r in rows:
+            bad = self._rows.bad("role_permissions", r._mapping)
+            if bad is not None:
+                raise self._refuse(bad, f"permissions of role {role}")
+        return frozenset(r.permission for r in rows)
 
     # -- tokens ---------------------------------------------------------------------------
 
@@ -510,7 +605,7 @@ class AccessControl:
         }
 
         def change(conn: sa.Connection) -> None:
-            conn.execute(sa.insert(tokens).values(**row))
+            conn.execute(sa.insert(tokens).values(**self._rows.sealed("tokens", row)))
 
         details = {
             "principal": principal,
@@ -529,23 +624,50 @@ class AccessControl:
         """The identity a token proves, or one bland AuthError whatever is wrong with it."""
         now = self._now()
         match = _TOKEN.fullmatch(token) if isinstance(token, str) else None
-        row = None
+        rows: Sequence[Any] = ()
         presented = None
         if match is not None:
             with self._engine.connect() as conn:
-                row = conn.execute(_LOOKUP, {"token_id": match.group(1)}).first()
+                rows = conn.execute(_LOOKUP, {"token_id": match.group(1)}).all()
             presented = _secret_hash(match.group(2))
         # Always hash-and-compare, against a dummy when there is no row, so an unknown id
         # costs what a known one does.
-        stored = row.secret_hash if row is not None else _DUMMY_HASH
+        stored = rows[0][_HASH] if rows else _DUMMY_HASH
+        if not isinstance(stored, bytes):
+            stored = _DUMMY_HASH
         same = hmac.compare_digest(presented or hashlib.sha256(b"").digest(), stored)
-        if not same or row is None or presented is None:
+        if not rows:
             raise AuthError(_BLAND)
-        if row.revoked is not None or row.disabled or not row.covered:
+        # Every row is checked before any of it is believed (the secret compare above only
+        # spent constant work on it): the token, its principal, each covering grant.
+        self._check_rows(rows)
+        if not same or presented is None:
             raise AuthError(_BLAND)
-        if now >= datetime.fromisoformat(row.expires):
+        first = rows[0]
+        row = dict(zip(_SLICES[0][1], first[_SLICES[0][2]], strict=True))
+        disabled, covered = first[_DISABLED], first[_GRANTED] is not None
+        if row["revoked"] is not None or disabled or not covered:
             raise AuthError(_BLAND)
-        return Identity(row.principal, row.role, row.resource_type, row.resource, row.id)
+        try:
+            created = datetime.fromisoformat(row["created"])
+            expires = datetime.fromisoformat(row["expires"])
+            overlong = expires - created > MAX_TOKEN_LIFETIME or created > now + _SKEW
+        except (TypeError, ValueError):
+            raise AuthError(_BLAND) from None
+        if overlong:  # whatever the row says, and even with a good MAC
+            self._audit.record(
+                "bastion",
+                "token.refused",
+                f"token:{row['id']}",
+                "denied",
+                {"reason": f"lifetime over {MAX_TOKEN_LIFETIME.days} days or issued in future"},
+            )
+            raise AuthError(_BLAND)
+        if now >= expires:
+            raise AuthError(_BLAND)
+        return Identity(
+            row["principal"], row["role"], row["resource_type"], row["resource"], row["id"]
+        )
 
     def authorize(
         self,
@@ -624,11 +746,10 @@ class AccessControl:
         revoked = _iso(self._now())
 
         def change(conn: sa.Connection) -> None:
-            conn.execute(
-                sa.update(tokens)
-                .where(tokens.c.id == token_id, tokens.c.revoked.is_(None))
-                .values(revoked=revoked)
-            )
+            query = sa.select(tokens).where(tokens.c.id == token_id, tokens.c.revoked.is_(None))
+            current = conn.execute(query).first()
+            if current is not None:
+                self._reseal(conn, tokens, current, {"revoked": revoked})
 
         details = {"principal": row.principal, "role": row.role}
         self._apply(actor, "token.revoke", f"token:{token_id}", details, change)

@@ -86,6 +86,7 @@ from bastion.errors import (
 from bastion.security.anchor import ANCHOR_FILE, Anchor, AnchorKeeper
 from bastion.security.keys import KeyProvider, verify_ed25519
 from bastion.security.merkle import Frontier
+from bastion.security.rows import RowMac
 from bastion.store.db import audit_checkpoints, audit_log
 
 if TYPE_CHECKING:
@@ -338,7 +339,7 @@ _COMMON_SQL = {
     " (seq, ts, actor, action, resource, outcome, details, chain)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     "insert_checkpoint": "INSERT INTO audit_checkpoints"
-    " (tree_size, root, ts, key_id, signature, frontier) VALUES (?, ?, ?, ?, ?, ?)",
+    " (tree_size, root, ts, key_id, signature, frontier, mac) VALUES (?, ?, ?, ?, ?, ?, ?)",
     "checkpoint_at": "SELECT tree_size, root, ts, key_id, signature, frontier"
     " FROM audit_checkpoints WHERE tree_size = ?",
     "latest_checkpoint_upto": "SELECT tree_size, root, ts, key_id, signature, frontier"
@@ -553,6 +554,7 @@ class AuditLog:
             )
         self._engine = engine
         self._keys = keys
+        self._rows = RowMac.of(keys)  # checkpoint rows carry a MAC too (security.rows)
         self._every = checkpoint_every
         self._sql = _sql_for(engine.dialect.name)
         self._db_errors: tuple[type[Exception], ...] = (engine.dialect.loaded_dbapi.Error,)
@@ -941,7 +943,18 @@ class AuditLog:
         if signed:
             cursor.executemany(
                 sql.insert_checkpoint,
-                [(c.tree_size, c.root, c.ts, c.key_id, c.signature, nodes) for c, nodes in signed],
+                [
+                    (
+                        c.tree_size,
+                        c.root,
+                        c.ts,
+                        c.key_id,
+                        c.signature,
+                        nodes,
+                        self._sealed(c, nodes),
+                    )
+                    for c, nodes in signed
+                ],
             )
         newest = checkpoint or (signed[-1][0] if signed else None)
         return range(first + 1, seq + 1), _State(seq, chain, frontier), checkpoint, newest
@@ -975,6 +988,14 @@ class AuditLog:
             signed.append(self._sign(frontier))
         frontier.extend(leaves[start:] if start else leaves)
         return signed
+
+    def _sealed(self, checkpoint: Checkpoint, frontier: str) -> bytes:
+        """The row MAC of a checkpoint row as stored."""
+        c = checkpoint
+        row = {"tree_size": c.tree_size, "root": c.root, "ts": c.ts, "key_id": c.key_id}
+        return self._rows.mac(
+            "audit_checkpoints", dict(row, signature=c.signature, frontier=frontier)
+        )
 
     def _sign(self, frontier: Frontier) -> _Signed:
         key_id = self._keys.active_signing_key()

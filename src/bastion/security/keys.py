@@ -86,6 +86,7 @@ _VERSION = 1
 _WRAP_NONCE = 12
 _DEK_LEN = 32
 _PSEUDONYM_INFO = b"bastion pseudonym v1|"
+_ROW_MAC_INFO = b"bastion row-mac v1"
 _PSEUDONYM_HEX = 32  # 128 bits of the HMAC: collisions stay negligible past 10^15 values
 _PREFIX: dict[KeyKind, str] = {"kek": "kek", "signing": "sig", "pseudonym": "psk"}
 _REPLACED: dict[KeyKind, KeyState] = {
@@ -189,7 +190,13 @@ class LocalKeyring:
             "r": 8,
             "p": 1,
         }
-        doc: dict[str, Any] = {"format": _FORMAT, "version": _VERSION, "kdf": kdf, "keys": []}
+        doc: dict[str, Any] = {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "kdf": kdf,
+            "keys": [],
+            "rows_sealed": True,  # a new home's rows carry MACs from the start
+        }
         seal_key, mac_key = cls._derive(passphrase, kdf)
         ring = cls(path, doc, seal_key, mac_key)
         ring._add_key("kek", AESGCM.generate_key(256))
@@ -358,6 +365,29 @@ class LocalKeyring:
             entry["state"] = "retired"
             entry.pop("material", None)
             self._material.pop(key_id, None)
+
+    # -- metadata row MACs ----------------------------------------------------------------
+
+    def row_mac_key(self) -> bytes:
+        """The key that authenticates metadata rows (see :mod:`bastion.security.rows`).
+
+        HKDF-SHA256 of the keyring's MAC key (itself from the passphrase) with the info
+        label ``bastion row-mac v1``: distinct from every other key, and unchanged by key
+        rotation, so rows sealed before a rotation still verify after it.
+        """
+        return HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=_ROW_MAC_INFO
+        ).derive(self._mac_key)
+
+    @property
+    def rows_sealed(self) -> bool:
+        """Whether this home's metadata rows carry MACs (False only for a pre-MAC home)."""
+        return bool(self._doc.get("rows_sealed"))
+
+    def mark_rows_sealed(self) -> None:
+        """Record, under the keyring's own MAC, that every row now carries a MAC. Saved at once."""
+        with self._changing():
+            self._doc["rows_sealed"] = True
 
     # -- KeyProvider ----------------------------------------------------------------------
 

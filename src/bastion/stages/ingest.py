@@ -89,6 +89,7 @@ __all__ = ["IngestStage", "canonical_rows_sha256", "check_read_only_query", "red
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
+_SQL_TIMEOUT = 300.0  # seconds a SQL source's query may run unless it sets timeout_seconds
 _SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|credential", re.IGNORECASE)
 
 
@@ -166,7 +167,7 @@ class IngestStage:
         shown = redact_url(url)
         secrets = _secrets(url)
         engine = _engine(url, base_dir, name, shown, secrets)
-        timeout = src.timeout_seconds
+        timeout = src.timeout_seconds or _SQL_TIMEOUT
         deadline = _Deadline(timeout)
         try:
             with engine.connect() as conn:

@@ -11,6 +11,10 @@ this stage applies ``data.screen``'s policies to them:
 - ``fail``: the stage fails with :class:`~bastion.errors.GateFailed` (exit code 1)
   naming the detectors, reasons and first rows.
 
+Findings, messages and reports name rows, columns and reasons; a data value in a detail or
+a trigger is masked (:func:`bastion.defenses.pii.mask`) unless ``data.show_values`` lists
+its column.
+
 Outputs: ``table`` (rows kept), ``quarantine``, ``findings`` (one row per finding:
 row, detector, reason, score, detail, column) and ``report`` (kind ``json``; counts,
 examples, triggers, timings). Detectors in ``unsafe_skip`` are audited by the runner on
@@ -50,7 +54,7 @@ _IN_MESSAGE = 5
 class ScreenStage:
     """Screen ``pii.<source>.table`` for poisoning; keep, quarantine or fail per policy."""
 
-    version = "1"
+    version = "2"  # 2: values in details and triggers masked unless data.show_values
 
     def __init__(self, source_name: str, data: DataConfig) -> None:
         self.source_name = source_name
@@ -67,7 +71,11 @@ class ScreenStage:
     def fingerprint(self) -> Mapping[str, Any]:
         screen = self.data.screen.model_dump(mode="json")
         screen.pop("shift", None)  # the shift stage's business
-        return {"screen": screen, "label": self.data.label.model_dump(mode="json")}
+        label = self.data.label.model_dump(mode="json")
+        found: dict[str, Any] = {"screen": screen, "label": label}
+        if self.data.show_values:
+            found["show_values"] = sorted(self.data.show_values)
+        return found
 
     def unsafe(self) -> list[str]:
         skip = [d for d in self.data.screen.unsafe_skip if d != "shift"]
@@ -84,6 +92,7 @@ class ScreenStage:
             cfg=self.data.screen,
             seed=ctx.seed,
             shift=False,
+            show_values=self.data.show_values,
             threads=ctx.config.threads,
         )
         failing = result.failing()
@@ -117,7 +126,7 @@ class ScreenStage:
 class ShiftStage:
     """Compare ``screen.<source>.table`` with the last passed run's profile of it."""
 
-    version = "1"
+    version = "2"  # 2: a new category is masked unless data.show_values
     baseline_output = "profile"  # the runner feeds the last passed run's profile as "baseline"
 
     def __init__(self, source_name: str, data: DataConfig) -> None:
@@ -132,6 +141,7 @@ class ShiftStage:
             "shift": self.data.screen.shift.model_dump(mode="json"),
             "skip": "shift" in self.data.screen.unsafe_skip,
             "label": self.data.label.model_dump(mode="json"),
+            **({"show_values": sorted(self.data.show_values)} if self.data.show_values else {}),
         }
 
     def unsafe(self) -> list[str]:
@@ -159,6 +169,7 @@ class ShiftStage:
                 self.data.screen.shift,
                 label=label.column,
                 positive=label.positive,
+                show=self.data.show_values,
             )
             report.update(found.to_json(), ran=True)
             report["findings"] = [f.to_json() for f in found.findings]

@@ -21,7 +21,9 @@ reports and the next put of the same bytes adopts.
 Every read (:meth:`~ArtifactStore.open`, :meth:`~ArtifactStore.read_bytes`,
 :meth:`~ArtifactStore.export`, :meth:`~ArtifactStore.verify`) checks each chunk and that the
 plaintext hashes to the digest asked for, so a blob replayed under another name is refused.
-The blobs are the truth; the table is an index for listing and metadata.
+The blobs are the truth; the table is an index for listing and metadata. Each row carries a
+MAC (:mod:`bastion.security.rows`), set on insert and checked by :meth:`ArtifactStore.info`
+and by ``bastion verify``: edited metadata is reported, never believed.
 """
 
 from __future__ import annotations
@@ -40,12 +42,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import BigInteger, Connection, Engine, String, exists, literal, select
+from sqlalchemy import BigInteger, Connection, Engine, LargeBinary, String, exists, literal, select
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from bastion._fs import file_lock, fsync_dir
 from bastion.errors import ConfigError, NotFound
 from bastion.security.keys import KeyProvider
+from bastion.security.rows import RowMac
 from bastion.security.sink import AuditSink
 from bastion.store.blob import (
     DEFAULT_CHUNK_SIZE,
@@ -84,6 +87,10 @@ class ArtifactRef:
     name: str | None
     created: str  # ISO-8601 UTC
     created_by: str
+
+
+def _fields(ref: ArtifactRef) -> tuple[Any, ...]:
+    return (ref.digest, ref.size, ref.media_type, ref.name, ref.created, ref.created_by)
 
 
 def _check_digest(digest: object) -> str:
@@ -196,6 +203,7 @@ class ArtifactStore:
         self._tmp = root / "tmp"
         self._lock = root / "store.lock"
         self._keys = keys
+        self._rows = RowMac.of(keys)
         self._engine = engine
         self._audit = audit
         self._chunk_size = chunk_size
@@ -268,7 +276,7 @@ class ArtifactStore:
             # the row and its audit entry commit in one transaction: both or neither
             with self._engine.begin() as conn:
                 row_created = self._insert_if_absent(conn, ref)
-                stored = ref if row_created else self._info(conn, ref.digest)
+                stored = ref if row_created else self._info(conn, ref.digest, self._rows)
                 details: dict[str, Any] = {
                     "size": stored.size,
                     "media_type": stored.media_type,
@@ -288,6 +296,8 @@ class ArtifactStore:
     def _insert_if_absent(self, conn: Connection, ref: ArtifactRef) -> bool:
         """INSERT ... SELECT ... WHERE NOT EXISTS ... RETURNING: the same SQL on SQLite
         (3.35+) and PostgreSQL; a row comes back only if this call inserted it."""
+        columns = ["digest", "size", "media_type", "name", "created", "created_by"]
+        mac = self._rows.mac("artifacts", dict(zip(columns, _fields(ref), strict=True)))
         row = select(
             literal(ref.digest, String(64)),
             literal(ref.size, BigInteger()),
@@ -295,8 +305,9 @@ class ArtifactStore:
             literal(ref.name, String(256)),
             literal(ref.created, String(40)),
             literal(ref.created_by, String(128)),
+            literal(mac, LargeBinary(32)),
         ).where(~exists().where(artifacts.c.digest == ref.digest))
-        columns = ["digest", "size", "media_type", "name", "created", "created_by"]
+        columns.append("mac")
         stmt = artifacts.insert().from_select(columns, row).returning(artifacts.c.digest)
         if conn.dialect.name == "sqlite":  # one writer at a time: the check cannot race
             return conn.execute(stmt).first() is not None
@@ -386,16 +397,17 @@ class ArtifactStore:
         return self._path(_check_digest(digest)).is_file()
 
     def info(self, digest: str) -> ArtifactRef:
-        """The recorded metadata of an artifact."""
+        """The recorded metadata of an artifact; ForgedRow if its row fails its MAC."""
         _check_digest(digest)
         with self._engine.connect() as conn:
-            return self._info(conn, digest)
+            return self._info(conn, digest, self._rows)
 
     @staticmethod
-    def _info(conn: Connection, digest: str) -> ArtifactRef:
+    def _info(conn: Connection, digest: str, rows: RowMac) -> ArtifactRef:
         row = conn.execute(select(artifacts).where(artifacts.c.digest == digest)).first()
         if row is None:
             raise NotFound(f"artifact {digest}: not recorded in the store")
+        rows.check("artifacts", row._mapping)
         return ArtifactRef(
             row.digest, row.size, row.media_type, row.name, row.created, row.created_by
         )

@@ -70,6 +70,7 @@ artifacts = Table(
     Column("name", String(256), nullable=True),
     Column("created", String(40), nullable=False),
     Column("created_by", String(128), nullable=False),
+    Column("mac", LargeBinary(32), nullable=True),  # HMAC of the row: security/rows.py
 )
 
 statements = Table(
@@ -120,6 +121,7 @@ audit_checkpoints = Table(
     Column("key_id", String(64), nullable=False),
     Column("signature", LargeBinary(64), nullable=False),
     Column("frontier", Text, nullable=False),  # JSON list of hex node hashes (RFC 6962 right edge)
+    Column("mac", LargeBinary(32), nullable=True),  # HMAC of the row: security/rows.py
 )
 
 principals = Table(
@@ -129,6 +131,7 @@ principals = Table(
     Column("kind", String(16), nullable=False),  # person | service
     Column("created", String(40), nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
+    Column("mac", LargeBinary(32), nullable=True),  # HMAC of the row: security/rows.py
 )
 
 role_permissions = Table(
@@ -136,6 +139,7 @@ role_permissions = Table(
     metadata,
     Column("role", String(32), primary_key=True),
     Column("permission", String(64), primary_key=True),
+    Column("mac", LargeBinary(32), nullable=True),  # HMAC of the row: security/rows.py
 )
 
 grants = Table(
@@ -147,6 +151,7 @@ grants = Table(
     Column("resource_type", String(16), nullable=False),  # * | dataset | model | deployment
     Column("resource", String(256), nullable=False),  # * or a name
     Column("created", String(40), nullable=False),
+    Column("mac", LargeBinary(32), nullable=True),  # HMAC of the row: security/rows.py
     UniqueConstraint("principal", "role", "resource_type", "resource", name="uq_grants"),
 )
 
@@ -163,6 +168,7 @@ tokens = Table(
     Column("expires", String(40), nullable=False),
     Column("revoked", String(40), nullable=True),
     Column("description", String(256), nullable=False, default=""),
+    Column("mac", LargeBinary(32), nullable=True),  # HMAC of the row: security/rows.py
 )
 
 
@@ -201,6 +207,7 @@ models = Table(
     Column("status", String(16), nullable=False),  # registered | production | archived
     Column("created", String(40), nullable=False),
     Column("record", Text, nullable=False),  # JSON: metrics, gates, card digests, estimator
+    Column("mac", LargeBinary(32), nullable=True),  # HMAC of the row: security/rows.py
 )
 
 
@@ -262,7 +269,7 @@ def make_engine(url: str | URL) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 
 
 def ensure_schema(engine: Engine) -> None:

@@ -67,11 +67,15 @@ def test_backdoor_trigger_rows_are_found_and_the_trigger_is_named(adult: pd.Data
     poisoned = adult.copy()
     poisoned.loc[rows, "capital-loss"] = 1337
     poisoned.loc[rows, LABEL] = POS
-    result = screen_table(poisoned, label=LABEL, positive=POS, cfg=_cfg())
+    result = screen_table(
+        poisoned, label=LABEL, positive=POS, cfg=_cfg(), show_values=["capital-loss"]
+    )
     found = _rows(result.findings, "backdoor", "backdoor_trigger")
     assert set(rows.tolist()) <= found
     trigger = next(t for t in result.triggers if t["column"] == "capital-loss")
     assert trigger["value"] == 1337 and trigger["label"] == POS and trigger["observed"] == 80
+    detail = next(f.detail for f in result.findings if f.reason == "backdoor_trigger")
+    assert detail.startswith("capital-loss=1337 predicts")
     assert trigger["expected"] < 40  # the other features say these are mostly "<=50K"
     assert result.policies["backdoor"] == "quarantine"
     assert set(rows.tolist()) <= set(result.rows_for("quarantine").tolist())
@@ -80,7 +84,7 @@ def test_backdoor_trigger_rows_are_found_and_the_trigger_is_named(adult: pd.Data
 def test_a_natural_rare_value_explained_by_other_features_is_not_a_trigger(
     adult: pd.DataFrame,
 ) -> None:
-    result = screen_table(adult, label=LABEL, positive=POS, cfg=_cfg())
+    result = screen_table(adult, label=LABEL, positive=POS, cfg=_cfg(), show_values=["education"])
     # "Preschool" rows are all "<=50K", and so is what their schooling predicts
     assert not any(t["value"] == "Preschool" for t in result.triggers)
     assert len(_rows(result.findings, "backdoor")) < 0.01 * len(adult)

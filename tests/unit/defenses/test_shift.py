@@ -43,8 +43,8 @@ def baseline() -> dict[str, Any]:
     return dict(json.loads(_baseline()))
 
 
-def shift(current: pd.DataFrame | dict[str, Any]) -> ShiftReport:
-    return compare(baseline(), current, ShiftConfig(), label=LABEL, positive=POSITIVE)
+def shift(current: pd.DataFrame | dict[str, Any], show: tuple[str, ...] = ()) -> ShiftReport:
+    return compare(baseline(), current, ShiftConfig(), label=LABEL, positive=POSITIVE, show=show)
 
 
 def reasons(report: ShiftReport) -> set[tuple[str | None, str]]:
@@ -155,7 +155,7 @@ def test_new_category_missing_and_added_columns_are_reported() -> None:
     df = adult().drop(columns="education")
     df.loc[np.random.default_rng(7).random(len(df)) < 0.05, "workclass"] = "Crypto-mining"
     df["favourite-colour"] = "blue"
-    report = shift(df)
+    report = shift(df, show=("workclass",))
     assert {
         ("workclass", "new_category"),
         ("education", "column_missing"),
@@ -163,6 +163,8 @@ def test_new_category_missing_and_added_columns_are_reported() -> None:
     } <= reasons(report)
     (new,) = [f for f in report.findings if f.reason == "new_category"]
     assert "'Crypto-mining'" in new.detail and new.score == pytest.approx(0.05, abs=0.01)
+    (masked,) = [f for f in shift(df).findings if f.reason == "new_category"]
+    assert masked.detail.startswith("'C*****-m*****' holds") and "Crypto" not in masked.detail
 
 
 def test_a_column_that_changed_kind_between_stored_profiles_is_reported() -> None:

@@ -17,6 +17,7 @@ from bastion.security import access as access_module
 from bastion.security.access import ROLES, AccessControl, Identity, TokenInfo
 from bastion.store.db import make_engine, migrate
 from tests.helpers.audit import RecordingLog
+from tests.helpers.rows import sealed_rows
 
 # -- fixtures -----------------------------------------------------------------------------
 
@@ -53,7 +54,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def ac(engine: sa.Engine, sink: RecordingLog, clock: Clock) -> AccessControl:
-    return AccessControl(engine, sink, clock=clock)
+    return AccessControl(engine, sink, rows=sealed_rows(engine), clock=clock)
 
 
 def _person(ac: AccessControl, name: str, role: str, rtype: str = "*", res: str = "*") -> None:
@@ -268,7 +269,9 @@ def test_token_lifetime_is_bounded(ac: AccessControl, expires_in: timedelta) -> 
 
 def test_naive_clock_is_refused(tmp_path: Path) -> None:
     engine = _engine("sqlite:///" + str(tmp_path / "m.db"))
-    ac = AccessControl(engine, RecordingLog(engine), clock=lambda: datetime(2026, 1, 1))
+    ac = AccessControl(
+        engine, RecordingLog(engine), rows=sealed_rows(engine), clock=lambda: datetime(2026, 1, 1)
+    )
     with pytest.raises(ConfigError, match="clock"):
         ac.authenticate("bst_0123456789abcdef_" + "A" * 43)
 
@@ -302,7 +305,7 @@ def test_every_change_is_audited_without_secrets(ac: AccessControl, sink: Record
 def test_token_life_cycle_on_each_database(database_url: str) -> None:
     clock = Clock()
     engine = _engine(database_url)
-    ac = AccessControl(engine, RecordingLog(engine), clock=clock)
+    ac = AccessControl(engine, RecordingLog(engine), rows=sealed_rows(engine), clock=clock)
     _person(ac, "svc", "consumer", "deployment", "fraud-v1")
     issued = ac.create_token(
         "svc", "consumer", resource_type="deployment", resource="fraud-v1", actor="root"

@@ -314,7 +314,8 @@ def test_timeout_is_only_for_sql_and_positive() -> None:
     with pytest.raises(ValidationError):
         source(format="sql", url="sqlite:///a.db", query="SELECT 1", sha256=PIN, timeout_seconds=0)
     default = source(format="sql", url="sqlite:///a.db", query="SELECT 1", sha256=PIN)
-    assert default.timeout_seconds == 300
+    assert default.timeout_seconds is None  # ingest applies 300 s
+    assert source(**default.model_dump()) == default
 
 
 def test_missing_sqlite_file_is_refused_and_not_created(
