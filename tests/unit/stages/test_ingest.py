@@ -461,3 +461,21 @@ def test_sql_values_pandas_cannot_type_become_text(
     assert table["b"].tolist() == ["cafe"]
     assert table["f"].dtype == "float64" and table["n"].isna().all()
     assert decode("table", encode("table", table)).shape == (1, 4)
+
+
+@pytest.mark.postgres
+def test_slow_postgresql_query_is_stopped_at_its_timeout(
+    postgres_url: str, ctx: Callable[..., StageContext]
+) -> None:
+    stage = IngestStage(
+        "pg",
+        source(
+            format="sql",
+            url=postgres_url,
+            query="SELECT pg_sleep(30)",
+            sha256=PIN,
+            timeout_seconds=0.5,
+        ),
+    )
+    with pytest.raises(ConfigError, match=r"source 'pg' .* longer than its timeout of 0\.5 s"):
+        stage.run(ctx(), {})
