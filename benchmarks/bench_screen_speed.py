@@ -4,7 +4,10 @@ The table is Adult resampled to a million rows (15 columns: 6 numbers, 8 categor
 the label) plus five synthetic columns (three numbers, two categories), with small noise on
 the numbers so that rows are not all copies. Goal (issue 5): ≤ 60 s on 2 cores.
 
-    python benchmarks/bench_screen_speed.py [--rows 1000000]
+    python benchmarks/bench_screen_speed.py [--rows 1000000] [--smoke]
+
+Prints the figures as JSON; exit code 1 when the goal is missed. ``--smoke``: 5,000 rows,
+the goal not judged.
 """
 
 from __future__ import annotations
@@ -40,7 +43,12 @@ def table(rows: int, seed: int = 0) -> pd.DataFrame:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument(
+        "--smoke", action="store_true", help="5,000 rows, goal not judged (CI: does it run?)"
+    )
     args = ap.parse_args()
+    if args.smoke:
+        args.rows = 5_000
     df = table(args.rows)
     t = time.perf_counter()
     result = screen_table(df, label="Y", positive=">50K", cfg=ScreenConfig(), seed=0)
@@ -59,6 +67,9 @@ def main() -> int:
             indent=1,
         )
     )
+    if args.smoke:
+        print("smoke: goals not judged")
+        return 0
     return 0 if seconds <= 60 else 1
 
 
