@@ -42,10 +42,18 @@ by row to name each problem precisely. Checkpoints are
 trusted only through public keys from the :class:`~bastion.security.keys.KeyProvider`:
 an exported file never carries its own trust.
 
-The leaf hashes covered by a checkpoint are protected by its signature; entries after the
-newest checkpoint only by the chain and head, which an attacker with write access to the
-database can recompute. Checkpoint often, and export checkpoints to where that attacker
-cannot write.
+The leaf hashes covered by a checkpoint are protected by its signature, but an attacker
+with write access to the database can delete checkpoint rows and recompute the chain and
+head. So a log opened with an ``anchor`` (every workspace's is) also keeps its newest tree
+head sealed in a file outside the database (:mod:`bastion.security.anchor`): updated after
+every commit that signs a checkpoint and on :meth:`AuditLog.close`, required by
+:meth:`AuditLog.verify` (deleted checkpoints, truncation and a rewritten history up to it
+fail with no exported checkpoint), and checked by the writer before it appends to or signs
+a log it did not just write. What remains: entries after the newest anchor (fewer than
+``checkpoint_every`` of a running process, or those of one that died unclosed), and
+everything after an older genuine anchor file put back in its place. Only checkpoints
+exported to where that attacker cannot write bound the second; see
+``docs/formats/checkpoint.md``, "What remains".
 """
 
 from __future__ import annotations
