@@ -38,6 +38,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "adult-income" / "pipeline.yaml"
 GOAL = 0.25
+TOKENS: dict[Path, str] = {}  # home -> its admin token (the API opens a home as a principal)
 
 
 def plain(out: Path) -> dict[str, float]:
@@ -134,10 +135,10 @@ def without_defenses(folder: Path) -> Path:
 def bastion_run(home: Path, pipeline: Path = EXAMPLE) -> tuple[dict[str, float], float]:
     from bastion import Pipeline, Workspace
 
-    ws = Workspace.open(home, "a long benchmark passphrase")
+    ws = Workspace.open(home, "a long benchmark passphrase", token=TOKENS[home])
     try:
         t0 = time.perf_counter()
-        result = Pipeline.from_yaml(pipeline).run(ws, actor="admin", force=True)
+        result = Pipeline.from_yaml(pipeline).run(ws, force=True)
         elapsed = time.perf_counter() - t0
         if result.status != "passed":
             raise SystemExit(f"pipeline {result.status}")
@@ -150,10 +151,10 @@ def bastion_run(home: Path, pipeline: Path = EXAMPLE) -> tuple[dict[str, float],
 def cached_rerun(home: Path) -> float:
     from bastion import Pipeline, Workspace
 
-    ws = Workspace.open(home, "a long benchmark passphrase")
+    ws = Workspace.open(home, "a long benchmark passphrase", token=TOKENS[home])
     try:
         t0 = time.perf_counter()
-        result = Pipeline.from_yaml(EXAMPLE).run(ws, actor="admin")
+        result = Pipeline.from_yaml(EXAMPLE).run(ws)
         elapsed = time.perf_counter() - t0
         if not all(s.cached for s in result.stages):
             raise SystemExit("a no-change rerun did not reuse every stage")
@@ -168,8 +169,8 @@ def settle(home: Path) -> None:
     is all cached only from the third run on; the warm-up run gives the full mode that."""
     from bastion import Pipeline, Workspace
 
-    with Workspace.open(home, "a long benchmark passphrase") as ws:
-        Pipeline.from_yaml(EXAMPLE).run(ws, actor="admin")
+    with Workspace.open(home, "a long benchmark passphrase", token=TOKENS[home]) as ws:
+        Pipeline.from_yaml(EXAMPLE).run(ws)
 
 
 def main() -> int:
@@ -185,11 +186,13 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         root = Path(tmp)
-        ws, _ = Workspace.init(root / "home", "a long benchmark passphrase", scrypt_log_n=14)
+        ws, issued = Workspace.init(root / "home", "a long benchmark passphrase", scrypt_log_n=14)
         ws.close()
+        TOKENS[root / "home"] = issued.token
         bare = without_defenses(root)
-        ws, _ = Workspace.init(root / "home2", "a long benchmark passphrase", scrypt_log_n=14)
+        ws, issued = Workspace.init(root / "home2", "a long benchmark passphrase", scrypt_log_n=14)
         ws.close()
+        TOKENS[root / "home2"] = issued.token
         if not args.smoke:
             plain(root)  # warm imports and caches on both sides before timing
             bastion_run(root / "home")

@@ -11,8 +11,12 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from bastion import Workspace
 
 PASSPHRASE = "correct horse battery staple, for tests"
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -32,6 +36,12 @@ class Home:
         )
         env.update(extra)
         return env
+
+    def open(self, token: str | None = None) -> Workspace:
+        """The home through the Python API, as this home's admin (or as ``token``)."""
+        from bastion import Workspace
+
+        return Workspace.open(self.path, PASSPHRASE, token=token or self.token)
 
 
 @dataclass

@@ -10,7 +10,10 @@ The architecture in one screen::
     cli/ ─────────────┐        shells: parse, call the API, print; catch errors once
     (serving/)        │
                       ▼
-    workspace.Workspace        one home folder: opens the services below and wires them
+    workspace.Workspace        one home folder, opened with the passphrase AND a token: its
+                               identity is the actor of every operation, each authorized
+                               by Workspace.authorize (denials audited) — the CLI's and the
+                               server's path too; the services below are internal
       ├─ security.keys         keyring: KEKs wrap per-artifact data keys; Ed25519 signing
       ├─ store.artifacts       encrypted, content-addressed blobs (docs/formats/artifact.md)
       ├─ store.db              metadata in SQL (SQLite or PostgreSQL), Alembic migrations

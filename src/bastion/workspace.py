@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bastion._fs import atomic_write, file_lock, loose_modes
+from bastion._operations import Operations
 from bastion.errors import (
-    AccessDenied,
     AuditChainError,
+    AuthError,
     ConfigError,
     Error,
     IntegrityError,
@@ -63,6 +64,8 @@ _HOME_FORMAT = "bastion-home"
 _HOME_VERSION = 1
 ENV_HOME = "BASTION_HOME"
 ENV_PASSPHRASE = "BASTION_MASTER_KEY"  # noqa: S105 - the name of the variable, not a secret
+ENV_TOKEN = "BASTION_TOKEN"  # noqa: S105 - the name of the variable, not a secret
+ENV_TOKEN_FILE = "BASTION_TOKEN_FILE"  # noqa: S105 - the name of the variable, not a secret
 ENV_DATABASE = "BASTION_DATABASE_URL"
 
 Progress = Callable[[str, int, int], None]
@@ -124,8 +127,39 @@ def passphrase_from_env() -> str:
     return value
 
 
-class Workspace:
-    """The services of one home. Use :meth:`init` or :meth:`open`, then :meth:`close`."""
+def token_from_env() -> str:
+    """The caller's API token, from ``BASTION_TOKEN`` or the file ``BASTION_TOKEN_FILE``;
+    an AuthError if neither gives one. The CLI and the Python API both read it here."""
+    value = os.environ.get(ENV_TOKEN)
+    path = os.environ.get(ENV_TOKEN_FILE)
+    if not value and path:
+        try:
+            value = Path(path).read_text().strip()
+        except OSError:
+            raise AuthError(f"{ENV_TOKEN_FILE}: cannot read {path}") from None
+    if not value:
+        raise AuthError(
+            f"no token: pass token= or set {ENV_TOKEN} (`bastion init` printed the admin's);"
+            " the passphrase opens the keys, the token says who you are"
+        )
+    return value
+
+
+class Workspace(Operations):
+    """One home, opened as one authenticated principal. Use :meth:`init` or :meth:`open`
+    (passphrase *and* token), then :meth:`close`.
+
+    Public API: ``home``, ``identity`` (who this workspace acts as), ``models`` (the model
+    registry: ``list``, ``verify`` and ``load`` check ``model:read``), :meth:`authorize`,
+    :meth:`authenticate`, :meth:`verify`, :meth:`rotate_keys`, :meth:`attest`, the
+    operations of :class:`bastion._operations.Operations` (tokens, principals, artifacts,
+    the audit log, keys, statements, models) and :meth:`close`. Each one checks its
+    permission through :meth:`authorize` (refusals audited) and acts as ``identity``.
+
+    ``store``, ``audit``, ``access``, ``keyring``, ``engine``, ``statements`` and ``rows``
+    are the library's internal services: they check no permission and take the actor they
+    are given. Stages, the runner and the server use them; callers of the API should not.
+    """
 
     def __init__(self, home: Path, keyring: LocalKeyring, database_url: str | URL) -> None:
         self.home = home
@@ -137,6 +171,7 @@ class Workspace:
         self.rows = RowMac.of(keyring)  # seals and checks metadata rows (security.rows)
         self.access = AccessControl(self.engine, self.audit, rows=self.rows)
         self.statements = StatementStore(self.engine)
+        self._identity: Identity | None = None  # set by open/init once a token proves it
         if not keyring.rows_sealed:  # a home made before row MACs: sealed once (security.rows)
             self.seal_rows("bastion")
             keyring.mark_rows_sealed()
@@ -168,8 +203,8 @@ class Workspace:
     ) -> tuple[Workspace, IssuedToken]:
         """Create a home with its keyring, database and an ``admin`` principal.
 
-        Returns the workspace and the admin's token, which is shown once and stored only
-        as a hash.
+        Returns the workspace, authenticated as the admin, and the admin's token, which is
+        shown once and stored only as a hash.
         """
         home = Path(home) if home is not None else default_home()
         passphrase = passphrase if passphrase is not None else passphrase_from_env()
@@ -209,6 +244,7 @@ class Workspace:
             token = ws.access.create_token(
                 admin, "admin", expires_in=token_ttl, description="created by init", actor=admin
             )
+            ws._identity = ws.access.authenticate(token.token)
             ws.audit.checkpoint()
         except BaseException:
             ws.close()
@@ -221,10 +257,19 @@ class Workspace:
         home: Path | None = None,
         passphrase: str | None = None,
         *,
+        token: str | None = None,
         database_url: str | None = None,
     ) -> Workspace:
-        """Open an existing home. A wrong passphrase gives one bland AuthError."""
+        """Open an existing home as the principal ``token`` proves.
+
+        Both are required: the passphrase (argument or ``BASTION_MASTER_KEY``) unlocks the
+        keys, the token (argument, ``BASTION_TOKEN`` or the file ``BASTION_TOKEN_FILE``)
+        says who acts; ``ws.identity`` is that principal, and every operation checks its
+        permission and records it as the actor. No token, or one that does not
+        authenticate, is an AuthError (bland for a wrong one), as is a wrong passphrase.
+        """
         home = Path(home) if home is not None else default_home()
+        token = token if token is not None else token_from_env()
         try:
             marker = json.loads((home / "home.json").read_text())
         except FileNotFoundError:
@@ -239,8 +284,15 @@ class Workspace:
             external = database_url or os.environ.get(ENV_DATABASE)
             if not external:
                 raise StateError(f"{home}: this home's database is external; set {ENV_DATABASE}")
-            return cls(home, keyring, external)
-        return cls(home, keyring, sqlite_url(home.resolve() / "bastion.db"))
+            ws = cls(home, keyring, external)
+        else:
+            ws = cls(home, keyring, sqlite_url(home.resolve() / "bastion.db"))
+        try:
+            ws._identity = ws.authenticate(token)
+        except BaseException:
+            ws.close()
+            raise
+        return ws
 
     def close(self) -> None:
         """Flush the audit log and release the database."""
@@ -265,7 +317,6 @@ class Workspace:
     def rotate_keys(
         self,
         *,
-        actor: str,
         signing: bool = False,
         pseudonym: bool = False,
         progress: Progress | None = None,
@@ -280,7 +331,10 @@ class Workspace:
         ``signing`` also replaces the signing key (old ones still verify). ``pseudonym``
         also replaces the pseudonym key and erases the old one: pseudonyms made from then
         on no longer match earlier ones, so joins with older outputs stop working.
+
+        Needs ``keys:rotate``; recorded as the workspace's principal.
         """
+        actor = self.authorize("keys:rotate").principal
         step = progress or (lambda _s, _d, _t: None)
         with file_lock(self.home / "lock"):
             self.audit.record(
@@ -336,12 +390,16 @@ class Workspace:
         predicate_type: str,
         predicate: Mapping[str, Any],
         *,
-        actor: str,
+        actor: str | None = None,
     ) -> str:
         """Sign an in-toto statement about artifacts ``(name, sha256)`` and keep it.
 
-        Every subject must already be in the store. Returns the statement's id.
+        Every subject must already be in the store. Returns the statement's id. Needs
+        ``artifact:write``; signed and recorded as the workspace's principal (an ``actor``
+        that names anyone else is refused, and the refusal audited).
         """
+        actor = self._actor(actor)
+        self.authorize("artifact:write")
         for name, digest in subjects:
             if not self.store.exists(digest):
                 raise ConfigError(f"subject {name}: artifact {digest} is not in the store")
@@ -356,33 +414,6 @@ class Workspace:
         )
         return self.statements.add(envelope, trusted=trusted_keys(self.keyring))
 
-    # -- access -----------------------------------------------------------------------
-
-    def authorize(
-        self,
-        token: str,
-        permission: str,
-        *,
-        resource_type: str | None = None,
-        resource: str | None = None,
-    ) -> Identity:
-        """Authenticate ``token`` and check ``permission``; refusals are audited too."""
-        identity = self.access.authenticate(token)
-        try:
-            self.access.authorize(
-                identity, permission, resource_type=resource_type, resource=resource
-            )
-        except AccessDenied:
-            self.audit.record(
-                identity.principal,
-                permission,
-                f"{resource_type or '*'}:{resource or '*'}",
-                "denied",
-                {"role": identity.role, "token": identity.token_id},
-            )
-            raise
-        return identity
-
     # -- verification -----------------------------------------------------------------
 
     def verify(
@@ -391,7 +422,11 @@ class Workspace:
         """Re-check every artifact, signed statement, registered model (signature and
         provenance chain), the audit log and the home's file modes (files 0600, folders
         0700). Never raises for a failed check: each failure
-        is a :class:`Problem` in the report."""
+        is a :class:`Problem` in the report.
+
+        Needs ``verify:run``; the run is audited as ``verify.run``.
+        """
+        self.authorize("verify:run")
         step = progress or (lambda _s, _d, _t: None)
         report = VerifyReport()
         known = {ref.digest for ref in self.store.list()}
@@ -454,13 +489,17 @@ class Workspace:
             report.problems.append(
                 Problem("file", str(path), f"{what} mode {mode:04o}; expected {expected:04o}")
             )
+        self._record_verify(report)
         return report
 
 
 @contextlib.contextmanager
-def opened(home: Path | None = None, passphrase: str | None = None) -> Iterator[Workspace]:
-    """``with opened(home) as ws:`` — open, then always close (flushing the audit log)."""
-    ws = Workspace.open(home, passphrase)
+def opened(
+    home: Path | None = None, passphrase: str | None = None, *, token: str | None = None
+) -> Iterator[Workspace]:
+    """``with opened(home) as ws:`` — open (passphrase and token, as :meth:`Workspace.open`),
+    then always close (flushing the audit log)."""
+    ws = Workspace.open(home, passphrase, token=token)
     try:
         yield ws
     finally:

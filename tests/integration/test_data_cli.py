@@ -268,7 +268,7 @@ def _table_of(home: Home, result: dict[str, Any], stage: str) -> pd.DataFrame:
     from bastion.pipeline.stage import decode
 
     digest = next(s for s in result["stages"] if s["name"] == stage)["outputs"]["table"]
-    ws = Workspace.open(home.path, PASSPHRASE)
+    ws = Workspace.open(home.path, PASSPHRASE, token=home.token)
     try:
         return decode("table", ws.store.read_bytes(digest))
     finally:

@@ -276,7 +276,6 @@ def _model_blob(home: Home) -> Path:
 def test_tampered_model_file_is_refused_everywhere(
     ran: tuple[Home, dict[str, Any]], tmp_path: Path
 ) -> None:
-    from bastion import Workspace
     from bastion.errors import IntegrityError
 
     home = copy_home(ran, tmp_path)
@@ -289,7 +288,7 @@ def test_tampered_model_file_is_refused_everywhere(
     ver = run_cli(["verify", "--model", "adult-income:1"], home.env())
     assert ver.code == 1
     assert run_cli(["verify"], home.env()).code == 1
-    with Workspace.open(home.path, PASSPHRASE) as ws, pytest.raises(IntegrityError):
+    with home.open() as ws, pytest.raises(IntegrityError):
         ws.models.load("adult-income:1")
 
 
@@ -305,7 +304,6 @@ def test_swapped_model_file_is_refused(ran: tuple[Home, dict[str, Any]], tmp_pat
 def test_tampered_provenance_statement_is_refused_everywhere(
     ran: tuple[Home, dict[str, Any]], tmp_path: Path
 ) -> None:
-    from bastion import Workspace
     from bastion.errors import IntegrityError
 
     home = copy_home(ran, tmp_path)
@@ -335,7 +333,7 @@ def test_tampered_provenance_statement_is_refused_everywhere(
     assert show.code == 1, show.err
     assert run_cli(["verify", "--model", "adult-income:1"], home.env()).code == 1
     assert run_cli(["verify"], home.env()).code == 1
-    with Workspace.open(home.path, PASSPHRASE) as ws, pytest.raises(IntegrityError):
+    with home.open() as ws, pytest.raises(IntegrityError):
         ws.models.load("adult-income:1")
 
 
@@ -343,8 +341,8 @@ def test_python_api_mirrors_the_cli(ran: tuple[Home, dict[str, Any]], tmp_path: 
     from bastion import Pipeline, Workspace
 
     home = copy_home(ran, tmp_path)
-    with Workspace.open(home.path, PASSPHRASE) as ws:
-        result = Pipeline.from_yaml(EXAMPLE).run(ws, actor="admin")
+    with Workspace.open(home.path, PASSPHRASE, token=home.token) as ws:
+        result = Pipeline.from_yaml(EXAMPLE).run(ws)
         assert result.status == "passed" and result.model == "adult-income:1"
         model, verified = ws.models.load("adult-income:1")
         import pandas as pd

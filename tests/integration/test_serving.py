@@ -163,7 +163,7 @@ def server(ran: Home) -> Iterator[Server]:
     )
     assert created.code == 0, created.err
     tokens = {"consumer": created.json()["token"], "admin": ran.token}
-    with Workspace.open(ran.path, PASSPHRASE) as ws:
+    with Workspace.open(ran.path, PASSPHRASE, token=ran.token) as ws:
         tokens["other"] = _token(ws, "svc-other", "consumer", "deployment", "other-model").token
         tokens["auditor"] = _token(ws, "svc-auditor", "auditor").token
         revoked = _token(ws, "svc-revoked", "consumer", "deployment", "adult-income")
@@ -194,7 +194,7 @@ def server(ran: Home) -> Iterator[Server]:
     srv.tokens = tokens
     # the revoked token works once (and is cached), then is revoked
     assert srv.post({"instances": [ROW]}, tokens["revoked"]).status_code == 200
-    with Workspace.open(ran.path, PASSPHRASE) as ws:
+    with Workspace.open(ran.path, PASSPHRASE, token=ran.token) as ws:
         ws.access.revoke_token(revoked.id, actor="admin")
     time.sleep(2.0)  # past the expired token's life and the revoked token's cache
     try:
@@ -387,7 +387,7 @@ def test_audit_entries_equal_predict_requests(server: Server, ran: Home) -> None
     made = server.predicts
     assert server.stop() in (0, -15)  # uvicorn re-raises SIGTERM after a graceful shutdown
     assert "Application shutdown complete" in server.log.read_text()
-    with Workspace.open(ran.path, PASSPHRASE) as ws, ws.engine.connect() as conn:
+    with Workspace.open(ran.path, PASSPHRASE, token=ran.token) as ws, ws.engine.connect() as conn:
         import sqlalchemy as sa
 
         rows = conn.execute(

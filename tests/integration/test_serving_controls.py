@@ -46,7 +46,7 @@ FAST = ("--rate", "100000", "--burst", "200")
 def consumer_token(home: Home, principal: str) -> str:
     from bastion import Workspace
 
-    with Workspace.open(home.path, PASSPHRASE) as ws:
+    with Workspace.open(home.path, PASSPHRASE, token=home.token) as ws:
         return str(_token(ws, principal, "consumer", "deployment", "adult-income").token)
 
 
@@ -55,7 +55,7 @@ def audit_rows(home: Home, action: str) -> list[tuple[str, str, dict[str, Any]]]
 
     from bastion import Workspace
 
-    with Workspace.open(home.path, PASSPHRASE) as ws, ws.engine.connect() as conn:
+    with Workspace.open(home.path, PASSPHRASE, token=home.token) as ws, ws.engine.connect() as conn:
         rows = conn.execute(
             sa.text("SELECT actor, outcome, details FROM audit_log WHERE action = :a"),
             {"a": action},

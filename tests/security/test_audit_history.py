@@ -33,7 +33,7 @@ ANCHOR = "audit-anchor.json"
 
 def fill(home: Home, count: int = ENTRIES) -> int:
     """Append ``count`` entries through the real workspace and close it; the log's size."""
-    with Workspace.open(home.path, PASSPHRASE) as ws:
+    with Workspace.open(home.path, PASSPHRASE, token=home.token) as ws:
         futures = [
             ws.audit.submit("svc-api", "model.predict", "deployment:fraud", details={"i": i})
             for i in range(count)
@@ -236,7 +236,7 @@ def test_entries_after_the_newest_anchor_are_the_window(home: Home) -> None:
     code = (
         "import os\n"
         "from bastion import Workspace\n"
-        f"ws = Workspace.open({str(home.path)!r}, {PASSPHRASE!r})\n"
+        f"ws = Workspace.open({str(home.path)!r}, {PASSPHRASE!r}, token={home.token!r})\n"
         "for i in range(20):\n"
         "    ws.audit.record('svc-api', 'model.predict', 'deployment:fraud')\n"
         "os._exit(0)\n"  # no close: no anchor for these 20

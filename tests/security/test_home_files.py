@@ -64,7 +64,7 @@ def test_home_files_and_folders_are_private(umask_0022: None, tmp_path: Path) ->
     assert res.code == 0, res.err
     self_signed(home.path / "tls")  # what `bastion serve --tls-self-signed` makes
 
-    ws = Workspace.open(home.path, PASSPHRASE)
+    ws = Workspace.open(home.path, PASSPHRASE, token=home.token)
     try:
         ws.verify()  # reads through the open connection: the WAL and its index exist now
         names = set(_modes(home.path))

@@ -29,7 +29,7 @@ from pathlib import Path
 from bastion import Workspace
 
 home, kill_at = Path(sys.argv[1]), int(sys.argv[2])
-ws = Workspace.open(home, sys.argv[3])
+ws = Workspace.open(home, sys.argv[3], token=sys.argv[4])
 count = 0
 
 def step(name, done, total):
@@ -38,7 +38,7 @@ def step(name, done, total):
     if count == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)
 
-ws.rotate_keys(actor="admin", signing=True, progress=step)
+ws.rotate_keys(signing=True, progress=step)
 ws.close()
 print(count)
 """
@@ -46,24 +46,27 @@ print(count)
 PAYLOADS = [b"", b"x", os.urandom(3 * 1024 * 1024 + 17), b"adult,income\n" * 1000]
 
 
+Template = tuple[Path, dict[str, bytes], str]  # home, payloads by digest, admin token
+
+
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, bytes]]:
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     from bastion import Workspace
 
     root = tmp_path_factory.mktemp("rotation")
-    ws, _ = Workspace.init(root / "home", PASSPHRASE, scrypt_log_n=14)
+    ws, issued = Workspace.init(root / "home", PASSPHRASE, scrypt_log_n=14)
     digests = {}
     for i, data in enumerate(PAYLOADS):
         ref = ws.store.put(data, actor="admin", name=f"p{i}")
-        ws.attest([(f"p{i}", ref.digest)], "https://example.org/test/v1", {"i": i}, actor="admin")
+        ws.attest([(f"p{i}", ref.digest)], "https://example.org/test/v1", {"i": i})
         digests[ref.digest] = data
     ws.close()
-    return root / "home", digests
+    return root / "home", digests, issued.token
 
 
-def _child(home: Path, kill_at: int) -> subprocess.CompletedProcess[str]:
+def _child(home: Path, kill_at: int, token: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", CHILD, str(home), str(kill_at), PASSPHRASE],
+        [sys.executable, "-c", CHILD, str(home), str(kill_at), PASSPHRASE, token],
         capture_output=True,
         text=True,
         timeout=120,
@@ -72,10 +75,10 @@ def _child(home: Path, kill_at: int) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _check_nothing_lost(home: Path, digests: dict[str, bytes]) -> None:
+def _check_nothing_lost(home: Path, digests: dict[str, bytes], token: str) -> None:
     from bastion import Workspace
 
-    with Workspace.open(home, PASSPHRASE) as ws:
+    with Workspace.open(home, PASSPHRASE, token=token) as ws:
         for digest, data in digests.items():
             assert ws.store.read_bytes(digest) == data
             assert hashlib.sha256(data).hexdigest() == digest
@@ -84,17 +87,15 @@ def _check_nothing_lost(home: Path, digests: dict[str, bytes]) -> None:
         assert report.artifacts == len(digests)
 
 
-def _steps(template: tuple[Path, dict[str, bytes]], tmp_path: Path) -> int:
+def _steps(template: Template, tmp_path: Path) -> int:
     home = tmp_path / "count"
     shutil.copytree(template[0], home)
-    done = _child(home, 0)
+    done = _child(home, 0, template[2])
     assert done.returncode == 0, done.stderr
     return int(done.stdout.strip())
 
 
-def test_rotation_killed_at_every_step_loses_nothing(
-    template: tuple[Path, dict[str, bytes]], tmp_path: Path
-) -> None:
+def test_rotation_killed_at_every_step_loses_nothing(template: Template, tmp_path: Path) -> None:
     from bastion import Workspace
 
     total = _steps(template, tmp_path)
@@ -102,27 +103,27 @@ def test_rotation_killed_at_every_step_loses_nothing(
     for kill_at in range(1, total + 1):
         home = tmp_path / f"k{kill_at}"
         shutil.copytree(template[0], home)
-        killed = _child(home, kill_at)
+        killed = _child(home, kill_at, template[2])
         assert killed.returncode == -signal.SIGKILL, (kill_at, killed.stderr)
-        _check_nothing_lost(home, template[1])
-        with Workspace.open(home, PASSPHRASE) as ws:  # a rerun finishes the job
-            ws.rotate_keys(actor="admin")
+        _check_nothing_lost(home, template[1], template[2])
+        with Workspace.open(home, PASSPHRASE, token=template[2]) as ws:  # a rerun finishes
+            ws.rotate_keys()
             keks = [k for k in ws.keyring.keys() if k.kind == "kek"]
             assert [k.state for k in keks].count("active") == 1
             assert all(k.state in ("active", "retired") for k in keks)
             assert set(ws.store.key_ids_in_use()) == {ws.keyring.active_kek()}
-        _check_nothing_lost(home, template[1])
+        _check_nothing_lost(home, template[1], template[2])
 
 
 def test_rotation_killed_at_random_moments_loses_nothing(
-    template: tuple[Path, dict[str, bytes]], tmp_path: Path
+    template: Template, tmp_path: Path
 ) -> None:
     rng = random.Random(1234)
     for i in range(5):
         home = tmp_path / f"r{i}"
         shutil.copytree(template[0], home)
         proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(home), "0", PASSPHRASE],
+            [sys.executable, "-c", CHILD, str(home), "0", PASSPHRASE, template[2]],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd=Path(__file__).resolve().parents[2],
@@ -130,4 +131,4 @@ def test_rotation_killed_at_random_moments_loses_nothing(
         time.sleep(rng.uniform(0.3, 1.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
-        _check_nothing_lost(home, template[1])
+        _check_nothing_lost(home, template[1], template[2])

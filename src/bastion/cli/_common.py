@@ -57,27 +57,21 @@ def passphrase(*, confirm: bool = False) -> str:
 
 
 def token() -> str:
-    """The caller's API token, from ``BASTION_TOKEN`` or the file ``BASTION_TOKEN_FILE``."""
-    from bastion.errors import AuthError
+    """The caller's API token (``BASTION_TOKEN`` or ``BASTION_TOKEN_FILE``), read by the
+    library's :func:`bastion.workspace.token_from_env`."""
+    from bastion.workspace import token_from_env
 
-    value = os.environ.get("BASTION_TOKEN")
-    path = os.environ.get("BASTION_TOKEN_FILE")
-    if not value and path:
-        try:
-            value = Path(path).read_text().strip()
-        except OSError:
-            raise AuthError(f"BASTION_TOKEN_FILE: cannot read {path}") from None
-    if not value:
-        raise AuthError("no token: set BASTION_TOKEN (`bastion init` printed the admin's)")
-    return value
+    return token_from_env()
 
 
 @contextlib.contextmanager
 def workspace(home: Path | None) -> Iterator[Workspace]:
-    """Open the home with the passphrase; always close it (flushing the audit log)."""
+    """Open the home as the caller (passphrase and token); always close it (flushing the
+    audit log). The token is read before the passphrase is asked for."""
     from bastion.workspace import Workspace
 
-    ws = Workspace.open(home, passphrase())
+    caller = token()
+    ws = Workspace.open(home, passphrase(), token=caller)
     try:
         yield ws
     finally:
@@ -92,10 +86,11 @@ def authorized(
     resource_type: str | None = None,
     resource: str | None = None,
 ) -> Iterator[tuple[Workspace, Identity]]:
-    """Open the home and check that the caller's token grants ``permission``."""
+    """Open the home as the caller and check ``permission`` with
+    :meth:`bastion.workspace.Workspace.authorize` (the API's and the server's path too;
+    a refusal is audited there)."""
     with workspace(home) as ws:
-        identity = ws.authorize(token(), permission, resource_type=resource_type, resource=resource)
-        yield ws, identity
+        yield ws, ws.authorize(permission, resource_type=resource_type, resource=resource)
 
 
 def progress() -> Any:

@@ -98,35 +98,15 @@ def verify(
     if model is not None:
         _verify_model(home, model, json_out)
         return
-    with c.authorized(home, "verify:run") as (ws, who):
-        with c.progress() as bar:
-            tasks: dict[str, int] = {}
+    with c.workspace(home) as ws, c.progress() as bar:
+        tasks: dict[str, int] = {}
 
-            def step(name: str, done: int, total: int) -> None:
-                if name not in tasks:
-                    tasks[name] = bar.add_task(name, total=total or None)
-                bar.update(tasks[name], completed=done, total=total or None)
+        def step(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total or None)
+            bar.update(tasks[name], completed=done, total=total or None)
 
-            report = ws.verify(checkpoint=checkpoint, progress=step)
-        from bastion.errors import AuditError
-
-        try:
-            ws.audit.record(
-                who.principal,
-                "verify.run",
-                "home",
-                "ok" if report.ok else "failed",
-                {
-                    "artifacts": report.artifacts,
-                    "statements": report.statements,
-                    "models": report.models,
-                    "audit_entries": report.audit_entries,
-                    "problems": len(report.problems),
-                },
-            )
-        except AuditError:
-            if report.ok:
-                raise  # a log that failed verification refuses appends: the report says why
+        report = ws.verify(checkpoint=checkpoint, progress=step)  # authorized and audited
     if json_out:
         c.emit(
             {
@@ -160,19 +140,15 @@ def verify(
 def _verify_model(home: Path | None, ref: str, json_out: bool) -> None:
     from bastion.errors import IntegrityError
 
-    with c.authorized(home, "verify:run") as (ws, who):
+    with c.workspace(home) as ws:
         try:
-            verified = ws.models.verify(ref)
+            verified = ws.verify_model(ref)  # authorized and audited, a failure too
         except IntegrityError as exc:
-            ws.audit.record(
-                who.principal, "verify.model", f"model:{ref}", "failed", {"error": str(exc)[:500]}
-            )
             if json_out:
                 c.emit({"ok": False, "model": ref, "problems": [str(exc)]})
             else:
                 c.console().print(f"[red]FAIL[/] {exc}", highlight=False)
             raise typer.Exit(1) from None
-        ws.audit.record(who.principal, "verify.model", f"model:{verified.record.ref}", "ok", {})
     stages = [s["predicate"]["stage"] for s in verified.chain]
     if json_out:
         c.emit(

@@ -13,8 +13,6 @@ artifact_app = typer.Typer(
     help="The encrypted, content-addressed artifact store.", no_args_is_help=True
 )
 
-PUT_PREDICATE = "https://bastion.dev/attestations/artifact-put/v1"
-
 
 @artifact_app.command("put")
 def put(
@@ -30,20 +28,8 @@ def put(
 
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
-    with c.authorized(home, "artifact:write") as (ws, who):
-        ref = ws.store.put(path, actor=who.principal, media_type=media_type, name=name or path.name)
-        statement = ws.attest(
-            [(ref.name or ref.digest, ref.digest)],
-            PUT_PREDICATE,
-            {
-                "actor": who.principal,
-                "source": str(path),
-                "media_type": media_type,
-                "size": ref.size,
-                "stored": ref.created,
-            },
-            actor=who.principal,
-        )
+    with c.workspace(home) as ws:
+        ref, statement = ws.put_artifact(path, media_type=media_type, name=name)
     data = {
         "digest": ref.digest,
         "size": ref.size,
@@ -64,11 +50,8 @@ def get(
 ) -> None:
     """Decrypt and verify an artifact into a file (written only if it verifies)."""
     digest = digest.removeprefix("sha256:")
-    with c.authorized(home, "artifact:read") as (ws, who):
-        ws.store.export(digest, output)
-        ws.audit.record(
-            who.principal, "artifact.get", f"artifact:{digest}", "ok", {"output": str(output)}
-        )
+    with c.workspace(home) as ws:
+        ws.get_artifact(digest, output)
     c.emit({"digest": digest, "output": str(output)}) if json_out else c.console().print(
         f"wrote {output}"
     )
@@ -77,8 +60,8 @@ def get(
 @artifact_app.command("list")
 def list_artifacts(home: c.Home = None, json_out: c.Json = False, debug: c.Debug = False) -> None:
     """List stored artifacts."""
-    with c.authorized(home, "artifact:read") as (ws, _who):
-        refs = ws.store.list()
+    with c.workspace(home) as ws:
+        refs = ws.list_artifacts()
     rows: list[dict[str, Any]] = [
         {
             "digest": r.digest,

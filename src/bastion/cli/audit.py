@@ -23,8 +23,8 @@ def show(
     debug: c.Debug = False,
 ) -> None:
     """Show a page of entries, oldest first, from --start."""
-    with c.authorized(home, "audit:read") as (ws, _who):
-        rows = ws.audit.entries(start=start, limit=limit, actor=actor, action=action)
+    with c.workspace(home) as ws:
+        rows = ws.audit_entries(start=start, limit=limit, actor=actor, action=action)
     items: list[dict[str, Any]] = [
         {
             "seq": e.seq,
@@ -74,9 +74,9 @@ def verify(
     checkpoints, truncation, a rewritten history) and, if given, an exported checkpoint."""
     from bastion.errors import AuditChainError
 
-    with c.authorized(home, "audit:verify") as (ws, _who):
+    with c.workspace(home) as ws:
         try:
-            report = ws.audit.verify(checkpoint=checkpoint)
+            report = ws.verify_audit(checkpoint=checkpoint)
         except AuditChainError as exc:
             problems = [str(p) for p in exc.problems] or [str(exc)]
             if json_out:
@@ -117,10 +117,8 @@ def checkpoint(
 ) -> None:
     """Sign a checkpoint (Merkle tree head) of the log now, and seal it as the home's anchor;
     refused when the log does not extend the anchor. Optionally export it."""
-    with c.authorized(home, "audit:checkpoint") as (ws, _who):
-        cp = ws.audit.checkpoint()
-        if export is not None:
-            ws.audit.export_checkpoint(export)
+    with c.workspace(home) as ws:
+        cp = ws.checkpoint(export=export)
     data = {
         "tree_size": cp.tree_size,
         "root": cp.root.hex(),

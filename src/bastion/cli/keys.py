@@ -16,9 +16,8 @@ keys_app = typer.Typer(help="Key-encryption, signing and pseudonym keys.", no_ar
 @keys_app.command("list")
 def list_keys(home: c.Home = None, json_out: c.Json = False, debug: c.Debug = False) -> None:
     """List keys (ids, kinds, states; never material)."""
-    with c.authorized(home, "keys:read") as (ws, _who):
-        keys = ws.keyring.keys()
-        in_use = ws.store.key_ids_in_use()
+    with c.workspace(home) as ws:
+        keys, in_use = ws.list_keys()
     rows: list[dict[str, Any]] = [
         {
             "id": k.id,
@@ -60,16 +59,14 @@ def rotate(
     debug: c.Debug = False,
 ) -> None:
     """New KEK; re-wrap every artifact's data key (no data re-encrypted); retire unused KEKs."""
-    with c.authorized(home, "keys:rotate") as (ws, who), c.progress() as bar:
+    with c.workspace(home) as ws, c.progress() as bar:
         task = bar.add_task("re-wrapping data keys", total=None)
 
         def step(name: str, done: int, total: int) -> None:
             if name == "rewrapped":
                 bar.update(task, completed=done, total=total)
 
-        report = ws.rotate_keys(
-            actor=who.principal, signing=signing, pseudonym=pseudonym, progress=step
-        )
+        report = ws.rotate_keys(signing=signing, pseudonym=pseudonym, progress=step)
     data = {
         "new_kek": report.new_kek,
         "rewrapped": report.rewrapped,
@@ -112,10 +109,8 @@ def export(
         raise ConfigError("--public: required; only public keys can be exported")
     if fmt not in ("pem", "jwk"):
         raise ConfigError(f"--format: expected pem or jwk, got {fmt!r}")
-    with c.authorized(home, "keys:read") as (ws, _who):
-        states = {k.id: k.state for k in ws.keyring.keys() if k.kind == "signing"}
-        pems = ws.keyring.public_keys_pem()
-        jwks = ws.keyring.public_keys_jwk()["keys"]
+    with c.workspace(home) as ws:
+        states, pems, jwks = ws.public_keys()
     if key is not None:
         if key not in states:
             raise NotFound(f"--key: no signing key {key!r} in the keyring")

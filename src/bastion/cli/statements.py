@@ -24,8 +24,8 @@ statements_app = typer.Typer(
 def list_statements(home: c.Home = None, json_out: c.Json = False, debug: c.Debug = False) -> None:
     """List stored statements: id, payload type and signing key ids (payloads unread)."""
     rows: list[dict[str, Any]] = []
-    with c.authorized(home, "model:read") as (ws, _who):
-        for sid, envelope in ws.statements.all():
+    with c.workspace(home) as ws:
+        for sid, envelope in ws.list_statements():
             if isinstance(envelope, Exception):
                 rows.append({"id": sid, "error": str(envelope)})
                 continue
@@ -59,8 +59,8 @@ def export(
     debug: c.Debug = False,
 ) -> None:
     """Print one statement's DSSE envelope as stored (JSON), for verification elsewhere."""
-    with c.authorized(home, "model:read") as (ws, _who):
-        envelope = ws.statements.get(statement_id)
+    with c.workspace(home) as ws:
+        envelope = ws.get_statement(statement_id)
     text = json.dumps(envelope, indent=2, sort_keys=True) + "\n"
     if out is None:
         sys.stdout.write(text)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -70,22 +69,14 @@ def create(
     """Create a token for a role on a scope; the token is printed once."""
     ttl = _duration(expires_in)
     rtype, resource = _scope(deployment, model, dataset)
-    with c.authorized(home, "token:create") as (ws, who):
-        owner = principal
-        if owner is None:
-            owner = f"svc-{role}-{secrets.token_hex(4)}"
-            ws.access.add_principal(owner, "service", actor=who.principal)
-            ws.access.grant(
-                owner, role, resource_type=rtype, resource=resource, actor=who.principal
-            )
-        issued = ws.access.create_token(
-            owner,
+    with c.workspace(home) as ws:
+        issued = ws.create_token(
             role,
+            principal=principal,
             resource_type=rtype,
             resource=resource,
             expires_in=ttl,
             description=description,
-            actor=who.principal,
         )
     if json_out:
         c.emit(
@@ -116,8 +107,8 @@ def list_tokens(
     debug: c.Debug = False,
 ) -> None:
     """List tokens (never their secrets)."""
-    with c.authorized(home, "token:read") as (ws, _who):
-        rows = [_asdict(t) for t in ws.access.list_tokens(principal)]
+    with c.workspace(home) as ws:
+        rows = [_asdict(t) for t in ws.list_tokens(principal)]
     if json_out:
         c.emit({"tokens": rows})
         return
@@ -146,8 +137,8 @@ def revoke(
     debug: c.Debug = False,
 ) -> None:
     """Revoke a token at once."""
-    with c.authorized(home, "token:revoke") as (ws, who):
-        ws.access.revoke_token(token_id, actor=who.principal)
+    with c.workspace(home) as ws:
+        ws.revoke_token(token_id)
     if json_out:
         c.emit({"revoked": token_id})
     else:
@@ -163,8 +154,8 @@ def add(
     debug: c.Debug = False,
 ) -> None:
     """Add a person or service."""
-    with c.authorized(home, "principal:manage") as (ws, who):
-        ws.access.add_principal(name, kind, actor=who.principal)
+    with c.workspace(home) as ws:
+        ws.add_principal(name, kind)
     c.emit({"added": name, "kind": kind}) if json_out else c.console().print(f"added {name}")
 
 
@@ -181,8 +172,8 @@ def grant(
 ) -> None:
     """Grant a role to a principal, on everything or on one deployment, model or dataset."""
     rtype, resource = _scope(deployment, model, dataset)
-    with c.authorized(home, "principal:manage") as (ws, who):
-        ws.access.grant(name, role, resource_type=rtype, resource=resource, actor=who.principal)
+    with c.workspace(home) as ws:
+        ws.grant(name, role, resource_type=rtype, resource=resource)
     data = {"principal": name, "role": role, "resource_type": rtype, "resource": resource}
     c.emit(data) if json_out else c.console().print(
         f"granted {role} on {rtype}:{resource} to {name}"
@@ -197,17 +188,18 @@ def disable(
     debug: c.Debug = False,
 ) -> None:
     """Disable a principal: all of its tokens stop working at once."""
-    with c.authorized(home, "principal:manage") as (ws, who):
-        ws.access.disable_principal(name, actor=who.principal)
+    with c.workspace(home) as ws:
+        ws.disable_principal(name)
     c.emit({"disabled": name}) if json_out else c.console().print(f"disabled {name}")
 
 
 @principal_app.command("list")
 def list_principals(home: c.Home = None, json_out: c.Json = False, debug: c.Debug = False) -> None:
     """List principals and their grants."""
-    with c.authorized(home, "principal:manage") as (ws, _who):
-        people = [_asdict(p) for p in ws.access.list_principals()]
-        grants = [_asdict(g) for g in ws.access.grants()]
+    with c.workspace(home) as ws:
+        found, granted = ws.principals()
+    people = [_asdict(p) for p in found]
+    grants = [_asdict(g) for g in granted]
     if json_out:
         c.emit({"principals": people, "grants": grants})
         return

@@ -84,6 +84,8 @@ class ModelRegistry:
         self.ws = ws
 
     def list(self, name: str | None = None) -> builtins.list[ModelRecord]:
+        """Needs ``model:read`` (on ``name`` when given)."""
+        self.ws.authorize("model:read", resource_type="model", resource=name or None)
         query = sa.select(models).order_by(models.c.name, models.c.version)
         if name:
             query = query.where(models.c.name == name)
@@ -122,10 +124,11 @@ class ModelRegistry:
 
         ``checked`` holds digests whose blobs the caller has just verified (``bastion
         verify`` checks every blob first), so they are not decrypted a second time; the
-        digests verified here are added to it.
+        digests verified here are added to it. Needs ``model:read`` on the model.
         """
         from bastion.security.signing import trusted_keys, verify_statement
 
+        self.ws.authorize("model:read", resource_type="model", resource=parse_ref(ref)[0])
         rec = self.get(ref)
         trusted = trusted_keys(self.ws.keyring)
         where = f"model {rec.ref}"
@@ -209,17 +212,21 @@ class ModelRegistry:
         memo[digest] = False
         return False
 
-    def unsafe_load_unverified(self, ref: str, *, actor: str) -> tuple[Any, ModelRecord]:
+    def unsafe_load_unverified(self, ref: str) -> tuple[Any, ModelRecord]:
         """Deserialise WITHOUT checking the signature or provenance: debugging only.
 
-        Logged as a warning and recorded in the audit log every time. The model still goes
-        through skops with the type allow-list (never pickle) and the store still checks
-        the blob's integrity on read.
+        Logged as a warning and recorded in the audit log every time, as the workspace's
+        principal. Needs ``model:read`` on the model. The model still goes through skops
+        with the type allow-list (never pickle) and the store still checks the blob's
+        integrity on read.
         """
         import logging
 
         from bastion.pipeline.serialization import load_model
 
+        actor = self.ws.authorize(
+            "model:read", resource_type="model", resource=parse_ref(ref)[0]
+        ).principal
         rec = self.get(ref)
         logging.getLogger("bastion").warning(
             "UNSAFE: loading %s without verifying its signature and provenance", rec.ref
@@ -230,7 +237,8 @@ class ModelRegistry:
         return load_model(self.ws.store.read_bytes(rec.digest)), rec
 
     def load(self, ref: str) -> tuple[Any, VerifiedModel]:
-        """Verify, then deserialise: the only way Bastion hands out a model."""
+        """Verify, then deserialise: the only way Bastion hands out a model. Needs
+        ``model:read`` on the model (checked by ``verify``)."""
         from bastion.pipeline.serialization import load_model
 
         rec = self.get(ref)

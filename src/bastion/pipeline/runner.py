@@ -20,7 +20,6 @@ release statement that names the statement of every stage — the provenance cha
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
 import logging
@@ -186,17 +185,17 @@ class Pipeline:
         self,
         workspace: Workspace,
         *,
-        actor: str | None = None,
         progress: Progress | None = None,
         force: bool = False,
     ) -> RunResult:
         """Run every stage (reusing cached ones unless ``force``); return the run record.
 
+        Needs ``pipeline:run`` (checked by ``workspace.authorize``, a refusal audited); the
+        run is recorded, signed and audited as the workspace's authenticated principal.
         A failed gate gives a result with status ``failed``; other failures raise.
         """
-        return _Run(
-            self, workspace, actor or f"local:{getpass.getuser()}", progress, force
-        ).execute()
+        actor = workspace.authorize("pipeline:run").principal
+        return _Run(self, workspace, actor, progress, force).execute()
 
 
 class _Run:

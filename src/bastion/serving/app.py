@@ -224,7 +224,7 @@ def _load(ws: Workspace, ref: str, options: ServeOptions, actor: str) -> tuple[A
         return model, verified.record, True
     log.warning("UNSAFE: serving %s without verifying its signature and provenance", ref)
     ws.audit.record(actor, "serve.unsafe_skip_verify", f"model:{ref}", "ok", {})
-    model, record = ws.models.unsafe_load_unverified(ref, actor=actor)
+    model, record = ws.models.unsafe_load_unverified(ref)
     return model, record, False
 
 
@@ -261,17 +261,14 @@ def create_app(
     )
     max_batch = min(options.max_batch, options.burst)
     jwt_verifier = JwtVerifier(options.jwt) if options.jwt is not None else None
-    ws = Workspace.open(ws_home, passphrase)
+    ws = Workspace.open(ws_home, passphrase, token=options.operator_token)
     try:
         names = [parse_model_ref(ref)[0] for ref in models]
         if len(set(names)) != len(names):
             raise ConfigError("models: each model name may be served once")
-        operator = None
         for name in names:
-            operator = ws.authorize(
-                options.operator_token, "model:read", resource_type="model", resource=name
-            )
-        actor = operator.principal if operator is not None else "unknown"
+            ws.authorize("model:read", resource_type="model", resource=name)
+        actor = ws.identity.principal
         deployments: dict[str, Deployment] = {}
         for ref in models:
             model, record, verified = _load(ws, ref, options, actor)

@@ -2,7 +2,9 @@
 
 ``Authorization: Bearer <token>`` carries either
 
-- a **Bastion API token** (``bst_<id>_<secret>``), checked by the workspace's access control.
+- a **Bastion API token** (``bst_<id>_<secret>``), checked by the workspace's one
+  authenticate-and-authorize path (:meth:`~bastion.workspace.Workspace.authenticate` and
+  :meth:`~bastion.workspace.Workspace.authorize`, as for the CLI and the Python API).
   Successful lookups are cached for at most ``cache_ttl`` seconds (default 5), keyed by the
   SHA-256 of the token, so the database is not hit on every request: **a revoked token, a
   disabled principal or a revoked grant takes effect within 5 seconds.** Failures are never
@@ -194,7 +196,7 @@ class Authenticator:
         if hit is not None and hit[0] > now:
             return hit[1], key
         if token.startswith("bst_"):
-            identity = await asyncio.to_thread(self._ws.access.authenticate, token)
+            identity = await asyncio.to_thread(self._ws.authenticate, token)
             caller = Caller(identity.principal, (identity.role,), "token", identity)
         elif self._jwt is not None and token.count(".") == 2:
             caller = self._jwt.verify(token)
@@ -229,9 +231,13 @@ class Authenticator:
         self, caller: Caller, permission: str, resource_type: str | None, resource: str | None
     ) -> bool:
         if caller.identity is not None:
-            try:
-                self._ws.access.authorize(
-                    caller.identity, permission, resource_type=resource_type, resource=resource
+            try:  # the CLI's and the API's decision; the request's own entry audits a denial
+                self._ws.authorize(
+                    permission,
+                    resource_type=resource_type,
+                    resource=resource,
+                    identity=caller.identity,
+                    audit=False,
                 )
             except AccessDenied:
                 return False

@@ -150,12 +150,12 @@ def test_a_change_to_a_file_edited_since_opening_is_refused(ring: LocalKeyring, 
 
 def test_workspace_rotation_can_replace_the_pseudonym_key(workspace) -> None:
     old = workspace.keyring.active_pseudonym_key()
-    report = workspace.rotate_keys(actor="admin", pseudonym=True)
+    report = workspace.rotate_keys(pseudonym=True)
     assert report.new_pseudonym_key and report.new_pseudonym_key != old
     assert workspace.keyring.active_pseudonym_key() == report.new_pseudonym_key
     done = workspace.audit.entries(action="keys.rotate", limit=10)[-1]
     assert done.outcome == "ok"
     assert done.details["new_pseudonym_key"] == report.new_pseudonym_key
-    plain = workspace.rotate_keys(actor="admin")
+    plain = workspace.rotate_keys()
     assert plain.new_pseudonym_key is None
     assert workspace.keyring.active_pseudonym_key() == report.new_pseudonym_key
