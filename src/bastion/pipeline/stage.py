@@ -80,7 +80,7 @@ class StageContext:
         ``threads`` (see :mod:`bastion.threads`); yields the count used."""
         from bastion.threads import limit_threads
 
-        return limit_threads(self.config.threads)
+        return limit_threads(getattr(self.config, "threads", None))
 
 
 class Stage(Protocol):

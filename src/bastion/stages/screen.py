@@ -93,7 +93,7 @@ class ScreenStage:
             seed=ctx.seed,
             shift=False,
             show_values=self.data.show_values,
-            threads=ctx.config.threads,
+            threads=getattr(ctx.config, "threads", None),
         )
         failing = result.failing()
         report = dict(result.to_json(), source=self.source_name)
