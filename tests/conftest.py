@@ -143,3 +143,28 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'meta.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="session")
+def adult_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
+    """ONE home where the Adult example ran once through the real CLI (adult-income:1),
+    shared by the whole session. Never change it: tests that tamper work on a copy
+    (``copy_home``)."""
+    from bastion import Workspace
+    from tests.helpers.adult import EXAMPLE
+
+    root = tmp_path_factory.mktemp("adult-home")
+    ws, issued = Workspace.init(root / "home", PASSPHRASE, scrypt_log_n=14)
+    ws.close()
+    home = Home(root / "home", issued.token)
+    res = run_cli(["run", str(EXAMPLE), "--json"], home.env(), timeout=600)
+    assert res.code == 0, res.err
+    return home
+
+
+def copy_home(home: Home, dest: Path) -> Home:
+    """A copy of ``home`` at ``dest`` (same passphrase and token), for a test to tamper with."""
+    import shutil
+
+    shutil.copytree(home.path, dest, ignore=shutil.ignore_patterns("tls"))
+    return Home(dest, home.token)

@@ -76,7 +76,7 @@ Progress = Callable[[str, int, int], None]
 class Problem:
     """One thing that failed verification."""
 
-    kind: str  # artifact | statement | model | audit | file
+    kind: str  # artifact | statement | model | audit | file | row
     subject: str
     message: str
 
@@ -95,6 +95,21 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+@dataclass(slots=True)
+class _VerifyState:
+    """What one ``verify`` run's checks hand on to the next."""
+
+    checkpoint: Path | None
+    step: Progress
+    known: set[str] | None = None  # artifact digests the store records
+    good: set[str] = field(default_factory=set)  # blobs checked: not decrypted again
+
+
+def _why(exc: BaseException) -> str:
+    """A problem's message: Bastion's own errors as they are, anything else with its type."""
+    return str(exc) if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,78 +434,114 @@ class Workspace(Operations):
     def verify(
         self, *, checkpoint: Path | None = None, progress: Progress | None = None
     ) -> VerifyReport:
-        """Re-check every artifact, signed statement, registered model (signature and
-        provenance chain), the audit log and the home's file modes (files 0600, folders
-        0700). Never raises for a failed check: each failure
-        is a :class:`Problem` in the report.
+        """Re-check every artifact, signed statement, registered model (its place in the
+        signed, audited version history, signature, contract and provenance chain), the
+        audit log and the home's file modes (files 0600, folders 0700).
+
+        Never raises for a failed check: each failure is a :class:`Problem` in the report,
+        a damaged row is one problem, and a check that breaks on something unexpected is
+        one problem too while every other check still runs. To add a check, add a
+        ``_check_...(report, state)`` method and one line to :meth:`_checks`.
 
         Needs ``verify:run``; the run is audited as ``verify.run``.
         """
         self.authorize("verify:run")
-        step = progress or (lambda _s, _d, _t: None)
         report = VerifyReport()
-        known = {ref.digest for ref in self.store.list()}
+        state = _VerifyState(checkpoint, progress or (lambda _s, _d, _t: None))
+        for kind, check in self._checks():
+            try:
+                check(report, state)
+            except Exception as exc:  # one broken check never hides the others
+                report.problems.append(Problem(kind, "*", f"check did not finish: {_why(exc)}"))
+        self._record_verify(report)
+        return report
+
+    def _checks(self) -> list[tuple[str, Callable[[VerifyReport, _VerifyState], None]]]:
+        """``verify``'s checks, in order, each with the kind of problem it reports."""
+        return [
+            ("artifact", self._check_artifacts),
+            ("statement", self._check_statements),
+            ("model", self._check_models),
+            ("audit", self._check_audit),
+            ("file", self._check_files),
+            ("row", self._check_rows),
+        ]
+
+    def _check_artifacts(self, report: VerifyReport, state: _VerifyState) -> None:
+        state.known = {ref.digest for ref in self.store.list()}
         on_disk = set(self.store.iter_digests())
-        for digest in sorted(known - on_disk):
+        for digest in sorted(state.known - on_disk):
             report.problems.append(
                 Problem("artifact", digest, "recorded but missing from the store")
             )
-        for digest in sorted(on_disk - known):
+        for digest in sorted(on_disk - state.known):
             report.problems.append(Problem("artifact", digest, "in the store but not recorded"))
-        todo = sorted(known & on_disk)
-        good: set[str] = set()  # blobs already decrypted and checked: not redone per model
+        todo = sorted(state.known & on_disk)
         for done, digest in enumerate(todo, 1):
             report.artifacts += 1
             try:
                 self.store.verify(digest)
-                good.add(digest)
-            except Error as exc:
-                report.problems.append(Problem("artifact", digest, str(exc)))
-            step("artifacts", done, len(todo))
+                state.good.add(digest)
+            except Exception as exc:  # a damaged blob or row is one problem
+                report.problems.append(Problem("artifact", digest, _why(exc)))
+            state.step("artifacts", done, len(todo))
+
+    def _check_statements(self, report: VerifyReport, state: _VerifyState) -> None:
         trusted = trusted_keys(self.keyring)
         for sid, envelope in self.statements.all():
             report.statements += 1
             try:
+                if isinstance(envelope, Exception):
+                    raise envelope
                 statement = verify_statement(envelope, trusted)
                 for subject in statement["subject"]:
                     digest = subject["digest"]["sha256"]
-                    if digest not in known:
+                    if state.known is not None and digest not in state.known:
                         raise IntegrityError(
                             f"subject {subject['name']} ({digest[:12]}…) is not in the store"
                         )
-            except Error as exc:
-                report.problems.append(Problem("statement", sid, str(exc)))
-        step("statements", report.statements, report.statements)
-        for record in self.models.list():
+            except Exception as exc:  # a damaged row is one problem
+                report.problems.append(Problem("statement", sid, _why(exc)))
+        state.step("statements", report.statements, report.statements)
+
+    def _check_models(self, report: VerifyReport, state: _VerifyState) -> None:
+        records, history = self.models.audit_versions()
+        report.problems.extend(Problem("model", ref, message) for ref, message in history)
+        for record in records:
             report.models += 1
             try:
-                self.models.verify(record.ref, checked=good)
-            except Error as exc:
-                report.problems.append(Problem("model", record.ref, str(exc)))
-        step("models", report.models, report.models)
+                self.models.verify_record(record, checked=state.good)
+            except Exception as exc:  # a damaged row is one problem
+                report.problems.append(Problem("model", record.ref, _why(exc)))
+        state.step("models", report.models, report.models)
+
+    def _check_rows(self, report: VerifyReport, state: _VerifyState) -> None:
+        """Every metadata row against its MAC; a model row is the model check's to report."""
+        with self.engine.connect() as conn:
+            bad = scan(conn, self.rows)
+        for row in bad:
+            if row.table != "models":
+                message = "does not match its MAC: written or edited outside Bastion"
+                report.problems.append(Problem("row", f"{row.table}:{row.key}", message))
+        state.step("rows", 1, 1)
+
+    def _check_audit(self, report: VerifyReport, state: _VerifyState) -> None:
         try:
-            audit = self.audit.verify(checkpoint=checkpoint)
+            audit = self.audit.verify(checkpoint=state.checkpoint)
             report.audit_entries = audit.entries
             report.audit_checkpoints = audit.checkpoints
         except Error as exc:
             problems = exc.problems if isinstance(exc, AuditChainError) else []
             problems = problems or [str(exc)]
             report.problems.extend(Problem("audit", "audit-log", str(p)) for p in problems)
-        step("audit", 1, 1)
-        with self.engine.connect() as conn:
-            bad = scan(conn, self.rows)
-        for row in bad:  # a model row is the model check's to report
-            if row.table != "models":
-                message = "does not match its MAC: written or edited outside Bastion"
-                report.problems.append(Problem("row", f"{row.table}:{row.key}", message))
-        step("rows", 1, 1)
+        state.step("audit", 1, 1)
+
+    def _check_files(self, report: VerifyReport, state: _VerifyState) -> None:
         for path, mode, expected in loose_modes(self.home):
             what = "folder" if expected == 0o700 else "file"
             report.problems.append(
                 Problem("file", str(path), f"{what} mode {mode:04o}; expected {expected:04o}")
             )
-        self._record_verify(report)
-        return report
 
 
 @contextlib.contextmanager

@@ -136,8 +136,8 @@ def show(
         "status": rec.status,
         "run_id": rec.run_id,
         "created": rec.created,
-        "metrics": rec.record.get("metrics"),
-        "gates": rec.record.get("gates"),
+        "metrics": verified.contract.metrics,  # from the signed release, not the row
+        "gates": verified.contract.gates,
         "verified": True,
         "provenance": [s["predicate"]["stage"] for s in verified.chain],
         "sources": verified.sources,

@@ -216,6 +216,7 @@ class _Run:
         self.summary: dict[str, Any] = {"config_digest": pipeline.config_digest}
         self.materials: dict[str, list[dict[str, str]]] = {}
         self.config_ref = ""  # digest of the pipeline file, stored at the start of the run
+        self.previous_release: str | None = None  # release statement of the version before
         self._pseudo: Any = None
         self._pending: list[Future[int]] = []  # audit entries queued, not yet confirmed
 
@@ -465,53 +466,55 @@ class _Run:
     # -- registration -----------------------------------------------------------------
 
     def _model_ref(self) -> tuple[str, int, bool]:
-        """(name, version, new?) for the model just trained: same bytes → same version."""
+        """(name, version, new?) for the model just trained: same bytes → same version.
+
+        Numbered from the signed, audited history of the name (a damaged one is refused);
+        the release statement before it is kept for :meth:`_register` to chain onto."""
         name = self.p.config.release.name
         digest = self.produced["train.model"][0]
-        with self.ws.engine.connect() as conn:
-            same = conn.execute(
-                sa.select(models.c.version).where(models.c.name == name, models.c.digest == digest)
-            ).scalar()
-            if same is not None:
-                return name, int(same), False
-            top = conn.execute(
-                sa.select(sa.func.max(models.c.version)).where(models.c.name == name)
-            ).scalar()
-        return name, int(top or 0) + 1, True
+        version, new, self.previous_release = self.ws.models.next_release(name, digest)
+        return name, version, new
 
     def _register(self, name: str, version: int, new: bool, metrics: Mapping[str, Any]) -> str:
+        """Sign the release statement, the source of truth for the model's version and
+        contract; a new version's row and its audit entry commit in one transaction."""
         self._settle()
         digest = self.produced["train.model"][0]
+        train_table = self.produced["split.train"][0]
         ref = f"{name}:{version}"
         chain = {r.name: r.statement for r in self.records if r.statement}
-        subjects = [(ref, digest), (f"{ref}/pipeline.yaml", self.config_ref)] + [
-            (f"{ref}/{n}", d) for n, d in sorted(self.records[-1].outputs.items())
-        ]
+        subjects = [
+            (ref, digest),
+            (f"{ref}/pipeline.yaml", self.config_ref),
+            (f"{ref}/train_table", train_table),
+        ] + [(f"{ref}/{n}", d) for n, d in sorted(self.records[-1].outputs.items())]
         statement = self.ws.attest(
             subjects,
             RELEASE_PREDICATE,
             {
                 "model": ref,
+                "name": name,
+                "version": version,
+                "previous": self.previous_release,
                 "run_id": self.run_id,
                 "pipeline": self.p.config.name,
                 "config_digest": self.p.config_digest,
                 "stages": chain,
                 "gates": metrics.get("gates", []),
+                "metrics": dict(metrics.get("metrics", {})),
                 "passed": bool(metrics.get("passed")),
             },
             actor=self.actor,
         )
         if new:
-            record = {
+            record = {  # shown by `bastion models list`; the contract is read from the release
                 "metrics": dict(metrics.get("metrics", {})),
                 "gates": metrics.get("gates", []),
                 "card": self.records[-1].outputs,
                 "estimator": self.p.config.model.estimator,
                 "stages": chain,
-                # what a server needs to screen requests: the pipeline file (data schema,
-                # label) and the training table, both in the store and on the chain
                 "config": self.config_ref,
-                "train_table": self.produced["split.train"][0],
+                "train_table": train_table,
             }
             with self.ws.engine.begin() as conn:
                 row = {
@@ -525,9 +528,14 @@ class _Run:
                     "record": json.dumps(record, default=str),
                 }
                 conn.execute(sa.insert(models).values(**self.ws.rows.sealed("models", row)))
-            self._audit(
-                "model.register", f"model:{ref}", "ok", {"digest": digest, "statement": statement}
-            )
+                self.ws.audit.record_in(
+                    conn,
+                    self.actor,
+                    "model.register",
+                    f"model:{ref}",
+                    "ok",
+                    {"run": self.run_id, "digest": digest, "statement": statement},
+                )
         return ref
 
     # -- the whole run ----------------------------------------------------------------

@@ -368,9 +368,18 @@ class StatementStore:
 
     @staticmethod
     def _load(statement_id: str, text: str) -> dict[str, Any]:
-        if hashlib.sha256(text.encode("utf-8")).hexdigest() != statement_id:
+        if (
+            not isinstance(text, str)
+            or hashlib.sha256(text.encode("utf-8")).hexdigest() != statement_id
+        ):
             raise IntegrityError(f"statement {statement_id}: stored envelope does not match its id")
-        envelope: dict[str, Any] = json.loads(text)
+        envelope: Any
+        try:
+            envelope = json.loads(text)
+        except ValueError:
+            envelope = None
+        if not isinstance(envelope, dict):
+            raise IntegrityError(f"statement {statement_id}: stored envelope is not a JSON object")
         return envelope
 
     def get(self, statement_id: str) -> dict[str, Any]:
@@ -396,8 +405,9 @@ class StatementStore:
             rows = conn.execute(query).all()
         return [self._load(row.id, row.envelope) for row in rows]
 
-    def all(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Every stored ``(id, envelope)``, in id order, read a page at a time."""
+    def all(self) -> Iterator[tuple[str, dict[str, Any] | IntegrityError]]:
+        """Every stored ``(id, envelope)``, in id order, read a page at a time. A damaged
+        row comes as ``(id, IntegrityError)``, so a caller can report it and go on."""
         after = ""
         while True:
             query = (
@@ -409,7 +419,11 @@ class StatementStore:
             with self._engine.connect() as conn:
                 rows = conn.execute(query).all()
             for row in rows:
-                yield row.id, self._load(row.id, row.envelope)
+                try:
+                    envelope: dict[str, Any] | IntegrityError = self._load(row.id, row.envelope)
+                except IntegrityError as exc:
+                    envelope = exc
+                yield row.id, envelope
             if len(rows) < _PAGE:
                 return
             after = rows[-1].id

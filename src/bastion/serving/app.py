@@ -177,18 +177,19 @@ def _predictor(model: Any, columns: Sequence[str]) -> Callable[..., Any]:
     return predict
 
 
-def _training_profile(ws: Workspace, record: Any, schema: Any, label: str) -> TrainingProfile:
-    """The profile of the model's training table (on its verified provenance chain),
-    restricted to the columns the model is served with."""
+def _training_profile(ws: Workspace, contract: Any, schema: Any, label: str) -> TrainingProfile:
+    """The profile of the training table its signed release names, restricted to the
+    columns the model is served with."""
     import io
 
     import pandas as pd
 
-    digest = record.record.get("train_table")
+    digest = contract.train_table
     if not digest:
         raise ConfigError(
-            f"{record.ref}: the model record names no training table; input screening "
-            "and the extraction monitor need it"
+            f"{contract.model}: its signed release names no training table (released by an"
+            " older Bastion); input screening and the extraction monitor need it: run the"
+            " pipeline again to release it"
         )
     frame = pd.read_parquet(io.BytesIO(ws.store.read_bytes(digest)))
     return TrainingProfile.from_frame(frame, schema, label)
@@ -214,18 +215,21 @@ def _pipeline_config(ws: Workspace, digest: str) -> Any:
     return config
 
 
-def _load(ws: Workspace, ref: str, options: ServeOptions, actor: str) -> tuple[Any, Any, bool]:
-    """(model, record, verified). Verify-before-load unless --unsafe-skip-verify."""
-    if not options.unsafe_skip_verify:
-        try:
+def _load(ws: Workspace, ref: str, options: ServeOptions, actor: str) -> tuple[Any, Any, Any, bool]:
+    """(model, record, contract, verified). Verify-before-load unless --unsafe-skip-verify.
+
+    The contract (pipeline file, training table) always comes from the release statement,
+    whose signature is checked even with --unsafe-skip-verify; never from the record."""
+    try:
+        if not options.unsafe_skip_verify:
             model, verified = ws.models.load(ref)
-        except IntegrityError as exc:
-            raise IntegrityError(f"refusing to serve {ref}: {exc}") from None
-        return model, verified.record, True
-    log.warning("UNSAFE: serving %s without verifying its signature and provenance", ref)
-    ws.audit.record(actor, "serve.unsafe_skip_verify", f"model:{ref}", "ok", {})
-    model, record = ws.models.unsafe_load_unverified(ref)
-    return model, record, False
+            return model, verified.record, verified.contract, True
+        log.warning("UNSAFE: serving %s without verifying its signature and provenance", ref)
+        ws.audit.record(actor, "serve.unsafe_skip_verify", f"model:{ref}", "ok", {})
+        model, record = ws.models.unsafe_load_unverified(ref)
+        return model, record, ws.models.signed_contract(record), False
+    except IntegrityError as exc:
+        raise IntegrityError(f"refusing to serve {ref}: {exc}") from None
 
 
 def create_app(
@@ -271,8 +275,8 @@ def create_app(
         actor = ws.identity.principal
         deployments: dict[str, Deployment] = {}
         for ref in models:
-            model, record, verified = _load(ws, ref, options, actor)
-            config = _pipeline_config(ws, record.record["config"])
+            model, record, contract, verified = _load(ws, ref, options, actor)
+            config = _pipeline_config(ws, contract.config)
             data = config.data
             columns = list(getattr(model, "feature_names_in_", [])) or [
                 c for c in data.schema_ if c != data.label.column
@@ -281,7 +285,7 @@ def create_app(
             label_spec = data.schema_[data.label.column]
             labels = _labels(model, data.label.column, data.label.positive, label_spec.categories)
             served = {c: data.schema_[c] for c in schema.columns}
-            profile = _training_profile(ws, record, served, data.label.column)
+            profile = _training_profile(ws, contract, served, data.label.column)
             batcher: MicroBatcher[Any] = MicroBatcher(
                 _predictor(model, schema.columns),
                 max_wait=options.batch_max_wait,
