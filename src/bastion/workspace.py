@@ -188,10 +188,10 @@ class Workspace(Operations):
         self.statements = StatementStore(self.engine)
         self._identity: Identity | None = None  # set by open/init once a token proves it
         if not keyring.rows_sealed:  # a home made before row MACs: sealed once (security.rows)
-            self.seal_rows("bastion")
+            self._seal_rows("bastion")
             keyring.mark_rows_sealed()
 
-    def seal_rows(self, actor: str) -> dict[str, int]:
+    def _seal_rows(self, actor: str) -> dict[str, int]:
         """Give every metadata row without a MAC its MAC, audited as ``rows.sealed``.
 
         Only for rows this version did not write itself: the seeded role permissions at
@@ -253,7 +253,7 @@ class Workspace(Operations):
                 "ok",
                 {"database": marker["database"], "python": platform.python_version()},
             )
-            ws.seal_rows(admin)  # the role permissions migration 0001 seeded
+            ws._seal_rows(admin)  # the role permissions migration 0001 seeded
             ws.access.add_principal(admin, "person", actor=admin)
             ws.access.grant(admin, "admin", actor=admin)
             token = ws.access.create_token(

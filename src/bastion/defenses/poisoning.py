@@ -183,9 +183,7 @@ def screen_table(
         t0 = time.perf_counter()
         ln = cfg.label_noise
         with limit_threads(threads):
-            proba = out_of_fold(
-                enc, y, folds=ln.folds, max_train_rows=ln.max_train_rows, seed=seed
-            )
+            proba = out_of_fold(enc, y, folds=ln.folds, max_train_rows=ln.max_train_rows, seed=seed)
         seconds["cross_validation"] = time.perf_counter() - t0
         if "label_noise" not in skip:
             timed(

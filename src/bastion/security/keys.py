@@ -375,9 +375,9 @@ class LocalKeyring:
         label ``bastion row-mac v1``: distinct from every other key, and unchanged by key
         rotation, so rows sealed before a rotation still verify after it.
         """
-        return HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=_ROW_MAC_INFO
-        ).derive(self._mac_key)
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_ROW_MAC_INFO).derive(
+            self._mac_key
+        )
 
     @property
     def rows_sealed(self) -> bool:
