@@ -102,6 +102,8 @@ audit_log = Table(
     Column("outcome", String(32), nullable=False),
     Column("details", Text, nullable=False),  # canonical JSON
     Column("chain", LargeBinary(32), nullable=False),  # H(prev chain || leaf hash)
+    # entries of one action in seq order (the model registry's history): migration 0004
+    Index("ix_audit_log_action_seq", "action", "seq"),
 )
 
 audit_head = Table(
@@ -269,7 +271,7 @@ def make_engine(url: str | URL) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 
 def ensure_schema(engine: Engine) -> None:

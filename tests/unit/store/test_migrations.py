@@ -30,7 +30,8 @@ def test_migrations_from_empty_build_every_table(database_url: str) -> None:
         with engine.connect() as conn:
             diffs = compare_metadata(MigrationContext.configure(conn), db.metadata)
             assert diffs == [], f"migrations and db.py disagree: {diffs}"
-            perms = set(conn.execute(select(db.role_permissions)).all())
+            rp = db.role_permissions.c
+            perms = set(conn.execute(select(rp.role, rp.permission)).all())
         assert ("admin", "*") in perms
         assert ("consumer", "deployment:predict") in perms
         assert not any(role == "consumer" and p != "deployment:predict" for role, p in perms)
