@@ -28,7 +28,7 @@ trained on the unpoisoned labels) — Adult's Bayes error caps what label-flip d
     python benchmarks/bench_poisoning.py [--json out.json] [--smoke]
 
 ``--smoke`` runs every part on 2,000 training and 2,000 test rows drawn from Adult (and 300
-digits), with 50-iteration models, and does not judge the goals.
+digits), with 50-iteration models and 2-fold cross-validation, and does not judge the goals.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ FEATURES_DROP = ["fnlwgt", "education"]  # as in examples/adult-income/pipeline.
 TRIGGER = {"capital-loss": 1337, "native-country": "Holand-Netherlands"}
 SEED = 7
 MAX_ITER = 200  # the example's model; --smoke lowers it
+FOLDS = 5  # the screen's default cross-validation; --smoke lowers it
 
 
 def load() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -172,9 +173,10 @@ def _codes(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 def oof_proba(df: pd.DataFrame, y: np.ndarray, label: str = LABEL) -> np.ndarray:
     """The screen's own out-of-fold probabilities (same encoding, model and folds), so that
     cleanlab and Bastion differ only in how they decide which rows are label issues."""
-    cfg = ScreenConfig()
+    cfg = ScreenConfig.model_validate({"label_noise": {"folds": FOLDS}})
     rare = max(cfg.backdoor.min_rows, int(cfg.backdoor.max_support * len(y)))
-    return out_of_fold(encode_table(df, exclude=(label,), rare=rare), y, seed=0)
+    enc = encode_table(df, exclude=(label,), rare=rare)
+    return out_of_fold(enc, y, folds=cfg.label_noise.folds, seed=0)
 
 
 def cleanlab_flags(df: pd.DataFrame) -> np.ndarray:
@@ -257,12 +259,13 @@ def main() -> int:
     args = ap.parse_args()
     train, test = load()
     if args.smoke:
-        global MAX_ITER
-        MAX_ITER = 50
+        global MAX_ITER, FOLDS
+        MAX_ITER, FOLDS = 50, 2
         train = train.sample(2_000, random_state=SEED).reset_index(drop=True)
         test = test.sample(2_000, random_state=SEED).reset_index(drop=True)
-    cfg = ScreenConfig()  # defaults: label_noise flags, the others quarantine
-    strict = ScreenConfig.model_validate({"label_noise": {"policy": "quarantine"}})
+    # defaults: label_noise flags, the others quarantine
+    cfg = ScreenConfig.model_validate({"label_noise": {"folds": FOLDS}})
+    strict = ScreenConfig.model_validate({"label_noise": {"policy": "quarantine", "folds": FOLDS}})
     results: dict[str, object] = {}
     t0 = time.perf_counter()
     acc_clean, _ = fit_eval(train, test, None)
