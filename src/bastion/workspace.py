@@ -5,6 +5,7 @@ A home (``BASTION_HOME``, default ``./.bastion``, mode 0700) holds::
     home.json       format marker and which database the home uses (never a password)
     keyring.json    the keyring, sealed under the passphrase (see security.keys)
     audit-anchor.json  the audit log's newest tree head, signed (see security.anchor)
+    access-state.json  the current access-control rows, sealed (see security.access_state)
     bastion.db      the metadata database, unless BASTION_DATABASE_URL names PostgreSQL
     objects/        encrypted, content-addressed blobs (see docs/formats/artifact.md)
     tmp/            half-written blobs; never read
@@ -22,6 +23,7 @@ import functools
 import json
 import os
 import platform
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -35,11 +37,13 @@ from bastion.errors import (
     AuthError,
     ConfigError,
     Error,
+    ForgedCredential,
     IntegrityError,
     StateError,
 )
 from bastion.security.access import AccessControl, Identity, IssuedToken
-from bastion.security.anchor import ANCHOR_FILE
+from bastion.security.access_state import STATE_FILE, AccessState, refusal
+from bastion.security.anchor import ANCHOR_FILE, adopt_anchor
 from bastion.security.audit import AuditLog
 from bastion.security.keys import DEFAULT_SCRYPT_LOG_N, LocalKeyring
 from bastion.security.rows import RowMac, scan, seal_missing
@@ -184,12 +188,26 @@ class Workspace(Operations):
         self.audit = AuditLog(self.engine, keyring, anchor=home / ANCHOR_FILE)
         self.store = ArtifactStore(home, keyring, self.engine, self.audit)
         self.rows = RowMac.of(keyring)  # seals and checks metadata rows (security.rows)
-        self.access = AccessControl(self.engine, self.audit, rows=self.rows)
+        self.access_state = AccessState.of(home / STATE_FILE, keyring, self.rows)
+        self.access = AccessControl(
+            self.engine, self.audit, rows=self.rows, state=self.access_state
+        )
         self.statements = StatementStore(self.engine)
         self._identity: Identity | None = None  # set by open/init once a token proves it
-        if not keyring.rows_sealed:  # a home made before row MACs: sealed once (security.rows)
+        self._refused: str | None = None  # why the access state refuses all but verify
+        self._watching: threading.Event | None = None
+        # Homes made by an earlier version, upgraded once at their first open (trust on
+        # first use, audited): an anchor for the audit log (security.anchor), row MACs
+        # (security.rows), then the access state (security.access_state).
+        if not keyring.audit_anchored:
+            adopt_anchor(self.engine, keyring, home / ANCHOR_FILE, actor="bastion")
+            keyring.mark_audit_anchored()
+        if not keyring.rows_sealed:
             self._seal_rows("bastion")
             keyring.mark_rows_sealed()
+        if not keyring.access_sealed:
+            self._seal_access_state("bastion")
+            keyring.mark_access_sealed()
 
     def _seal_rows(self, actor: str) -> dict[str, int]:
         """Give every metadata row without a MAC its MAC, audited as ``rows.sealed``.
@@ -202,6 +220,78 @@ class Workspace(Operations):
             if counts:
                 self.audit.record_in(conn, actor, "rows.sealed", "database", "ok", counts)
         return counts
+
+    def _seal_access_state(self, actor: str) -> None:
+        """Seal the access-control rows as they are (a new home, or the first open of one
+        made before the access state), audited as ``access.sealed`` with the counts."""
+        counts = self.access_state.adopt(self.engine)
+        self.audit.record(actor, "access.sealed", f"file:{STATE_FILE}", "ok", counts)
+
+    def _check_access_state(self) -> None:
+        """Compare the access rows with their sealed state; on a mismatch refuse every
+        operation but ``verify`` from now on, audited once as ``access.refused``."""
+        try:
+            problems = self.access_state.check(self.engine)
+            why = refusal(problems) if problems else None
+            rows = [p.subject for p in problems[:20]]
+        except IntegrityError as exc:
+            why, rows = f"refused: {exc}; only verify runs until it is restored", [STATE_FILE]
+        if why is not None and self._refused is None:
+            self._refused = why
+            self.audit.record(
+                "bastion", "access.refused", f"file:{STATE_FILE}", "denied", {"rows": rows}
+            )
+
+    def watch_access_state(self, interval: float = 5.0) -> None:
+        """Re-check the access state every ``interval`` seconds on a daemon thread (the
+        server's: a long-lived workspace), until :meth:`close`."""
+        if self._watching is not None:
+            return
+        stop = self._watching = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(interval):
+                with contextlib.suppress(Exception):  # a database hiccup is not a verdict
+                    self._check_access_state()
+
+        threading.Thread(target=watch, name="bastion-access-state", daemon=True).start()
+
+    def authenticate(self, token: str) -> Identity:
+        """As :meth:`Operations.authenticate`, refused once the access state is (see
+        :mod:`bastion.security.access_state`)."""
+        if self._refused is not None:
+            raise ForgedCredential(self._refused, STATE_FILE, "")
+        return super().authenticate(token)
+
+    def authorize(
+        self,
+        permission: str,
+        *,
+        resource_type: str | None = None,
+        resource: str | None = None,
+        identity: Identity | None = None,
+        audit: bool = True,
+    ) -> Identity:
+        """As :meth:`Operations.authorize`; while the access rows differ from their sealed
+        state, every permission but ``verify:run`` is refused (ForgedCredential, exit 1)."""
+        if self._refused is not None and permission != "verify:run":
+            who = identity if identity is not None else self.identity
+            if audit:
+                self.audit.record(
+                    who.principal,
+                    permission,
+                    f"{resource_type or '*'}:{resource or '*'}",
+                    "denied",
+                    {"role": who.role, "token": who.token_id, "reason": "access state"},
+                )
+            raise ForgedCredential(self._refused, STATE_FILE, "")
+        return super().authorize(
+            permission,
+            resource_type=resource_type,
+            resource=resource,
+            identity=identity,
+            audit=audit,
+        )
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -254,6 +344,7 @@ class Workspace(Operations):
                 {"database": marker["database"], "python": platform.python_version()},
             )
             ws._seal_rows(admin)  # the role permissions migration 0001 seeded
+            ws._seal_access_state(admin)  # ... and them as the first access state
             ws.access.add_principal(admin, "person", actor=admin)
             ws.access.grant(admin, "admin", actor=admin)
             token = ws.access.create_token(
@@ -304,6 +395,7 @@ class Workspace(Operations):
             ws = cls(home, keyring, sqlite_url(home.resolve() / "bastion.db"))
         try:
             ws._identity = ws.authenticate(token)
+            ws._check_access_state()
         except BaseException:
             ws.close()
             raise
@@ -311,6 +403,8 @@ class Workspace(Operations):
 
     def close(self) -> None:
         """Flush the audit log and release the database."""
+        if self._watching is not None:
+            self._watching.set()
         self.audit.close()
         self.engine.dispose()
 
@@ -465,6 +559,7 @@ class Workspace(Operations):
             ("audit", self._check_audit),
             ("file", self._check_files),
             ("row", self._check_rows),
+            ("row", self._check_access_rows),
         ]
 
     def _check_artifacts(self, report: VerifyReport, state: _VerifyState) -> None:
@@ -524,6 +619,16 @@ class Workspace(Operations):
                 message = "does not match its MAC: written or edited outside Bastion"
                 report.problems.append(Problem("row", f"{row.table}:{row.key}", message))
         state.step("rows", 1, 1)
+
+    def _check_access_rows(self, report: VerifyReport, state: _VerifyState) -> None:
+        """The access-control rows against their sealed state: deleted or put back."""
+        try:
+            problems = self.access_state.check(self.engine)
+        except IntegrityError as exc:
+            report.problems.append(Problem("row", STATE_FILE, str(exc)))
+            return
+        report.problems.extend(Problem("row", p.subject, p.message) for p in problems)
+        state.step("access", 1, 1)
 
     def _check_audit(self, report: VerifyReport, state: _VerifyState) -> None:
         try:

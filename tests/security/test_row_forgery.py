@@ -372,6 +372,8 @@ def _refused_where_used(
     then put the row back. 1 when checked this way."""
     issued = ws.access.create_token("admin", "admin", actor="admin")
     token_id = issued.id
+    with ws.engine.connect() as conn:  # to put back as it was (the sealed access state)
+        original = dict(conn.execute(sa.select(table).where(table.c.id == token_id)).one()._mapping)
     with ws.engine.begin() as conn:
         try:
             conn.execute(sa.update(table).where(table.c.id == token_id).values({column: new}))
@@ -385,4 +387,5 @@ def _refused_where_used(
             conn.execute(
                 sa.delete(table).where(table.c.id == (new if column == "id" else token_id))
             )
+            conn.execute(sa.insert(table).values(**original))
     return 1

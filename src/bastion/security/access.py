@@ -29,6 +29,11 @@ with :class:`~bastion.errors.ForgedCredential` (401 at the server, exit 1 at the
 creation is refused whatever its row says. Writes seal the rows they make or change; an
 update re-seals a row only if it checked before (it never launders a forged one).
 
+Replay and deletion: a row MAC cannot tell the current row from an older genuine copy, so
+a workspace's access control also keeps the access state (:mod:`bastion.security.
+access_state`): every write below takes its lock, refuses to change a database that does
+not match it, and seals the rows as the write leaves them, in the same transaction path.
+
 Audit: every state change is validated first, then applied and recorded in ONE transaction
 (:meth:`~bastion.security.sink.AuditSink.record_in`): the change and its audit entry commit
 together or not at all. If the entry cannot be written, :class:`~bastion.errors.AuditError`
@@ -53,6 +58,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from bastion.errors import AccessDenied, AuthError, ConfigError, ForgedCredential, NotFound
+from bastion.security.access_state import AccessState
 from bastion.security.rows import BadRow, RowMac
 from bastion.security.sink import AuditSink
 from bastion.store.db import grants as grants_table
@@ -284,11 +290,15 @@ class AccessControl:
         audit: AuditSink,
         *,
         rows: RowMac,
+        state: AccessState | None = None,
         clock: Callable[[], datetime] = _now_utc,
     ) -> None:
+        """``state``: the home's sealed access state, which every write keeps (a workspace
+        always passes it); without one, rows are authenticated but not their currency."""
         self._engine = engine
         self._audit = audit
         self._rows = rows
+        self._state = state
         self._clock = clock
         self._verified: set[Any] = set()  # token lookups whose rows all checked
 
@@ -359,11 +369,24 @@ class AccessControl:
         details: Mapping[str, Any],
         change: Callable[[sa.Connection], None],
     ) -> None:
-        """Apply ``change`` and record it in one transaction: both or neither."""
+        """Apply ``change`` and record it in one transaction: both or neither; with an
+        access state, under its lock, refused on a tampered database, and sealed."""
         try:
-            with self._engine.begin() as conn:
-                change(conn)
-                self._audit.record_in(conn, actor, action, resource, "ok", details)
+            if self._state is None:
+                with self._engine.begin() as conn:
+                    change(conn)
+                    self._audit.record_in(conn, actor, action, resource, "ok", details)
+                return
+            try:
+                with self._state.updating(self._engine) as seal, self._engine.begin() as conn:
+                    change(conn)
+                    self._audit.record_in(conn, actor, action, resource, "ok", details)
+                    seal.stage(conn)  # the new state, pending until the commit
+            except ForgedCredential as exc:  # the database was rolled back or cut: no write
+                self._audit.record(
+                    actor, action, resource, "denied", {"reason": "access state", "row": exc.key}
+                )
+                raise
         except DBIntegrityError:
             raise ConfigError(f"{resource}: conflicts with a concurrent change") from None
 

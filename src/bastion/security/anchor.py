@@ -33,6 +33,19 @@ The window that remains (also in ``docs/formats/checkpoint.md``):
   then stay protected. Only a checkpoint exported off the home (``bastion audit checkpoint
   --export``, checked with ``bastion audit verify --checkpoint``) or kept by a witness
   bounds a rollback.
+
+Homes made before the anchor existed have no file, and their keyring lacks
+``audit_anchored``. On the first open with the passphrase, :func:`adopt_anchor` adopts one,
+trust on first use as row MACs do (:func:`bastion.security.rows.seal_missing`): it appends
+an ``audit.anchored`` entry (the entry count it found), signs a checkpoint at the head (the
+rows must still chain up from the newest stored checkpoint, or nothing is adopted and the
+open fails) and seals that tree head; the workspace then records ``audit_anchored`` in the
+keyring, under the keyring's MAC. From then on a missing anchor is an attack, never an old
+home: the writer refuses to append and ``verify`` reports it. A keyring without the flag
+next to an anchor file (a home made by the release that added anchors, or an adoption cut
+short before the flag was saved) keeps its file and only gains the flag. An upgrade trusts
+the log it finds once, as the previous version did: a history rewritten before that first
+open is anchored with the rest.
 """
 
 from __future__ import annotations
@@ -46,13 +59,24 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from bastion._fs import atomic_write, file_lock
 from bastion.errors import ConfigError, Error, IntegrityError
 from bastion.security.keys import KeyProvider, verify_ed25519
 
-__all__ = ["ANCHOR_FILE", "ANCHOR_FORMAT", "Anchor", "AnchorKeeper", "read_anchor", "sign_anchor"]
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+__all__ = [
+    "ANCHOR_FILE",
+    "ANCHOR_FORMAT",
+    "Anchor",
+    "AnchorKeeper",
+    "adopt_anchor",
+    "read_anchor",
+    "sign_anchor",
+]
 
 ANCHOR_FILE: Final = "audit-anchor.json"
 ANCHOR_FORMAT: Final = "bastion-audit-anchor"
@@ -242,3 +266,31 @@ class AnchorKeeper:
             # close retries, and until then the window is wider, never the log wrong.
             with contextlib.suppress(Error, OSError):
                 self.seal(*pending)
+
+
+def adopt_anchor(engine: sa.Engine, keys: KeyProvider, path: Path, *, actor: str) -> Anchor | None:
+    """Give a home made before anchors its anchor (see the module docstring); None if the
+    file already exists.
+
+    Appends ``audit.anchored`` through a log opened without an anchor (as the previous
+    version kept it), signs a checkpoint at the head, which re-checks the rows' chain from
+    the newest stored checkpoint (AuditError if they do not chain), and seals that head.
+    """
+    import sqlalchemy as sa
+
+    from bastion.security.audit import AuditLog  # here: the audit log imports this module
+    from bastion.store.db import audit_checkpoints
+
+    if path.exists():
+        return None
+    log = AuditLog(engine, keys)
+    try:
+        found = log.head()[0]
+        log.record(actor, "audit.anchored", f"file:{path.name}", "ok", {"entries": found})
+        head = log.checkpoint()
+    finally:
+        log.close()
+    count = sa.select(sa.func.count()).where(audit_checkpoints.c.tree_size <= head.tree_size)
+    with engine.connect() as conn:
+        held = int(conn.execute(count).scalar_one())
+    return AnchorKeeper(path, keys).seal(head.tree_size, head.root, held)

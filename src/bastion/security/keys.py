@@ -196,6 +196,8 @@ class LocalKeyring:
             "kdf": kdf,
             "keys": [],
             "rows_sealed": True,  # a new home's rows carry MACs from the start
+            "audit_anchored": True,  # ... its audit log an anchor (security.anchor)
+            "access_sealed": True,  # ... and its access rows a sealed state (access_state)
         }
         seal_key, mac_key = cls._derive(passphrase, kdf)
         ring = cls(path, doc, seal_key, mac_key)
@@ -388,6 +390,29 @@ class LocalKeyring:
         """Record, under the keyring's own MAC, that every row now carries a MAC. Saved at once."""
         with self._changing():
             self._doc["rows_sealed"] = True
+
+    @property
+    def audit_anchored(self) -> bool:
+        """Whether this home's audit log has a sealed anchor (False only for a home made
+        before anchors: it adopts one at its first open, see :mod:`bastion.security.anchor`)."""
+        return bool(self._doc.get("audit_anchored"))
+
+    def mark_audit_anchored(self) -> None:
+        """Record, under the keyring's MAC, that the home has an anchor: from now on a missing
+        anchor file is an attack, not an old home. Saved at once."""
+        with self._changing():
+            self._doc["audit_anchored"] = True
+
+    @property
+    def access_sealed(self) -> bool:
+        """Whether this home's access-control rows have a sealed state (False only for a home
+        made before it: sealed at its first open, see :mod:`bastion.security.access_state`)."""
+        return bool(self._doc.get("access_sealed"))
+
+    def mark_access_sealed(self) -> None:
+        """Record, under the keyring's MAC, that the access state is sealed. Saved at once."""
+        with self._changing():
+            self._doc["access_sealed"] = True
 
     # -- KeyProvider ----------------------------------------------------------------------
 

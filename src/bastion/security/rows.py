@@ -35,10 +35,15 @@ with the key columns first, then the sealed columns, in the order of the table a
 is big-endian. Values are typed, so ``1`` and ``"1"`` and ``True`` differ: a value stored
 under another type (SQLite lets an attacker store text in an integer column) does not check.
 
-What a MAC cannot catch: a deleted row (a deleted grant or permission only takes access
-away; deleted models and checkpoints are the signed history's job), and a row put back as
-it was earlier, MAC included (a revoked token's row restored from a copy made before its
-revocation). The audit log records every revocation.
+What a MAC cannot catch: a deleted row, and a row put back as it was earlier, MAC included
+(a revoked token's row restored from a copy made before its revocation, a deleted grant
+restored, a disabled principal's row from before ``disable``). For the access-control
+tables (principals, role_permissions, grants, tokens) the sealed access state catches both
+(:mod:`bastion.security.access_state`: ``access-state.json`` lists the current rows by key
+and MAC; a workspace refuses all but ``verify`` on a mismatch, and ``verify`` names each
+row). Deleted or older models and checkpoints are the signed history's job (release
+statements, the audit anchor); a deleted or older artifact row is reported by ``verify``
+against the blobs and statements.
 
 Homes made before row MACs existed (their keyring lacks ``rows_sealed``): the migration
 cannot compute MACs (it has no key), so on the first open with the passphrase

@@ -266,6 +266,7 @@ def create_app(
     max_batch = min(options.max_batch, options.burst)
     jwt_verifier = JwtVerifier(options.jwt) if options.jwt is not None else None
     ws = Workspace.open(ws_home, passphrase, token=options.operator_token)
+    ws.watch_access_state()  # a rolled-back access row refuses requests within 5 s + cache
     try:
         names = [parse_model_ref(ref)[0] for ref in models]
         if len(set(names)) != len(names):
