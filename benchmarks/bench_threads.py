@@ -113,7 +113,15 @@ def main() -> int:
         with ctx:
             for _ in range(repeat):
                 for task, fn in work.items():
-                    for policy, setting in (("old", old), ("auto", "auto")):
+                    policies = (
+                        (("one", 1), ("auto", "auto"))
+                        if args.smoke
+                        else (
+                            ("old", old),
+                            ("auto", "auto"),
+                        )
+                    )
+                    for policy, setting in policies:
                         times.setdefault((task, scene, policy), []).append(fn(setting))
     ok = True
     load1 = os.getloadavg()[0]
