@@ -8,8 +8,8 @@ fit took 6.8–9.0 s beside one busy process, while the same fit on one thread t
 So Bastion sizes the pools itself, around each piece of heavy work, with threadpoolctl:
 
 - ``threads: auto`` (the default) looks at the machine when the work starts: the usable
-  cores (the process's CPU affinity) less the other runnable threads, sampled a few times
-  from ``/proc/loadavg`` over about 10 ms (this process's own running threads are not
+  cores (the process's CPU affinity) less the other runnable threads, sampled three times
+  from ``/proc/loadavg`` over about 2 ms (this process's own running threads are not
   counted), never below 1. A quiet machine gets every core; one competing busy process
   takes one core away.
 - ``threads: N`` (1 ≤ N ≤ 1024) uses N threads whatever the machine is doing.
@@ -39,8 +39,8 @@ MAX_THREADS = 1024
 ThreadSetting = int | Literal["auto"]
 """A pipeline file's ``threads``: a count, or ``"auto"``."""
 
-_SAMPLES = 5
-_SAMPLE_GAP_S = 0.002
+_SAMPLES = 3
+_SAMPLE_GAP_S = 0.001
 
 
 def _parse(value: object, where: str) -> ThreadSetting:

@@ -20,10 +20,16 @@ Outputs: ``transformer`` (kind ``model``: the fitted ``ColumnTransformer``) and 
 of the table left out, neither label, sensitive nor PII), ``sensitive_kept_aside``,
 ``sensitive_used``, ``pii_excluded``, ``label``, ``output_features``,
 ``n_output_features``).
+
+Fitting a ``ColumnTransformer`` transforms the training table anyway; the stage keeps that
+matrix in memory, tied to the very transformer and table objects, so that the train stage
+of the same run can take it (:func:`fitted_matrix`) instead of transforming again. Nothing
+of it is stored or serialised, and a transformer loaded from the store never matches.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,7 +37,17 @@ from bastion.errors import ConfigError
 from bastion.pipeline.config import DataConfig, FeaturesConfig
 from bastion.pipeline.stage import Kind, StageContext
 
-__all__ = ["FeaturesStage", "build_transformer"]
+__all__ = ["FeaturesStage", "build_transformer", "fitted_matrix"]
+
+# transformer -> (the table it was fitted on, its transformed feature matrix), this process
+_FITTED: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+def fitted_matrix(transformer: Any, table: Any) -> Any | None:
+    """The matrix ``transformer`` produced while being fitted on exactly ``table`` (the same
+    objects, in this process), handed over once; ``None`` otherwise."""
+    memo = _FITTED.pop(transformer, None)
+    return memo[1] if memo is not None and memo[0] is table else None
 
 
 class FeaturesStage:
@@ -63,7 +79,8 @@ class FeaturesStage:
             raise ConfigError(f"features: column(s) {missing} are not in the training table")
         transformer = build_transformer(self.features)
         with ctx.limit_threads():
-            transformer.fit(train[used])
+            matrix = transformer.fit_transform(train[used])
+        _FITTED[transformer] = (train, matrix)
         sensitive = set(self.data.sensitive)
         raw_pii = {c for c, r in self.data.pii.items() if r.policy != "generalize"}
         aside = sensitive | set(self.data.pii) | {self.data.label.column}

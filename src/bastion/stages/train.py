@@ -31,6 +31,7 @@ from typing import Any
 from bastion.errors import ConfigError
 from bastion.pipeline.config import LabelConfig, ModelConfig
 from bastion.pipeline.stage import Kind, StageContext
+from bastion.stages.features import fitted_matrix
 
 __all__ = ["ESTIMATORS", "TrainStage", "make_estimator"]
 
@@ -70,8 +71,10 @@ class TrainStage:
         estimator = make_estimator(self.model, ctx.seed)
         transformer, train = inputs["transformer"], inputs["train"]
         y = _target(train, self.label)
-        with ctx.limit_threads() as threads:
-            features = transformer.transform(train[list(transformer.feature_names_in_)])
+        features = fitted_matrix(transformer, train)  # this run's features stage: no redo
+        if features is None:
+            with ctx.limit_threads():
+                features = transformer.transform(train[list(transformer.feature_names_in_)])
         started = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught, ctx.limit_threads() as threads:
             warnings.simplefilter("always")
