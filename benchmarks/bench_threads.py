@@ -66,22 +66,23 @@ def load(rows: int | None) -> tuple[pd.DataFrame, Any, Any, Any]:
     return frame, cfg, transformer.transform(frame[used]), (frame[label.column] == label.positive)
 
 
-def tasks(rows: int | None) -> dict[str, Callable[[int | str], float]]:
+def tasks(rows: int | None) -> dict[str, Callable[[int | str], tuple[float, int]]]:
     from bastion.defenses.poisoning import screen_table
     from bastion.stages.train import make_estimator
-    from bastion.threads import limit_threads
+    from bastion.threads import limit_threads, resolve_threads
 
     frame, cfg, features, y = load(rows)
 
-    def train(threads: int | str) -> float:
+    def train(threads: int | str) -> tuple[float, int]:
         model = make_estimator(cfg.model, cfg.seed)
         t0 = time.perf_counter()
-        with limit_threads(threads):
+        with limit_threads(threads) as used:
             model.fit(features, y)
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, used
 
-    def screen(threads: int | str) -> float:
+    def screen(threads: int | str) -> tuple[float, int]:
         t0 = time.perf_counter()
+        used = resolve_threads(threads)  # what screen_table would resolve, recorded
         screen_table(
             frame,
             label=cfg.data.label.column,
@@ -89,9 +90,9 @@ def tasks(rows: int | None) -> dict[str, Callable[[int | str], float]]:
             cfg=cfg.data.screen,
             seed=cfg.seed,
             shift=False,
-            threads=threads,
+            threads=used,
         )
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, used
 
     return {"train": train, "screen": screen}
 
@@ -107,6 +108,7 @@ def main() -> int:
     old: int | str = cores
     work = tasks(1_000 if args.smoke else None)
     times: dict[tuple[str, str, str], list[float]] = {}
+    chosen: dict[tuple[str, str, str], list[int]] = {}  # thread counts used
     scenes = ("quiet",) if args.smoke else ("quiet", "busy")
     for scene in scenes:
         ctx = competing_process() if scene == "busy" else _nothing()
@@ -122,7 +124,9 @@ def main() -> int:
                         )
                     )
                     for policy, setting in policies:
-                        times.setdefault((task, scene, policy), []).append(fn(setting))
+                        seconds, used = fn(setting)
+                        times.setdefault((task, scene, policy), []).append(seconds)
+                        chosen.setdefault((task, scene, policy), []).append(used)
     ok = True
     load1 = os.getloadavg()[0]
     print(f"{cores} usable cores; load average at the end {load1:.2f}; medians of {repeat}")
@@ -136,7 +140,11 @@ def main() -> int:
     for task in work:
         for policy in ("old", "auto"):
             q, b = med[(task, "quiet", policy)], med[(task, "busy", policy)]
-            print(f"{task:8} {policy:6} {q:8.2f} {b:8.2f} {b / q:10.2f}")
+            counts = chosen[(task, "quiet", policy)], chosen[(task, "busy", policy)]
+            print(
+                f"{task:8} {policy:6} {q:8.2f} {b:8.2f} {b / q:10.2f}"
+                f"   threads quiet {counts[0]}, busy {counts[1]}"
+            )
         speedup = med[(task, "busy", "old")] / med[(task, "busy", "auto")]
         quiet = med[(task, "quiet", "auto")] / med[(task, "quiet", "old")]
         good = speedup >= BUSY_GOAL and quiet <= QUIET_SLACK
