@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import re
@@ -52,6 +53,7 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import Any
 
 import sqlalchemy as sa
@@ -269,8 +271,75 @@ for _name, _table in _PARTS:
 
 
 _HASH = _SLICES[0][1].index("secret_hash")
+_AT_ID, _AT_PRINCIPAL, _AT_ROLE, _AT_RTYPE, _AT_RESOURCE, _AT_REVOKED, _AT_CREATED, _AT_EXPIRES = (
+    _SLICES[0][1].index(name)
+    for name in (
+        "id",
+        "principal",
+        "role",
+        "resource_type",
+        "resource",
+        "revoked",
+        "created",
+        "expires",
+    )
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _moments(created: str, expires: str) -> tuple[datetime, datetime]:
+    """A token row's issue and expiry times (parsed once per distinct pair)."""
+    return datetime.fromisoformat(created), datetime.fromisoformat(expires)
+
+
 _DISABLED = _SLICES[1][2].start + _SLICES[1][1].index("disabled")
 _GRANTED = _SLICES[2][2].start + _SLICES[2][1].index("principal")
+
+
+class _RawLookup:
+    """:data:`_LOOKUP` compiled once for the engine's dialect and run on a pooled DBAPI
+    connection, with each column's own result processing: the same rows as
+    ``conn.execute(_LOOKUP, ...).all()`` (tested on SQLite and PostgreSQL) at about a third
+    of the cost, on the path every request takes."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        compiled = _LOOKUP.compile(dialect=engine.dialect)
+        self._sql = str(compiled)
+        fixed = compiled.construct_params({"token_id": ""})
+        self._positional = compiled.positional
+        self._order = list(compiled.positiontup or [])
+        self._fixed = dict(fixed)
+        self._process = [
+            column.type.result_processor(engine.dialect, None)
+            for column in _LOOKUP.selected_columns
+        ]
+
+    def _params(self, token_id: str) -> Any:
+        if self._positional:
+            return tuple(token_id if k == "token_id" else self._fixed[k] for k in self._order)
+        return {**self._fixed, "token_id": token_id}
+
+    def __call__(self, token_id: str) -> list[tuple[Any, ...]]:
+        params = self._params(token_id)
+        dbapi_error = self._engine.dialect.loaded_dbapi.Error
+        raw = self._engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            try:
+                cursor.execute(self._sql, params)
+                fetched = cursor.fetchall()
+            finally:
+                cursor.close()
+        except dbapi_error as exc:  # the error SQLAlchemy would have raised
+            raise sa.exc.DBAPIError.instance(self._sql, params, exc, dbapi_error) from exc
+        finally:
+            raw.close()
+        process = self._process
+        return [
+            tuple(v if p is None else p(v) for p, v in zip(process, row, strict=True))
+            for row in fetched
+        ]
 
 
 def _unpack(row: Any) -> dict[str, dict[str, Any]]:
@@ -301,6 +370,7 @@ class AccessControl:
         self._state = state
         self._clock = clock
         self._verified: set[Any] = set()  # token lookups whose rows all checked
+        self._lookup = _RawLookup(engine)
 
     def _check_rows(self, rows: Sequence[Any]) -> None:
         """Check every row of a token lookup against its MAC; refuse (audited) if one fails.
@@ -308,7 +378,7 @@ class AccessControl:
         A lookup whose every value (and type) is one that checked before is not re-checked:
         same inputs, same MACs.
         """
-        flat = tuple(v for r in rows for v in r)
+        flat = tuple(rows[0]) if len(rows) == 1 else tuple(chain.from_iterable(rows))
         try:
             memo: Any = (len(rows), flat, tuple(map(type, flat)))
             if memo in self._verified:
@@ -650,8 +720,7 @@ class AccessControl:
         rows: Sequence[Any] = ()
         presented = None
         if match is not None:
-            with self._engine.connect() as conn:
-                rows = conn.execute(_LOOKUP, {"token_id": match.group(1)}).all()
+            rows = self._lookup(match.group(1))
             presented = _secret_hash(match.group(2))
         # Always hash-and-compare, against a dummy when there is no row, so an unknown id
         # costs what a known one does.
@@ -667,13 +736,10 @@ class AccessControl:
         if not same or presented is None:
             raise AuthError(_BLAND)
         first = rows[0]
-        row = dict(zip(_SLICES[0][1], first[_SLICES[0][2]], strict=True))
-        disabled, covered = first[_DISABLED], first[_GRANTED] is not None
-        if row["revoked"] is not None or disabled or not covered:
+        if first[_AT_REVOKED] is not None or first[_DISABLED] or first[_GRANTED] is None:
             raise AuthError(_BLAND)
         try:
-            created = datetime.fromisoformat(row["created"])
-            expires = datetime.fromisoformat(row["expires"])
+            created, expires = _moments(first[_AT_CREATED], first[_AT_EXPIRES])
             overlong = expires - created > MAX_TOKEN_LIFETIME or created > now + _SKEW
         except (TypeError, ValueError):
             raise AuthError(_BLAND) from None
@@ -681,7 +747,7 @@ class AccessControl:
             self._audit.record(
                 "bastion",
                 "token.refused",
-                f"token:{row['id']}",
+                f"token:{first[_AT_ID]}",
                 "denied",
                 {"reason": f"lifetime over {MAX_TOKEN_LIFETIME.days} days or issued in future"},
             )
@@ -689,7 +755,11 @@ class AccessControl:
         if now >= expires:
             raise AuthError(_BLAND)
         return Identity(
-            row["principal"], row["role"], row["resource_type"], row["resource"], row["id"]
+            first[_AT_PRINCIPAL],
+            first[_AT_ROLE],
+            first[_AT_RTYPE],
+            first[_AT_RESOURCE],
+            first[_AT_ID],
         )
 
     def authorize(

@@ -323,3 +323,42 @@ def test_token_life_cycle_on_each_database(database_url: str) -> None:
     clock.now += timedelta(days=91)
     with pytest.raises(AuthError):
         ac.authenticate(fresh.token)
+
+
+# -- the token lookup on the hot path -----------------------------------------------------
+
+
+def test_raw_token_lookup_returns_what_sqlalchemy_returns(database_url: str) -> None:
+    """The compiled, DBAPI-level lookup authenticate uses gives exactly the rows (values
+    and types, booleans included) that executing the statement through SQLAlchemy gives,
+    on SQLite and PostgreSQL, for a live, a revoked, a disabled and an unknown token."""
+    engine = _engine(database_url)
+    try:
+        with RecordingLog(engine) as log:
+            ac = AccessControl(engine, log, rows=sealed_rows(engine))
+            for name in ("alice", "bob"):
+                _person(ac, name, "consumer", "model", "m")
+            live = ac.create_token(
+                "alice", "consumer", resource_type="model", resource="m", actor="root"
+            )
+            gone = ac.create_token(
+                "alice", "consumer", resource_type="model", resource="m", actor="root"
+            )
+            ac.revoke_token(gone.id, actor="root")
+            off = ac.create_token(
+                "bob", "consumer", resource_type="model", resource="m", actor="root"
+            )
+            ac.disable_principal("bob", actor="root")
+            lookup = access_module._RawLookup(engine)
+            for token_id in (live.id, gone.id, off.id, "0" * 16):
+                with engine.connect() as conn:
+                    core = [
+                        tuple(r)
+                        for r in conn.execute(access_module._LOOKUP, {"token_id": token_id})
+                    ]
+                raw = lookup(token_id)
+                assert raw == core
+                assert [tuple(map(type, r)) for r in raw] == [tuple(map(type, r)) for r in core]
+            assert ac.authenticate(live.token).principal == "alice"
+    finally:
+        engine.dispose()
