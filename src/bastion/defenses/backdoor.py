@@ -33,7 +33,7 @@ import numpy as np
 
 from bastion.defenses._table import Encoded
 from bastion.defenses.findings import Finding
-from bastion.defenses.pii import mask, shown
+from bastion.defenses.pii.masking import mask, shown
 
 __all__ = ["Trigger", "find_triggers"]
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from bastion.defenses._table import Encoded
 from bastion.defenses.findings import Finding
-from bastion.defenses.pii import shown
+from bastion.defenses.pii.masking import shown
 
 __all__ = ["outlier_scores", "outliers"]
 

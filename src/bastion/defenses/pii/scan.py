@@ -1,4 +1,4 @@
-"""PII: find personal data in a table, and apply the policy the pipeline declares for it.
+"""PII detection: which columns of a table look like personal data.
 
 **Detection.** :func:`scan_table` looks at each column twice and returns :class:`PiiHit`
 records (never a raw value; examples pass through :func:`mask` first):
@@ -23,48 +23,26 @@ records (never a raw value; examples pass through :func:`mask` first):
   ``min_fraction`` of its values have the shape of a person's name.
 
 ``PiiHit.by`` says which look found it (``values``, ``name`` or ``both``).
-
-**Policy.** :func:`apply_pii_policies` applies the pipeline's ``data.pii`` rules
-(:class:`~bastion.pipeline.config.PiiColumn`): ``drop``; ``pseudonymize`` (a keyed
-HMAC-SHA256 token per value from a :class:`Pseudonymizer`, normally the keyring's pseudonym
-key through :class:`KeyringPseudonymizer`: equal values give equal tokens across tables and
-runs, so joins still work, until the key is rotated); ``generalize`` (number bins, text
-truncation, dates to year or month); ``keep`` (with a reason). :func:`undeclared` and
-:func:`pii_error` turn the hits no rule covers into the DataError that fails validation.
-Checks return hits; the pipeline decides.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import itertools
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from bastion.defenses.findings import Finding
-from bastion.errors import ConfigError, DataError
+from bastion.defenses.pii._shapes import IPV4, ISO_DATE
+from bastion.defenses.pii.masking import mask
+from bastion.errors import ConfigError
 
-if TYPE_CHECKING:
-    from bastion.pipeline.config import PiiColumn
-
-__all__ = [
-    "PATTERNS",
-    "KeyringPseudonymizer",
-    "PiiHit",
-    "Pseudonymizer",
-    "apply_pii_policies",
-    "mask",
-    "pii_error",
-    "scan_table",
-    "shown",
-    "undeclared",
-]
+__all__ = ["PATTERNS", "PiiHit", "scan_table"]
 
 #: Every pattern a hit can name, in the order hits are reported.
 PATTERNS: tuple[str, ...] = (
@@ -119,15 +97,9 @@ _NOT_PEOPLE = re.compile(  # what else a "*_name" column names
 
 _EMAIL = r"[A-Za-z0-9._%+\-]+@(?:[A-Za-z0-9\-]+\.)+[A-Za-z]{2,24}"
 _IBAN = r"[A-Z]{2}\d{2}[A-Z0-9]{11,30}"
-_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
 _IPV6_SHAPE = r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*"
 _CARD = r"\d(?:[ \-]?\d){11,18}"
 _SSN = r"\d{3}-\d{2}-\d{4}"
-_ISO_DATE = (
-    r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})"
-    r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
-)
 _DMY_DATE = r"(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})"
 _PHONE = r"(?:\+|00)?[\d(][\d\s().\-]{5,24}\d"
 _EXTENSION = r"(?i)\s*(?:x|ext\.?|#)\s*\d{1,6}$"
@@ -139,9 +111,6 @@ _PERSON = (
     f"{_WORD}(?:\\s+(?:{_PARTICLE}\\s+)*{_WORD}){{0,3}}"
     r"(?:,?\s+(?:Jr|Sr|II|III|IV|MD|PhD|DDS|DVM|Esq)\.?)?"
 )
-_MASK_EMAIL = re.compile(r"([A-Za-z0-9._%+\-]+)@((?:[A-Za-z0-9\-]+\.)+)([A-Za-z]{2,24})")
-_MASK_IPV4 = re.compile(_IPV4)
-_MASK_ISO_DATE = re.compile(_ISO_DATE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,55 +158,6 @@ class PiiHit:
         return Finding(
             None, _DETECTOR, f"pii_{self.pattern}", self.fraction, self.describe(), self.column
         )
-
-
-# -- masking --------------------------------------------------------------------------------
-
-
-def shown(column: str, value: object, show: Collection[str] = ()) -> str:
-    """A data value as a message, finding or report may hold it: ``repr`` of the value when
-    ``column`` is in ``show`` (the pipeline's ``data.show_values``), else ``repr`` of its
-    :func:`mask`; ``null`` for a missing one."""
-    if value is None or (isinstance(value, float) and value != value):
-        return "null"
-    return repr(value) if column in show else repr(mask(str(value)))
-
-
-def mask(value: str) -> str:
-    """``value`` with most of it starred out, for messages: never the value itself.
-
-    Emails keep the first letter of the user and of the domain, and the top-level domain
-    (``j***@e***.com``); dates keep the year (``1987-**-**``); IPv4 addresses the first
-    number; words the first letter of each word of two letters or more (``J*** S****``);
-    other values the last 4 of 8-11 letters and digits, the first one and the last 4 of 12
-    or more (``4***********1111``), the last 2 of 5-7. Nothing is kept of a value with 4
-    letters and digits or fewer. Punctuation stays; a value with no letter or digit
-    becomes ``***``.
-    """
-    text = str(value)
-    email = _MASK_EMAIL.fullmatch(text)
-    if email:
-        return f"{email[1][0]}***@{email[2][0]}***.{email[3]}"
-    where = [i for i, ch in enumerate(text) if ch.isalnum()]
-    if not where:
-        return "***"
-    if len(where) <= 4:
-        keep: set[int] = set()
-    elif _MASK_IPV4.fullmatch(text):
-        keep = set(range(text.index(".")))
-    elif _MASK_ISO_DATE.fullmatch(text):
-        keep = set(where[:4])
-    elif not any(ch.isdigit() for ch in text):
-        keep = {
-            i
-            for i in where
-            if (i == 0 or not text[i - 1].isalnum()) and i + 1 < len(text) and text[i + 1].isalnum()
-        }
-    else:
-        n = len(where)
-        tail = 4 if n >= 8 else 2 if n >= 5 else 0
-        keep = set(where[n - tail :]) | set(where[: 1 if n >= 12 else 0])
-    return "".join(ch if i in keep or not ch.isalnum() else "*" for i, ch in enumerate(text))
 
 
 # -- scanning -------------------------------------------------------------------------------
@@ -365,7 +285,7 @@ def _match_text(text: pd.Series) -> tuple[dict[str, pd.Series], bool]:
 
     take("email", text.str.fullmatch(_EMAIL))
     take("iban", _iban(text.str.replace(" ", "", regex=False).str.upper()))
-    take("ip", text.str.fullmatch(_IPV4) | _ipv6(text))
+    take("ip", text.str.fullmatch(IPV4) | _ipv6(text))
     take("card", _card(text))
     shaped_ssn = text.str.fullmatch(_SSN)
     take("ssn", shaped_ssn & _possible_ssn(text))
@@ -436,7 +356,7 @@ def _possible_ssn(text: pd.Series) -> pd.Series:
 
 def _date_years(text: pd.Series) -> pd.Series:
     """Fractional year of each value that is a date (ISO, or day/month/year either way round)."""
-    iso = text.str.extract(f"^{_ISO_DATE}$").astype("float64")
+    iso = text.str.extract(f"^{ISO_DATE}$").astype("float64")
     dmy = text.str.extract(f"^{_DMY_DATE}$").astype("float64")
     a, b = dmy[0], dmy[1]
     month = iso[1].fillna(b.where(b <= 12, a))
@@ -466,189 +386,3 @@ def _phone(text: pd.Series) -> pd.Series:
     lead = main.str.match(r"[+0(]")
     separators = main.str.count(r"[\s().\-]+")
     return main.str.fullmatch(_PHONE) & digits.between(7, 16) & (lead | (separators >= 2))
-
-
-# -- policies -------------------------------------------------------------------------------
-
-
-class Pseudonymizer(Protocol):
-    """What pseudonymizing a column needs: tokens for values, and which key made them."""
-
-    @property
-    def key_id(self) -> str:
-        """Id of the key behind the tokens (goes into the report and the audit log)."""
-        ...
-
-    def pseudonymize(self, domain: str, values: Sequence[str]) -> list[str]:
-        """One token per value; equal values in one domain give equal tokens."""
-        ...
-
-
-class _PseudonymKeys(Protocol):
-    def active_pseudonym_key(self) -> str: ...
-
-    def pseudonymize(self, key_id: str, domain: str, values: Sequence[str]) -> list[str]: ...
-
-
-class KeyringPseudonymizer:
-    """A :class:`Pseudonymizer` over a keyring's pseudonym key (``ws.keyring``).
-
-    The key is chosen once, when this is made: a rotation during a run makes the rest of
-    the run fail rather than mix tokens of two keys. The material stays in the keyring.
-    """
-
-    def __init__(self, keyring: _PseudonymKeys) -> None:
-        self._keyring = keyring
-        self.key_id = keyring.active_pseudonym_key()
-
-    def pseudonymize(self, domain: str, values: Sequence[str]) -> list[str]:
-        return self._keyring.pseudonymize(self.key_id, domain, values)
-
-
-def apply_pii_policies(
-    df: pd.DataFrame, rules: Mapping[str, PiiColumn], pseudonymizer: Pseudonymizer | None
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A new frame with each rule applied to its column, and a JSON-able report per column.
-
-    Nulls stay null under every policy. ``pseudonymize`` turns each value into text first
-    (floats that are whole numbers without the ``.0``, so an id column with gaps still
-    joins) and needs ``pseudonymizer``; values are used exactly as written (normalise case
-    or spaces first if they should not count).
-    """
-    missing = [c for c in rules if c not in df.columns]
-    if missing:
-        known = ", ".join(map(str, list(df.columns)[:20]))
-        raise ConfigError(
-            f"data.pii.{missing[0]}: no column {missing[0]!r} in the data (columns: {known})"
-        )
-    out = df.copy()
-    report: dict[str, Any] = {}
-    for column, rule in rules.items():
-        series = out[column]
-        present = series.notna()
-        counts = {"values": int(present.sum()), "nulls": int((~present).sum())}
-        if rule.policy == "drop":
-            out = out.drop(columns=[column])
-            report[column] = {"policy": "drop", **counts}
-        elif rule.policy == "keep":
-            report[column] = {"policy": "keep", "reason": rule.reason, **counts}
-        elif rule.policy == "pseudonymize":
-            if pseudonymizer is None:
-                raise ConfigError(
-                    f"data.pii.{column}: policy pseudonymize needs a pseudonym key"
-                    " (run the pipeline in a workspace, whose keyring holds one)"
-                )
-            domain = rule.domain or column
-            codes, distinct = pd.factorize(_as_text(series[present]))
-            tokens = pseudonymizer.pseudonymize(domain, distinct.tolist())
-            if len(tokens) != len(distinct):
-                raise ConfigError(
-                    f"data.pii.{column}: the pseudonymizer gave {len(tokens)} tokens"
-                    f" for {len(distinct)} values"
-                )
-            filled = np.asarray(tokens, dtype=object)[codes]
-            out[column] = _fill(series, present, filled)
-            report[column] = {
-                "policy": "pseudonymize",
-                "domain": domain,
-                "key_id": pseudonymizer.key_id,
-                "distinct": len(distinct),
-                **counts,
-            }
-        else:
-            out[column], detail = _generalize(column, series, present, rule)
-            report[column] = {"policy": "generalize", **detail, **counts}
-    return out, report
-
-
-def _fill(series: pd.Series, present: pd.Series, values: Any) -> pd.Series:
-    """Text column shaped like ``series``: ``values`` where present, null elsewhere."""
-    full = np.full(len(series), None, dtype=object)
-    full[present.to_numpy(dtype=bool)] = values
-    return pd.Series(full, index=series.index, dtype="str")
-
-
-def _as_text(values: pd.Series) -> pd.Series:
-    """Values as text: whole-number floats without ``.0`` (ids with gaps become floats)."""
-    if pd.api.types.is_float_dtype(values.dtype):
-        finite = np.isfinite(values.to_numpy(dtype="float64"))
-        if finite.all() and (values % 1 == 0).all():
-            return values.astype("int64").astype("str")
-    return values.astype("str")
-
-
-def _generalize(
-    column: str, series: pd.Series, present: pd.Series, rule: PiiColumn
-) -> tuple[pd.Series, dict[str, Any]]:
-    if rule.bins is not None:
-        numbers = pd.to_numeric(series, errors="coerce")
-        _refuse(column, series[present & numbers.isna()], "numbers for 'bins'")
-        edges = np.asarray(rule.bins, dtype="float64")
-        shown = [_edge(e) for e in rule.bins]
-        labels = np.asarray(
-            [f"<{shown[0]}"]
-            + [f"[{a}, {b})" for a, b in itertools.pairwise(shown)]
-            + [f">={shown[-1]}"],
-            dtype=object,
-        )
-        where = np.searchsorted(edges, numbers[present].to_numpy(dtype="float64"), side="right")
-        outside = int(((where == 0) | (where == len(edges))).sum())
-        return _fill(series, present, labels[where]), {"bins": list(rule.bins), "outside": outside}
-    if rule.truncate is not None:
-        cut = _as_text(series[present]).str.slice(0, rule.truncate)
-        return _fill(series, present, cut.to_numpy(dtype=object)), {"truncate": rule.truncate}
-    year, month = _year_month(series[present])
-    _refuse(column, series[present][year.isna()], "ISO 8601 dates (YYYY-MM-DD) for 'date'")
-    coarse = year if rule.date == "year" else year + "-" + month
-    return _fill(series, present, coarse.to_numpy(dtype=object)), {"date": rule.date}
-
-
-def _edge(edge: float) -> str:
-    return str(int(edge)) if float(edge).is_integer() else repr(float(edge))
-
-
-def _year_month(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Year and two-digit month as written, from datetimes or ISO 8601 text (null if not).
-
-    Text is read, not parsed into instants: a time zone never moves a date into another
-    month, and ``04/05/1987`` is refused rather than guessed.
-    """
-    if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        return values.dt.strftime("%Y"), values.dt.strftime("%m")
-    parts = values.astype("str").str.strip().str.extract(f"^{_ISO_DATE}$")
-    month, day = parts[1].astype("float64"), parts[2].astype("float64")
-    valid = month.between(1, 12) & day.between(1, 31)
-    return parts[0].where(valid), parts[1].str.zfill(2).where(valid)
-
-
-def _refuse(column: str, bad: pd.Series, expected: str) -> None:
-    if len(bad):
-        raise DataError(
-            f"data.pii.{column}: policy generalize needs {expected}; {len(bad)} value(s) are"
-            f" not (e.g. {mask(str(bad.iloc[0]))})",
-            [column],
-        )
-
-
-# -- verdict --------------------------------------------------------------------------------
-
-
-def undeclared(hits: Sequence[PiiHit], declared: Collection[str]) -> list[PiiHit]:
-    """The hits on columns that no ``data.pii`` rule names."""
-    names = set(declared)
-    return [hit for hit in hits if hit.column not in names]
-
-
-def pii_error(hits: Sequence[PiiHit]) -> DataError:
-    """The error that fails validation: each column, pattern, share and masked examples."""
-    if not hits:
-        raise ValueError("pii_error needs at least one hit")
-    columns = list(dict.fromkeys(hit.column for hit in hits))
-    return DataError(
-        f"undeclared personal data in {len(columns)} column(s): "
-        + "; ".join(hit.describe() for hit in hits)
-        + ". Declare each as data.pii.<column>: {policy: drop|pseudonymize|generalize|keep}"
-        f" in the pipeline file (e.g. data.pii.{columns[0]}: {{policy: pseudonymize}};"
-        " keep needs a reason)",
-        [hit.describe() for hit in hits],
-    )
