@@ -62,7 +62,14 @@ if TYPE_CHECKING:
 
     from bastion.pipeline.registry import ModelRegistry
 
-__all__ = ["Identity", "Problem", "RotationReport", "VerifyReport", "Workspace", "parse_model_ref"]
+__all__ = [
+    "Identity",
+    "Problem",
+    "RotationReport",
+    "Workspace",
+    "WorkspaceVerifyReport",
+    "parse_model_ref",
+]
 
 _HOME_FORMAT = "bastion-home"
 _HOME_VERSION = 1
@@ -86,7 +93,7 @@ class Problem:
 
 
 @dataclass(slots=True)
-class VerifyReport:
+class WorkspaceVerifyReport:
     """What ``bastion verify`` checked and what it found."""
 
     artifacts: int = 0
@@ -527,7 +534,7 @@ class Workspace(Operations):
 
     def verify(
         self, *, checkpoint: Path | None = None, progress: Progress | None = None
-    ) -> VerifyReport:
+    ) -> WorkspaceVerifyReport:
         """Re-check every artifact, signed statement, registered model (its place in the
         signed, audited version history, signature, contract and provenance chain), the
         audit log and the home's file modes (files 0600, folders 0700).
@@ -540,7 +547,7 @@ class Workspace(Operations):
         Needs ``verify:run``; the run is audited as ``verify.run``.
         """
         self.authorize("verify:run")
-        report = VerifyReport()
+        report = WorkspaceVerifyReport()
         state = _VerifyState(checkpoint, progress or (lambda _s, _d, _t: None))
         for kind, check in self._checks():
             try:
@@ -550,7 +557,7 @@ class Workspace(Operations):
         self._record_verify(report)
         return report
 
-    def _checks(self) -> list[tuple[str, Callable[[VerifyReport, _VerifyState], None]]]:
+    def _checks(self) -> list[tuple[str, Callable[[WorkspaceVerifyReport, _VerifyState], None]]]:
         """``verify``'s checks, in order, each with the kind of problem it reports."""
         return [
             ("artifact", self._check_artifacts),
@@ -562,7 +569,7 @@ class Workspace(Operations):
             ("row", self._check_access_rows),
         ]
 
-    def _check_artifacts(self, report: VerifyReport, state: _VerifyState) -> None:
+    def _check_artifacts(self, report: WorkspaceVerifyReport, state: _VerifyState) -> None:
         state.known = {ref.digest for ref in self.store.list()}
         on_disk = set(self.store.iter_digests())
         for digest in sorted(state.known - on_disk):
@@ -581,7 +588,7 @@ class Workspace(Operations):
                 report.problems.append(Problem("artifact", digest, _why(exc)))
             state.step("artifacts", done, len(todo))
 
-    def _check_statements(self, report: VerifyReport, state: _VerifyState) -> None:
+    def _check_statements(self, report: WorkspaceVerifyReport, state: _VerifyState) -> None:
         trusted = trusted_keys(self.keyring)
         for sid, envelope in self.statements.all():
             report.statements += 1
@@ -599,7 +606,7 @@ class Workspace(Operations):
                 report.problems.append(Problem("statement", sid, _why(exc)))
         state.step("statements", report.statements, report.statements)
 
-    def _check_models(self, report: VerifyReport, state: _VerifyState) -> None:
+    def _check_models(self, report: WorkspaceVerifyReport, state: _VerifyState) -> None:
         records, history = self.models.audit_versions()
         report.problems.extend(Problem("model", ref, message) for ref, message in history)
         for record in records:
@@ -610,7 +617,7 @@ class Workspace(Operations):
                 report.problems.append(Problem("model", record.ref, _why(exc)))
         state.step("models", report.models, report.models)
 
-    def _check_rows(self, report: VerifyReport, state: _VerifyState) -> None:
+    def _check_rows(self, report: WorkspaceVerifyReport, state: _VerifyState) -> None:
         """Every metadata row against its MAC; a model row is the model check's to report."""
         with self.engine.connect() as conn:
             bad = scan(conn, self.rows)
@@ -620,7 +627,7 @@ class Workspace(Operations):
                 report.problems.append(Problem("row", f"{row.table}:{row.key}", message))
         state.step("rows", 1, 1)
 
-    def _check_access_rows(self, report: VerifyReport, state: _VerifyState) -> None:
+    def _check_access_rows(self, report: WorkspaceVerifyReport, state: _VerifyState) -> None:
         """The access-control rows against their sealed state: deleted or put back."""
         try:
             problems = self.access_state.check(self.engine)
@@ -630,7 +637,7 @@ class Workspace(Operations):
         report.problems.extend(Problem("row", p.subject, p.message) for p in problems)
         state.step("access", 1, 1)
 
-    def _check_audit(self, report: VerifyReport, state: _VerifyState) -> None:
+    def _check_audit(self, report: WorkspaceVerifyReport, state: _VerifyState) -> None:
         try:
             audit = self.audit.verify(checkpoint=state.checkpoint)
             report.audit_entries = audit.entries
@@ -641,7 +648,7 @@ class Workspace(Operations):
             report.problems.extend(Problem("audit", "audit-log", str(p)) for p in problems)
         state.step("audit", 1, 1)
 
-    def _check_files(self, report: VerifyReport, state: _VerifyState) -> None:
+    def _check_files(self, report: WorkspaceVerifyReport, state: _VerifyState) -> None:
         for path, mode, expected in loose_modes(self.home):
             what = "folder" if expected == 0o700 else "file"
             report.problems.append(
