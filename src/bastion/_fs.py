@@ -18,16 +18,19 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 __all__ = [
     "PRIVATE_DIR",
     "PRIVATE_FILE",
+    "Writable",
     "atomic_write",
     "file_lock",
     "fsync_dir",
     "loose_modes",
     "private_dir",
     "temp_file_in",
+    "write_all",
 ]
 
 PRIVATE_FILE = 0o600
@@ -125,3 +128,19 @@ def file_lock(path: Path) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+class Writable(Protocol):
+    """Where :func:`write_all` writes: any binary file, or a wrapper with ``write``."""
+
+    def write(self, data: memoryview, /) -> int | None: ...
+
+
+def write_all(dst: Writable, data: memoryview | bytes) -> None:
+    """Write every byte of ``data`` to ``dst``, looping over short writes."""
+    view = memoryview(data)
+    while view:
+        written = dst.write(view)
+        if written is None:
+            raise OSError("non-blocking destination is not supported")
+        view = view[written:]

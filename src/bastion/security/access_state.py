@@ -68,6 +68,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from bastion._canonical import canonical_json
 from bastion._fs import atomic_write, file_lock
 from bastion.errors import ConfigError, ForgedCredential, IntegrityError
 from bastion.security.rows import SEALED, SEALED_TABLES, RowMac
@@ -198,10 +199,6 @@ def _to_json(state: State) -> dict[str, list[list[Any]]]:
     return out
 
 
-def _canonical(doc: Mapping[str, Any]) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 class AccessState:
     """Reads, checks and replaces the sealed access state of one home."""
 
@@ -225,7 +222,9 @@ class AccessState:
     # -- the file ---------------------------------------------------------------------
 
     def _mac(self, doc: Mapping[str, Any]) -> bytes:
-        return hmac.digest(self._key, _CONTEXT + _canonical(doc), hashlib.sha256)
+        return hmac.digest(
+            self._key, _CONTEXT + canonical_json(doc, allow_nan=True), hashlib.sha256
+        )
 
     def write(self, state: State, pending: State | None = None) -> None:
         """Replace the file atomically (callers hold :attr:`lock_path`)."""

@@ -55,6 +55,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from bastion._canonical import canonical_json
 from bastion._fs import atomic_write, file_lock
 from bastion.errors import (
     AuthError,
@@ -147,10 +148,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _canonical(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
 class LocalKeyring:
     """A passphrase-protected keyring file. Implements :class:`KeyProvider`.
 
@@ -232,7 +229,9 @@ class LocalKeyring:
             mac = _unb64(doc.pop("mac"))
         except (ValueError, KeyError, TypeError, AttributeError):
             raise IntegrityError(f"{path}: not a Bastion keyring of version {_VERSION}") from None
-        expected = hmac.new(mac_key, _canonical(doc), hashlib.sha256).digest()
+        expected = hmac.new(
+            mac_key, canonical_json(doc, ascii=True, allow_nan=True), hashlib.sha256
+        ).digest()
         if not hmac.compare_digest(mac, expected):
             raise AuthError("wrong passphrase or damaged keyring")
         return doc
@@ -288,7 +287,9 @@ class LocalKeyring:
 
     def _save(self) -> None:
         doc = {k: v for k, v in self._doc.items() if k != "mac"}
-        mac = hmac.new(self._mac_key, _canonical(doc), hashlib.sha256).digest()
+        mac = hmac.new(
+            self._mac_key, canonical_json(doc, ascii=True, allow_nan=True), hashlib.sha256
+        ).digest()
         out = dict(doc, mac=_b64(mac))
         atomic_write(self._path, json.dumps(out, indent=1, sort_keys=True).encode() + b"\n")
 

@@ -42,6 +42,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
+from bastion._canonical import canonical_json
 from bastion.errors import ConfigError, IntegrityError, NotFound, SignatureError
 from bastion.security.keys import KeyInfo, KeyProvider, verify_ed25519
 from bastion.store.db import statement_subjects, statements
@@ -189,12 +190,6 @@ def _strict_json(data: str | bytes) -> Any:
     return json.loads(data, object_pairs_hook=pairs, parse_constant=constant)
 
 
-def _canonical(doc: Any) -> bytes:
-    return json.dumps(
-        doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
-
-
 def trusted_keys(keyring: _Keyring) -> dict[str, Ed25519PublicKey]:
     """Every signing key of ``keyring`` (active or verify-only) as ``{key id: public key}``."""
     infos = keyring.keys()  # KeyInfo records, not a mapping
@@ -229,7 +224,7 @@ def make_statement(
     if not isinstance(predicate_type, str) or not predicate_type:
         raise ConfigError(f"predicate_type: expected a non-empty URI, got {predicate_type!r}")
     try:
-        predicate_copy = json.loads(_canonical(dict(predicate)))
+        predicate_copy = json.loads(canonical_json(dict(predicate)))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"predicate: expected JSON-serialisable data ({exc})") from None
     return {
@@ -272,7 +267,7 @@ def sign_statement(keys: KeyProvider, statement: Mapping[str, Any]) -> dict[str,
     """Sign an in-toto statement (from :func:`make_statement`) into a DSSE envelope."""
     try:
         checked = _check_statement(dict(statement))
-        payload = _canonical(checked)
+        payload = canonical_json(checked)
     except (IntegrityError, TypeError, ValueError) as exc:
         raise ConfigError(f"statement: not a valid in-toto Statement v1 ({exc})") from None
     return sign_envelope(keys, INTOTO_PAYLOAD_TYPE, payload)
@@ -322,7 +317,7 @@ def _normalise(envelope: Mapping[str, Any] | str | bytes) -> tuple[str, str]:
             for key_id, sig in signatures
         ],
     }
-    text = _canonical(doc)
+    text = canonical_json(doc)
     return hashlib.sha256(text).hexdigest(), text.decode("utf-8")
 
 

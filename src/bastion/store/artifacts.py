@@ -45,7 +45,7 @@ from typing import Any, BinaryIO
 from sqlalchemy import BigInteger, Connection, Engine, LargeBinary, String, exists, literal, select
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
-from bastion._fs import file_lock, fsync_dir
+from bastion._fs import file_lock, fsync_dir, write_all
 from bastion.errors import ConfigError, NotFound
 from bastion.security.keys import KeyProvider
 from bastion.security.rows import RowMac
@@ -53,7 +53,6 @@ from bastion.security.sink import AuditSink
 from bastion.store.blob import (
     DEFAULT_CHUNK_SIZE,
     BlobReader,
-    Writable,
     check_chunk_size,
     check_kek_id,
     read_header,
@@ -131,15 +130,6 @@ def _source(source: Source) -> Iterator[BinaryIO]:
             f"source: expected bytes, a pathlib.Path or a binary file, got {type(source).__name__}"
         )
     yield source
-
-
-def _write_all(dst: Writable, data: memoryview | bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = dst.write(view)
-        if written is None:
-            raise OSError("non-blocking destination is not supported")
-        view = view[written:]
 
 
 class _WritebackFile:
@@ -338,7 +328,7 @@ class ArtifactStore:
                     return False
                 prefix = rewrap_slot(header, self._keys, kek_id, where)
                 with _scratch(self._tmp, ".blob") as (out, tmp):
-                    _write_all(out, prefix)
+                    write_all(out, prefix)
                     shutil.copyfileobj(src, out, _COPY_BUFFER)
                     os.fsync(out.fileno())
                     os.replace(tmp, path)
@@ -379,7 +369,7 @@ class ArtifactStore:
         with self.open(digest) as reader, _scratch(folder, ".part") as (out, tmp):
             sink = _WritebackFile(out)
             for chunk in reader.chunks():
-                _write_all(sink, chunk)
+                write_all(sink, chunk)
             os.fsync(out.fileno())
             os.replace(tmp, dest)
         fsync_dir(folder)

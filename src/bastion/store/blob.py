@@ -33,11 +33,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from bastion._fs import Writable, write_all
 from bastion.errors import ConfigError, IntegrityError, UnknownKeyError
 from bastion.security.keys import KeyProvider
 
@@ -178,21 +179,6 @@ def _read_full(src: BinaryIO, buf: memoryview) -> int:
     return filled
 
 
-class Writable(Protocol):
-    """Where :func:`write_blob` writes: any binary file, or a wrapper with ``write``."""
-
-    def write(self, data: memoryview, /) -> int | None: ...
-
-
-def _write_all(dst: Writable, data: memoryview | bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = dst.write(view)
-        if written is None:
-            raise OSError("non-blocking destination is not supported")
-        view = view[written:]
-
-
 class _Lane:
     """Calls run in order on one worker thread (or inline when ``threaded`` is false).
 
@@ -245,7 +231,7 @@ def write_blob(
     nonce_prefix = os.urandom(8)
     fixed = _fixed_header(dek, chunk_size, nonce_prefix)
     header_hash = hashlib.sha256(fixed).digest()
-    _write_all(dst, fixed + _slot(keys, keys.active_kek(), dek, header_hash))
+    write_all(dst, fixed + _slot(keys, keys.active_kek(), dek, header_hash))
     aead = AESGCM(dek)
     plain = [memoryview(bytearray(chunk_size)) for _ in range(_SLOTS)]
     sealed = [memoryview(bytearray(chunk_size + TAG_LEN)) for _ in range(_SLOTS)]
@@ -276,7 +262,7 @@ def write_blob(
                 header_hash + _AAD_TAIL.pack(index, final),
                 out,
             )
-            writer.submit(slot, partial(_write_all, dst), out)
+            writer.submit(slot, partial(write_all, dst), out)
             size += filled
             if final:
                 hasher.drain()
