@@ -22,22 +22,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Block", "ModelCard", "Section", "build_model_card", "html_page"]
+from bastion.compliance.page import html_page
+
+__all__ = ["Block", "ModelCard", "Section", "build_model_card"]
 
 _MD_SPECIAL = re.compile(r"([\\`*\[\]|])")
 _MD_HEADING = re.compile(r"^(\s*)#", re.MULTILINE)
-_CSS = """
-body{font:15px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;color:#1b1f24;
-max-width:60rem;margin:2rem auto;padding:0 1rem}
-h1{font-size:1.6rem;border-bottom:2px solid #d0d7de;padding-bottom:.3rem}
-h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #d0d7de}
-table{border-collapse:collapse;margin:.6rem 0;font-size:.92rem}
-th,td{border:1px solid #d0d7de;padding:.25rem .6rem;text-align:left;vertical-align:top}
-th{background:#f6f8fa} code,pre{font-family:ui-monospace,Menlo,Consolas,monospace}
-pre{background:#f6f8fa;padding:.7rem;overflow-x:auto}
-.pass{color:#1a7f37;font-weight:600}.fail{color:#cf222e;font-weight:600}
-img{max-width:100%;height:auto}
-"""
 _SCORES = {"probability": "probabilities", "decision_function": "decision-function values"}
 _PROVENANCE = {
     "run_id": "Run id",
@@ -46,7 +36,6 @@ _PROVENANCE = {
     "seed": "Seed",
     "actor": "Actor",
 }
-_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
 @dataclass(frozen=True)
@@ -147,20 +136,6 @@ def build_model_card(
         ),
     ]
     return ModelCard(f"Model card: {name} {version}", sections)
-
-
-def html_page(title: str, body: str) -> str:
-    """A self-contained HTML page: inline CSS, no scripts allowed, images as data URIs.
-
-    ``title`` is escaped here; ``body`` must already be safe HTML.
-    """
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        f"{body}\n</body>\n</html>\n"
-    )
 
 
 # -- sections ---------------------------------------------------------------------------
