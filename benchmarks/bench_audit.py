@@ -24,7 +24,8 @@ import threading
 import time
 from pathlib import Path
 
-from bastion.security.audit import AuditLog, _validated
+from bastion.security.audit import AuditLog
+from bastion.security.audit.entry import validated
 from bastion.security.keys import LocalKeyring
 from bastion.store.db import make_engine, migrate
 
@@ -117,7 +118,7 @@ def bench_verify(folder: Path, keys: LocalKeyring, total: int) -> tuple[float, f
         began = time.perf_counter()
         for low in range(0, total, 5000):
             batch = [
-                _validated(
+                validated(
                     f"user-{i % 97}",
                     "model.predict",
                     f"deployment:d{i % 7}",

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 from bastion.errors import (
@@ -24,7 +26,6 @@ from bastion.errors import (
     SignatureError,
     UnknownKeyError,
 )
-from bastion.security import audit as audit_module
 from bastion.security.audit import (
     CHECKPOINT_FORMAT,
     OUTCOMES,
@@ -33,6 +34,8 @@ from bastion.security.audit import (
     Checkpoint,
     read_checkpoint,
 )
+from bastion.security.audit import entry as audit_entry
+from bastion.security.audit import walk as audit_walk
 from bastion.security.keys import LocalKeyring
 from bastion.security.merkle import leaf_hash, merkle_root
 from bastion.store.db import make_engine
@@ -359,6 +362,30 @@ def test_leaf_and_chain_test_vectors() -> None:
         assert (leaf.hex(), chain.hex()) == (leaf_hex, chain_hex)
 
 
+def test_every_leaf_encoder_gives_the_vectors() -> None:
+    """The text form (writer, rebuild) and the bytes form (verify) are one encoding."""
+    fields = [
+        (e.seq, e.ts, e.actor, e.action, e.resource, e.outcome, e.details_json)
+        for e in VECTOR_ENTRIES
+    ]
+    assert [audit_entry.leaf_hash(*f).hex() for f in fields] == VECTOR_LEAVES
+    columns = [[str(f[i]).encode() for f in fields] for i in range(7)]
+    assert [h.hex() for h in audit_entry.leaf_hashes(*columns)] == VECTOR_LEAVES
+    leaves = [bytes.fromhex(h) for h in VECTOR_LEAVES]
+    assert [c.hex() for c in audit_entry.chain_hashes(bytes(32), leaves)] == VECTOR_CHAINS
+    assert audit_entry.chain_hash(bytes(32), leaves[0]).hex() == VECTOR_CHAINS[0]
+
+
+_FIELD = st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=40)
+
+
+@given(seq=st.integers(1, 2**63 - 1), fields=st.tuples(*[_FIELD] * 6))
+def test_text_and_bytes_leaf_encoders_agree(seq: int, fields: tuple[str, ...]) -> None:
+    by_text = audit_entry.leaf_hash(seq, *fields)
+    by_bytes = audit_entry.leaf_hashes([b"%d" % seq], *([f.encode()] for f in fields))
+    assert by_bytes == [by_text] == [leaf_hash(audit_entry.leaf_bytes(seq, *fields))]
+
+
 def test_checkpoint_test_vector(tmp_path: Path) -> None:
     leaves = [bytes.fromhex(h) for h in VECTOR_LEAVES]
     assert merkle_root(leaves).hex() == VECTOR_ROOT
@@ -436,7 +463,7 @@ def test_two_logs_on_one_database_interleave_safely(
 
 
 def test_verify_walks_many_ranges(log: AuditLog, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(audit_module, "_VERIFY_RANGE", 4)
+    monkeypatch.setattr(audit_walk, "_VERIFY_RANGE", 4)
     for _ in range(17):
         log.submit("a", "b", "c")
     log.flush()

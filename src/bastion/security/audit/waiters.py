@@ -1,0 +1,98 @@
+"""What callers of the audit writer wait on, and what they queue for it.
+
+``record`` blocks on a :class:`Waiter` (one lock, lighter than a Future); ``arecord`` awaits
+an :class:`AsyncWaiter`, which the writer settles with one event-loop wake-up per batch;
+``submit`` returns a plain :class:`~concurrent.futures.Future`. A :class:`Control` (flush,
+checkpoint, stop) is queued behind the entries before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from concurrent.futures import Future
+
+from bastion.security.audit.checkpoint import Checkpoint
+from bastion.security.audit.entry import Item
+
+__all__ = ["AsyncWaiter", "Control", "Message", "Result", "Waiter", "settle"]
+
+
+class Control:
+    """A writer instruction queued behind the entries before it: flush, checkpoint, stop."""
+
+    __slots__ = ("future", "kind")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.future: Future[Checkpoint | None] = Future()
+
+
+class Waiter:
+    """What ``record`` blocks on: a lighter Future (one lock, no condition variable)."""
+
+    __slots__ = ("_done", "error", "seq")
+
+    def __init__(self) -> None:
+        self._done = threading.Lock()
+        self._done.acquire()
+        self.seq = 0
+        self.error: BaseException | None = None
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return True
+
+    def set_result(self, seq: int) -> None:
+        self.seq = seq
+        self._done.release()
+
+    def set_exception(self, error: BaseException) -> None:
+        self.error = error
+        self._done.release()
+
+    def wait(self) -> int:
+        self._done.acquire()
+        if self.error is not None:
+            raise self.error
+        return self.seq
+
+
+class AsyncWaiter:
+    """What ``arecord`` awaits: settled on its event loop, one loop wake-up per batch."""
+
+    __slots__ = ("future", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[int] = loop.create_future()
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return True
+
+    def set_result(self, seq: int) -> None:  # only used on failure paths, one by one
+        result: Result = (self.future, seq, None)
+        with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
+            self.loop.call_soon_threadsafe(settle, [result])
+
+    def set_exception(self, error: BaseException) -> None:
+        result: Result = (self.future, 0, error)
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(settle, [result])
+
+
+Result = tuple["asyncio.Future[int]", int, BaseException | None]
+
+
+def settle(results: list[Result]) -> None:
+    """Resolve asyncio futures on their own loop (called there by the writer)."""
+    for future, seq, error in results:
+        if future.done():  # the awaiting task was cancelled; the entry is written anyway
+            continue
+        if error is None:
+            future.set_result(seq)
+        else:
+            future.set_exception(error)
+
+
+Message = tuple[Item, "Future[int] | Waiter | AsyncWaiter"] | Control

@@ -1,0 +1,398 @@
+"""The audit log's front: record entries through one group-commit writer thread.
+
+Group commit: :meth:`AuditLog.submit` queues an entry for one background writer thread and
+returns a future (:meth:`AuditLog.record` is submit-and-wait, with a lighter waiter); the
+writer drains the queue (up to 5,000 entries; when several callers are active it waits up
+to 1 ms for more), writes them with one ``executemany`` and one commit (durable: SQLite
+runs with ``synchronous=FULL``), then resolves the futures. If the write fails every future
+of the batch gets :class:`~bastion.errors.AuditError` and nothing of the batch is visible
+(fail closed). :meth:`AuditLog.record_in` runs the same chaining code (:mod:`.chain`)
+inside a caller's transaction, for actions that must commit atomically with their entry.
+
+The sealed anchor (:mod:`bastion.security.anchor`) is updated after every commit that
+signs a checkpoint and on :meth:`AuditLog.close`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine
+
+from bastion._fs import atomic_write
+from bastion.errors import AuditError, ConfigError, Error
+from bastion.security.audit.chain import ChainWriter, Seal
+from bastion.security.audit.checkpoint import Checkpoint
+from bastion.security.audit.entry import Item, validated
+from bastion.security.audit.verifier import VerifyReport, verify_log
+from bastion.security.audit.waiters import AsyncWaiter, Control, Message, Result, Waiter, settle
+from bastion.security.keys import KeyProvider
+
+if TYPE_CHECKING:
+    from bastion.security.sink import AuditSink
+
+__all__ = ["AuditLog"]
+
+_BATCH_CAP = 5_000
+_GROUP_WAIT = 0.001  # seconds the writer may wait to grow a batch (see AuditLog._drain)
+_GROUP_GAP = 0.0002  # ... as long as messages keep coming this close together
+
+
+class AuditLog(ChainWriter):
+    """The audit log in one database. Implements :class:`~bastion.security.sink.AuditSink`.
+
+    ``record`` and ``submit`` may be called from many threads. Use the log as a context
+    manager, or call :meth:`close`, so that queued entries are written before exit.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        keys: KeyProvider,
+        *,
+        checkpoint_every: int = 1000,
+        anchor: Path | None = None,
+    ) -> None:
+        """``anchor`` names the sealed anchor file (see :mod:`bastion.security.anchor`); a
+        workspace always passes ``<home>/audit-anchor.json``. Without one, nothing outside
+        the database remembers the log, as before."""
+        super().__init__(engine, keys, checkpoint_every, anchor)
+        self._queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._last_batch = 1
+        self._conn: Any = None  # the writer thread's own pooled connection
+
+    # -- recording ----------------------------------------------------------------------
+
+    def submit(
+        self,
+        actor: str,
+        action: str,
+        resource: str,
+        outcome: str = "ok",
+        details: Mapping[str, Any] | None = None,
+    ) -> Future[int]:
+        """Queue one entry; the future gives its seq once committed, or AuditError."""
+        future: Future[int] = Future()
+        self._send((validated(actor, action, resource, outcome, details), future))
+        return future
+
+    def record(
+        self,
+        actor: str,
+        action: str,
+        resource: str,
+        outcome: str = "ok",
+        details: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Append one entry and return its seq once it is durable; AuditError if it is not."""
+        waiter = Waiter()
+        self._send((validated(actor, action, resource, outcome, details), waiter))
+        return waiter.wait()
+
+    async def arecord(
+        self,
+        actor: str,
+        action: str,
+        resource: str,
+        outcome: str = "ok",
+        details: Mapping[str, Any] | None = None,
+    ) -> int:
+        """``record`` for asyncio code (the inference server): await the durable seq.
+
+        Many tasks awaiting at once share one commit, and the writer wakes their event loop
+        once per batch rather than once per entry, so an async caller gets group commit
+        without a thread per request. If the awaiting task is cancelled, the entry may
+        still be written: audit entries are never withdrawn.
+        """
+        waiter = AsyncWaiter(asyncio.get_running_loop())
+        self._send((validated(actor, action, resource, outcome, details), waiter))
+        return await waiter.future
+
+    def record_in(
+        self,
+        conn: Connection,
+        actor: str,
+        action: str,
+        resource: str,
+        outcome: str = "ok",
+        details: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Append one entry inside the caller's open transaction on ``conn``.
+
+        The entry commits or rolls back with the caller's work. The head row stays locked
+        until then, so record further entries of that transaction with ``record_in`` too.
+        """
+        item = validated(actor, action, resource, outcome, details)
+        if self._closed:
+            raise AuditError("the audit log is closed")
+        if not conn.in_transaction():
+            raise ConfigError("conn: record_in needs an open transaction (engine.begin())")
+        dbapi = conn.connection.dbapi_connection
+        if dbapi is None:
+            raise AuditError("could not write the audit entry: the connection is closed")
+        cursor = dbapi.cursor()
+        try:
+            seqs, state, _, _ = self._append(
+                cursor, [item], want_checkpoint=False, write_locked=self._sql.begin_write == ""
+            )
+        except AuditError:
+            raise
+        except Exception as exc:
+            raise AuditError(f"could not write the audit entry ({type(exc).__name__})") from exc
+        finally:
+            cursor.close()
+        self._state = state  # compared with the head before it is used again
+        return seqs[0]
+
+    def flush(self) -> None:
+        """Wait until every entry submitted before this call has been written or failed."""
+        if self._thread is not None and not self._closed:
+            self._call(Control("flush"))
+
+    def checkpoint(self) -> Checkpoint:
+        """Write queued entries, then sign a checkpoint at the head (or return the one there).
+
+        Raises ConfigError when the log is empty.
+        """
+        checkpoint = self._call(Control("checkpoint"))
+        if checkpoint is None:  # pragma: no cover - the writer always answers with one
+            raise AuditError("the audit writer returned no checkpoint")
+        return checkpoint
+
+    def export_checkpoint(self, path: Path) -> Checkpoint:
+        """Checkpoint the head and write it to ``path`` atomically, to keep elsewhere."""
+        checkpoint = self.checkpoint()
+        atomic_write(path, checkpoint.to_json(), mode=0o644)
+        return checkpoint
+
+    def close(self) -> None:
+        """Write everything still queued, then stop the writer. Later records fail."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+            if thread is not None:
+                self._queue.put(Control("stop"))
+        if thread is not None:
+            thread.join()
+            atexit.unregister(self.close)
+        if self._anchor is not None:
+            self._seal_head()
+            self._anchor.close()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the writer thread --------------------------------------------------------------
+
+    def _send(self, message: Message) -> None:
+        with self._lock:
+            if self._closed:
+                raise AuditError("the audit log is closed")
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="bastion-audit-writer", daemon=True
+                )
+                self._thread.start()
+                atexit.register(self.close)
+            elif not self._thread.is_alive():
+                raise AuditError("the audit writer has stopped")
+            self._queue.put(message)
+
+    def _call(self, control: Control) -> Checkpoint | None:
+        self._send(control)
+        return control.future.result()
+
+    def _run(self) -> None:
+        stop = False
+        try:
+            while not stop:
+                items: list[Item] = []
+                futures: list[Future[int] | Waiter | AsyncWaiter] = []
+                for message in self._drain():
+                    if isinstance(message, tuple):
+                        if message[1].set_running_or_notify_cancel():
+                            items.append(message[0])
+                            futures.append(message[1])
+                        continue
+                    if message.kind == "stop":
+                        stop = True
+                        continue
+                    self._commit(items, futures, message)
+                    items, futures = [], []
+                self._commit(items, futures, None)
+        finally:
+            self._release_connection(ok=True)
+
+    def _drain(self) -> list[Message]:
+        """Block for one message, then take what is queued: a batch of up to 5,000.
+
+        Group commit: when the last batch held several entries their callers are likely
+        about to send more, so sleep in steps of 0.2 ms (for at most 1 ms) while the batch
+        keeps growing. Sleeping, rather than waiting on the queue, lets callers enqueue
+        without waking the writer for each message. A lone caller never waits.
+        """
+        get_nowait = self._queue.get_nowait
+        messages = [self._queue.get()]
+        deadline = time.perf_counter() + _GROUP_WAIT
+        while True:
+            taken = len(messages)
+            while len(messages) < _BATCH_CAP:
+                try:
+                    messages.append(get_nowait())
+                except queue.Empty:
+                    break
+            grew = len(messages) > taken or taken == 1
+            if (
+                self._last_batch < 2
+                or not grew
+                or len(messages) >= _BATCH_CAP
+                or not isinstance(messages[-1], tuple)
+                or time.perf_counter() > deadline
+            ):
+                break
+            time.sleep(_GROUP_GAP)
+        self._last_batch = len(messages)
+        return messages
+
+    def _commit(
+        self,
+        items: list[Item],
+        futures: list[Future[int] | Waiter | AsyncWaiter],
+        control: Control | None,
+    ) -> None:
+        """Write one batch in one transaction and settle its futures."""
+        want = control is not None and control.kind == "checkpoint"
+        if not items and not want:
+            if control is not None:
+                control.future.set_result(None)
+            return
+        try:
+            seqs, checkpoint, seal = self._write(items, want_checkpoint=want)
+        except BaseException as exc:
+            waiting: list[Future[Any] | Waiter | AsyncWaiter] = [
+                *futures,
+                *([control.future] if control else []),
+            ]
+            for future in waiting:
+                future.set_exception(self._failure(exc, len(items)))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[Result]] = {}
+        for future, seq in zip(futures, seqs, strict=True):
+            if isinstance(future, AsyncWaiter):
+                by_loop.setdefault(future.loop, []).append((future.future, seq, None))
+            else:
+                future.set_result(seq)
+        for loop, results in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a loop closed meanwhile
+                loop.call_soon_threadsafe(settle, results)
+        if seal is not None and self._anchor is not None:
+            if not want:
+                self._anchor.submit(*seal)  # off this thread: commits never wait for it
+            elif control is not None:
+                try:
+                    self._anchor.seal(*seal)
+                except (Error, OSError) as exc:
+                    error = AuditError(f"the checkpoint was signed but not anchored ({exc})")
+                    control.future.set_exception(error)
+                    return
+        if control is not None:
+            control.future.set_result(checkpoint)
+
+    @staticmethod
+    def _failure(exc: BaseException, count: int) -> Exception:
+        if isinstance(exc, (AuditError, ConfigError)):
+            return exc
+        error = AuditError(f"could not write {count} audit entries ({type(exc).__name__})")
+        error.__cause__ = exc
+        return error
+
+    def _write(
+        self, items: Sequence[Item], *, want_checkpoint: bool
+    ) -> tuple[range, Checkpoint | None, Seal | None]:
+        if self._conn is None:
+            self._conn = self._engine.raw_connection()
+        cursor = self._conn.cursor()
+        seal: Seal | None = None
+        try:
+            if self._sql.begin_write:
+                cursor.execute(self._sql.begin_write)
+            seqs, state, checkpoint, newest = self._append(
+                cursor, items, want_checkpoint=want_checkpoint, write_locked=True
+            )
+            if newest is not None and self._anchor is not None:
+                cursor.execute(self._sql.count_checkpoints_upto, (newest.tree_size,))
+                (held,) = cursor.fetchone()
+                seal = (newest.tree_size, newest.root, int(held))
+            self._conn.commit()
+        except BaseException:
+            cursor.close()
+            self._release_connection(ok=False)
+            raise
+        cursor.close()
+        self._state = state
+        return seqs, checkpoint, seal
+
+    def _release_connection(self, *, ok: bool) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if ok:
+                conn.close()
+            else:
+                conn.invalidate()  # never reuse a connection whose transaction failed
+        except Exception:  # noqa: S110 - the connection is being thrown away either way
+            pass
+
+    # -- verification -------------------------------------------------------------------
+
+    def verify(
+        self,
+        *,
+        checkpoint: Path | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> VerifyReport:
+        """Recompute the chain, every checkpoint and the head; raise AuditChainError if any fail.
+
+        ``checkpoint`` names an exported checkpoint file: its signature must verify under the
+        keyring, the log must still hold its ``tree_size`` entries (else it was truncated)
+        and their Merkle root must equal its root (else the history was forked).
+        With an anchor file (every workspace has one) no exported checkpoint is needed to
+        find deleted checkpoints, truncation or a rewritten history up to the anchor: its
+        signature must verify, the log must hold its ``tree_size`` entries with its root,
+        and as many checkpoint rows up to it as it counts.
+        ``progress(done, total)`` is called after each range of entries.
+        The error's ``problems`` attribute lists every :class:`AuditProblem` found.
+        """
+        return verify_log(self._engine, self._sql, self._keys, self._anchor, checkpoint, progress)
+
+
+if TYPE_CHECKING:  # mypy proves that the log is what services are given
+
+    def _is_a_sink(log: AuditLog) -> AuditSink:
+        return log
