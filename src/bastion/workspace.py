@@ -47,6 +47,7 @@ from bastion.security.anchor import ANCHOR_FILE, adopt_anchor
 from bastion.security.audit import AuditLog
 from bastion.security.keys import DEFAULT_SCRYPT_LOG_N, LocalKeyring
 from bastion.security.rows import RowMac, scan, seal_missing
+from bastion.security.scope import covers
 from bastion.security.signing import (
     StatementStore,
     make_statement,
@@ -68,6 +69,7 @@ __all__ = [
     "RotationReport",
     "Workspace",
     "WorkspaceVerifyReport",
+    "covers",
     "parse_model_ref",
 ]
 

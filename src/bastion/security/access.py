@@ -62,6 +62,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from bastion.errors import AccessDenied, AuthError, ConfigError, ForgedCredential, NotFound
 from bastion.security.access_state import AccessState
 from bastion.security.rows import BadRow, RowMac
+from bastion.security.scope import covers, covers_clause
 from bastion.security.sink import AuditSink
 from bastion.store.db import grants as grants_table
 from bastion.store.db import principals, role_permissions, tokens
@@ -216,13 +217,6 @@ def _check_actor(actor: object) -> str:
     return actor
 
 
-def _covers(grant_type: str, grant_resource: str, resource_type: str, resource: str) -> bool:
-    """Does a grant on (grant_type, grant_resource) cover the scope (resource_type, resource)?"""
-    if grant_type == "*":
-        return True
-    return grant_type == resource_type and grant_resource in ("*", resource)
-
-
 def _secret_hash(secret: str) -> bytes | None:
     """SHA-256 of the raw secret, or None if ``secret`` is not its canonical base64url."""
     try:
@@ -248,13 +242,7 @@ _t, _p, _g = tokens.c, principals.c, grants_table.c
 _COVERS = sa.and_(
     _g.principal == _t.principal,
     _g.role == _t.role,
-    sa.or_(
-        _g.resource_type == "*",
-        sa.and_(
-            _g.resource_type == _t.resource_type,
-            sa.or_(_g.resource == "*", _g.resource == _t.resource),
-        ),
-    ),
+    covers_clause(_g.resource_type, _g.resource, _t.resource_type, _t.resource),
 )
 _PARTS = (("tokens", tokens), ("principals", principals), ("grants", grants_table))
 _LOOKUP = (
@@ -590,8 +578,7 @@ class AccessControl:
             tok.id
             for tok in live
             if not any(
-                _covers(o.resource_type, o.resource, tok.resource_type, tok.resource)
-                for o in others
+                covers(o.resource_type, o.resource, tok.resource_type, tok.resource) for o in others
             )
         )
         revoked = _iso(self._now())
@@ -670,7 +657,7 @@ class AccessControl:
         held = [
             g
             for g in self.grants(principal)
-            if g.role == role and _covers(g.resource_type, g.resource, resource_type, resource)
+            if g.role == role and covers(g.resource_type, g.resource, resource_type, resource)
         ]
         if not held:
             raise AccessDenied(
@@ -788,11 +775,7 @@ class AccessControl:
         held = self.permissions(identity.role)
         if "*" not in held and permission not in held:
             raise denied
-        if identity.resource_type == "*":
-            return
-        if resource_type != identity.resource_type:
-            raise denied
-        if identity.resource != "*" and resource != identity.resource:
+        if not covers(identity.resource_type, identity.resource, resource_type, resource):
             raise denied
 
     def check(

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 
 from bastion.errors import AccessDenied, AuthError, ConfigError, Error
+from bastion.workspace import covers
 
 if TYPE_CHECKING:
     from bastion.workspace import Identity, Workspace
@@ -252,9 +253,8 @@ class Authenticator:
             return True
         if permission not in held:
             return False
-        if resource_type == "deployment":
-            return "*" in caller.deployments or resource in caller.deployments
-        return False
+        # a JWT's deployments claim is a grant on ("deployment", each name it lists)
+        return any(covers("deployment", d, resource_type, resource) for d in caller.deployments)
 
     def _permissions(self, role: str) -> frozenset[str]:
         now = self._clock()
