@@ -265,7 +265,7 @@ def test_undeclared_pii_column_fails_the_run_naming_it_with_values_masked(
 
 def _table_of(home: Home, result: dict[str, Any], stage: str) -> pd.DataFrame:
     from bastion import Workspace
-    from bastion.pipeline.stage import decode
+    from bastion.spec.stage import decode
 
     digest = next(s for s in result["stages"] if s["name"] == stage)["outputs"]["table"]
     ws = Workspace.open(home.path, PASSPHRASE, token=home.token)

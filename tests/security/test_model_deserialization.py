@@ -1,6 +1,6 @@
 """Unsafe deserialisation: a model file is data, and loading it must never run its code.
 
-Each test is an attack on ``bastion.pipeline.serialization.load_model``: a pickle, a skops
+Each test is an attack on ``bastion.spec.serialization.load_model``: a pickle, a skops
 archive that names a type off the trusted list (including estimators skops itself trusts),
 crafted archives that would call ``builtins.eval`` or ``os.system``, an ``.npy`` holding a
 pickled object array, trees whose node indices point outside their arrays, and random
@@ -32,7 +32,7 @@ from sklearn.preprocessing import StandardScaler
 from skops.io._protocol import PROTOCOL
 
 from bastion.errors import IntegrityError
-from bastion.pipeline.serialization import dump_model, load_model
+from bastion.spec.serialization import dump_model, load_model
 
 rng = np.random.default_rng(0)
 X = rng.normal(size=(300, 4))

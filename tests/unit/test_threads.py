@@ -10,7 +10,7 @@ import pytest
 from threadpoolctl import threadpool_info
 
 from bastion.errors import ConfigError
-from bastion.pipeline.loader import load_pipeline
+from bastion.spec.loader import load_pipeline
 from bastion.threads import ENV_VAR, limit_threads, resolve_threads
 
 PIN = "0" * 61 + "abc"

@@ -40,11 +40,11 @@ from bastion.defenses.findings import Finding
 from bastion.defenses.label_noise import label_issues, out_of_fold
 from bastion.defenses.outliers import outliers
 from bastion.errors import DataError
-from bastion.pipeline.config import DETECTORS
+from bastion.spec.config import DETECTORS
 from bastion.threads import limit_threads
 
 if TYPE_CHECKING:
-    from bastion.pipeline.config import ScreenConfig
+    from bastion.spec.config import ScreenConfig
 
 __all__ = ["DETECTORS", "ScreenResult", "screen_table"]
 

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from bastion.errors import ConfigError, Error, IntegrityError, NotFound
-from bastion.pipeline.runner import RELEASE_PREDICATE, STAGE_PREDICATE
+from bastion.pipeline.provenance import RELEASE_PREDICATE, STAGE_PREDICATE
 from bastion.store.db import models, statements
 
 if TYPE_CHECKING:
@@ -536,7 +536,7 @@ class ModelRegistry:
         """
         import logging
 
-        from bastion.pipeline.serialization import load_model
+        from bastion.spec.serialization import load_model
 
         actor = self.ws.authorize(
             "model:read", resource_type="model", resource=parse_ref(ref)[0]
@@ -553,7 +553,7 @@ class ModelRegistry:
     def load(self, ref: str) -> tuple[Any, VerifiedModel]:
         """Verify, then deserialise: the only way Bastion hands out a model. Needs
         ``model:read`` on the model."""
-        from bastion.pipeline.serialization import load_model
+        from bastion.spec.serialization import load_model
 
         self.ws.authorize("model:read", resource_type="model", resource=parse_ref(ref)[0])
         rec = self.get(ref)

@@ -11,11 +11,18 @@ For each stage, in order, the runner — not the stage —
    and whose materials are the input digests (and pinned sources);
 4. audits start, finish, cache reuse and failure.
 
-After ``evaluate`` the gates decide: a failed gate ends the run ``failed`` (exit 1) with
-everything stored and reported, and nothing released. ``release`` registers the model as
+After the gating stage (``Stage.gates_output``, today ``evaluate``) the gates decide: a
+failed gate ends the run ``failed`` (exit 1) with everything stored and reported, and
+nothing released. The releasing stage (``Stage.releases``) registers the model as
 ``NAME:VERSION`` (a rerun that yields the same model bytes reuses its version) and signs a
 release statement that names the statement of every stage — the provenance chain that
 :mod:`bastion.pipeline.registry` checks before a model is ever deserialised.
+
+The runner only orchestrates; the pieces live beside it: :mod:`bastion.pipeline.cache`
+(the key, lookup and insert), :mod:`bastion.pipeline.provenance` (predicates, materials,
+statement bodies, the environment) and :mod:`bastion.pipeline.record` (the run record).
+It reads each stage's optional hooks from :class:`~bastion.spec.stage.Stage` and never
+names a stage.
 """
 
 from __future__ import annotations
@@ -23,25 +30,32 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import platform
 import secrets
-import subprocess
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from bastion._fs import atomic_write, private_dir
-from bastion.errors import ConfigError, Error, GateFailed
-from bastion.pipeline.config import PipelineConfig
-from bastion.pipeline.stage import KINDS, Kind, Stage, StageContext, decode, encode
-from bastion.store.db import models, runs, stage_cache
+from bastion.errors import Error
+from bastion.pipeline import cache, provenance
+from bastion.pipeline.provenance import RELEASE_PREDICATE, STAGE_PREDICATE
+from bastion.pipeline.record import (
+    RunResult,
+    StageRecord,
+    finish_run,
+    gate_failure,
+    last_passed_output,
+    now,
+    start_run,
+)
+from bastion.spec.config import PipelineConfig
+from bastion.spec.stage import KINDS, Kind, Stage, StageContext, decode, encode
+from bastion.store.db import models
 
 if TYPE_CHECKING:
     from bastion.workspace import Workspace
@@ -57,76 +71,8 @@ __all__ = [
     "gate_failure",
 ]
 
-STAGE_PREDICATE = "https://bastion.dev/provenance/stage/v1"
-RELEASE_PREDICATE = "https://bastion.dev/provenance/release/v1"
-_PACKAGES = ("bastion-ml", "numpy", "pandas", "pyarrow", "scikit-learn", "skops", "cryptography")
-
 Progress = Callable[[str, str, int, int], None]
 """``progress(stage, state, index, total)`` with state in running | cached | done | failed."""
-
-
-@dataclass
-class StageRecord:
-    """What happened to one stage in one run."""
-
-    name: str
-    cached: bool = False
-    status: str = "pending"  # pending | done | failed | skipped
-    seconds: float = 0.0
-    outputs: dict[str, str] = field(default_factory=dict)  # output name → digest
-    statement: str | None = None
-    error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The stage as the run record, the report and ``bastion run --json`` show it."""
-        return {
-            "name": self.name,
-            "status": self.status,
-            "cached": self.cached,
-            "seconds": round(self.seconds, 3),
-            "outputs": self.outputs,
-            "statement": self.statement,
-            "error": self.error,
-        }
-
-
-@dataclass
-class RunResult:
-    """The run record ``bastion run --json`` prints."""
-
-    run_id: str
-    status: str  # passed | failed
-    model: str | None
-    gates: list[dict[str, Any]]
-    report: Path | None
-    stages: list[StageRecord]
-    record: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "status": self.status,
-            "model": self.model,
-            "gates": self.gates,
-            "report": str(self.report) if self.report else None,
-            "stages": [s.to_json() for s in self.stages],
-        }
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def _canonical(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Pipeline:
@@ -141,7 +87,7 @@ class Pipeline:
     @classmethod
     def from_yaml(cls, path: str | Path) -> Pipeline:
         """Load and validate a pipeline file (errors name the file, line and key)."""
-        from bastion.pipeline.loader import load_pipeline
+        from bastion.spec.loader import load_pipeline
 
         path = Path(path)
         config, raw = load_pipeline(path)
@@ -212,11 +158,11 @@ class _Run:
         self.produced: dict[str, tuple[str, Kind]] = {}  # "stage.output" → (digest, kind)
         self.values: dict[str, Any] = {}
         self.records: list[StageRecord] = []
-        self.statements: dict[str, str] = {}
         self.summary: dict[str, Any] = {"config_digest": pipeline.config_digest}
         self.materials: dict[str, list[dict[str, str]]] = {}
         self.config_ref = ""  # digest of the pipeline file, stored at the start of the run
         self.previous_release: str | None = None  # release statement of the version before
+        self.gates: list[dict[str, Any]] = []  # the gating stage's gates, once it ran
         self._pseudo: Any = None
         self._pending: list[Future[int]] = []  # audit entries queued, not yet confirmed
 
@@ -250,89 +196,6 @@ class _Run:
             self.values[key] = decode(kind, self.ws.store.read_bytes(digest))
         return self.values[key]
 
-    def _environment(self) -> dict[str, Any]:
-        versions: dict[str, str | None] = {}
-        for name in _PACKAGES:
-            try:
-                versions[name] = importlib_metadata.version(name)
-            except importlib_metadata.PackageNotFoundError:
-                versions[name] = None
-        return {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "packages": versions,
-            "git_commit": _git_commit(self.p.path.parent),
-        }
-
-    def _external_digest(self, stage: Stage) -> str | None:
-        """Ingest stages: the digest of the source bytes, so a changed file is never cached."""
-        source = getattr(stage, "source", None)
-        if source is None or getattr(source, "format", None) not in ("csv", "parquet"):
-            return None
-        path = (self.p.path.parent / source.path).resolve()
-        try:
-            return _sha256_file(path)
-        except FileNotFoundError:
-            raise ConfigError(
-                f"{self.p.path}: data source file {source.path} not found (looked in {path})"
-            ) from None
-
-    def _baseline(self, stage: Stage) -> str | None:
-        """The digest of ``stage``'s ``baseline_output`` in the newest passed run, if any."""
-        output = getattr(stage, "baseline_output", None)
-        if output is None:
-            return None
-        with self.ws.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(runs.c.record)
-                .where(runs.c.pipeline == self.p.config.name, runs.c.status == "passed")
-                .order_by(runs.c.started.desc())
-                .limit(20)
-            ).all()
-        for (record,) in rows:
-            for rec in json.loads(record).get("stages", []):
-                digest = (
-                    rec.get("outputs", {}).get(output) if rec.get("name") == stage.name else None
-                )
-                if digest and self.ws.store.exists(digest):
-                    return str(digest)
-        return None
-
-    def _cache_key(self, stage: Stage, inputs: Mapping[str, str]) -> str | None:
-        source = getattr(stage, "source", None)
-        if source is not None and (source.format == "sql" or source.sha256 is None):
-            return None  # SQL and unsafe_unpinned sources are re-read (and re-audited) each run
-        external = self._external_digest(stage)
-        if getattr(stage, "uses_pseudonym_key", False):
-            external = f"{external}|pseudonym:{self._pseudonymizer().key_id}"
-        return hashlib.sha256(
-            _canonical(
-                {
-                    "stage": stage.name,
-                    "version": stage.version,
-                    "config": stage.fingerprint(),
-                    "inputs": dict(inputs),
-                    "external": external,
-                    "seed": self.p.config.seed,
-                    "model_ref": self.summary.get("model_ref") if stage.name == "release" else None,
-                }
-            )
-        ).hexdigest()
-
-    def _cached(self, key: str | None) -> tuple[dict[str, str], str] | None:
-        if key is None or self.force:
-            return None
-        with self.ws.engine.connect() as conn:
-            row = conn.execute(sa.select(stage_cache).where(stage_cache.c.key == key)).first()
-        if row is None:
-            return None
-        outputs: dict[str, str] = json.loads(row.outputs)
-        if not all(self.ws.store.exists(d) for d in outputs.values()):
-            return None
-        return outputs, row.statement_id
-
-    # -- one stage --------------------------------------------------------------------
-
     def _pseudonymizer(self) -> Any:
         if self._pseudo is None:
             from bastion.defenses.pii import KeyringPseudonymizer
@@ -340,31 +203,53 @@ class _Run:
             self._pseudo = KeyringPseudonymizer(self.ws.keyring)
         return self._pseudo
 
-    def _run_stage(self, stage: Stage, index: int, total: int) -> StageRecord:
-        rec = StageRecord(stage.name)
+    # -- one stage --------------------------------------------------------------------
+
+    def _inputs(self, stage: Stage) -> tuple[dict[str, str], dict[str, str]]:
+        """(input name → digest, input name → "stage.output" key), the baseline included."""
         inputs = {name: self.produced[key][0] for name, key in stage.inputs.items()}
         input_keys = dict(stage.inputs)
-        baseline = self._baseline(stage)
-        if baseline is not None:
-            inputs["baseline"] = baseline
-            input_keys["baseline"] = f"{stage.name}.{stage.baseline_output}@last-passed-run"  # type: ignore[attr-defined]
-            self.produced[input_keys["baseline"]] = (baseline, "json")
-        key = self._cache_key(stage, inputs)
-        hit = self._cached(key)
-        t0 = time.perf_counter()
-        if hit is not None:
-            rec.outputs, rec.statement = hit
-            rec.cached, rec.status = True, "done"
-            for name, digest in rec.outputs.items():
-                self.produced[f"{stage.name}.{name}"] = (digest, stage.outputs[name])
-            self._audit(
-                "stage.cached", f"stage:{stage.name}", "ok", {"key": key, "outputs": rec.outputs}
+        if stage.baseline_output is not None:
+            baseline = last_passed_output(
+                self.ws.engine,
+                self.ws.store,
+                self.p.config.name,
+                stage.name,
+                stage.baseline_output,
             )
-            self.progress(stage.name, "cached", index, total)
-            return rec
-        self.progress(stage.name, "running", index, total)
-        self._audit("stage.start", f"stage:{stage.name}", "started", {"inputs": inputs})
-        ctx = StageContext(
+            if baseline is not None:
+                inputs["baseline"] = baseline
+                input_keys["baseline"] = f"{stage.name}.{stage.baseline_output}@last-passed-run"
+                self.produced[input_keys["baseline"]] = (baseline, "json")
+        return inputs, input_keys
+
+    def _cache_key(self, stage: Stage, inputs: Mapping[str, str]) -> str | None:
+        return cache.cache_key(
+            stage,
+            inputs,
+            pipeline_file=self.p.path,
+            seed=self.p.config.seed,
+            pseudonym_key=self._pseudonymizer().key_id if stage.uses_pseudonym_key else None,
+            model_ref=self.summary.get("model_ref"),
+        )
+
+    def _reuse(self, stage: Stage, key: str | None, index: int, total: int) -> StageRecord | None:
+        """The stage's record from the cache, or None when it must run."""
+        hit = None if self.force else cache.lookup(self.ws.engine, self.ws.store, key)
+        if hit is None:
+            return None
+        rec = StageRecord(stage.name, cached=True, status="done")
+        rec.outputs, rec.statement = hit
+        for name, digest in rec.outputs.items():
+            self.produced[f"{stage.name}.{name}"] = (digest, stage.outputs[name])
+        self._audit(
+            "stage.cached", f"stage:{stage.name}", "ok", {"key": key, "outputs": rec.outputs}
+        )
+        self.progress(stage.name, "cached", index, total)
+        return rec
+
+    def _context(self, stage: Stage) -> StageContext:
+        return StageContext(
             config=self.p.config,
             base_dir=self.p.path.parent,
             seed=self.p.config.seed,
@@ -374,85 +259,95 @@ class _Run:
                 action, f"stage:{stage.name}", outcome, details
             ),
             summary=self.summary,
-            pseudonymizer=self._pseudonymizer()
-            if getattr(stage, "uses_pseudonym_key", False)
-            else None,
+            pseudonymizer=self._pseudonymizer() if stage.uses_pseudonym_key else None,
         )
+
+    def _store_outputs(
+        self,
+        stage: Stage,
+        outputs: Mapping[str, Any],
+        values: Mapping[str, Any],
+        inputs: Mapping[str, str],
+        input_keys: Mapping[str, str],
+    ) -> dict[str, str]:
+        """Store each output encrypted; output name → digest."""
+        missing = set(stage.outputs) - set(outputs)
+        if missing:
+            raise Error(f"stage {stage.name} did not produce {sorted(missing)}")
+        # an output that IS one of the inputs (a stage that changed nothing) keeps the
+        # input's digest: it is already stored and verified, no need to encode it again
+        passed = {id(values[n]): (inputs[n], self.produced[k][1]) for n, k in input_keys.items()}
+        stored: dict[str, str] = {}
+        for name, kind in stage.outputs.items():
+            same = passed.get(id(outputs[name]))
+            if same is not None and same[1] == kind:
+                digest = same[0]
+            else:
+                digest = self.ws.store.put(
+                    encode(kind, outputs[name]),
+                    actor=self.actor,
+                    media_type=KINDS[kind],
+                    name=f"{self.p.config.name}/{stage.name}/{name}",
+                ).digest
+            stored[name] = digest
+            self.produced[f"{stage.name}.{name}"] = (digest, kind)
+            self.values[f"{stage.name}.{name}"] = outputs[name]
+        return stored
+
+    def _attest_stage(self, stage: Stage, rec: StageRecord, materials: list[dict[str, str]]) -> str:
+        """Sign the stage's statement: its outputs, from its materials."""
+        self.materials[stage.name] = materials
+        return self.ws.attest(
+            [(f"{stage.name}.{n}", d) for n, d in sorted(rec.outputs.items())],
+            STAGE_PREDICATE,
+            provenance.stage_predicate(
+                pipeline=self.p.config.name,
+                run_id=self.run_id,
+                stage=stage.name,
+                version=stage.version,
+                config_digest=self.p.config_digest,
+                fingerprint=stage.fingerprint(),
+                materials=materials,
+                seed=self.p.config.seed,
+            ),
+            actor=self.actor,
+        )
+
+    def _fail(self, stage: Stage, rec: StageRecord, exc: Error, t0: float, i: int, n: int) -> None:
+        rec.status, rec.error = "failed", str(exc)
+        rec.seconds = time.perf_counter() - t0
+        self._audit(
+            "stage.fail",
+            f"stage:{stage.name}",
+            "failed",
+            {"error": str(exc)[:500], "kind": type(exc).__name__},
+        )
+        self._settle()
+        self.progress(stage.name, "failed", i, n)
+
+    def _run_stage(self, stage: Stage, index: int, total: int) -> StageRecord:
+        inputs, input_keys = self._inputs(stage)
+        key = self._cache_key(stage, inputs)
+        t0 = time.perf_counter()
+        reused = self._reuse(stage, key, index, total)
+        if reused is not None:
+            return reused
+        rec = StageRecord(stage.name)
+        self.progress(stage.name, "running", index, total)
+        self._audit("stage.start", f"stage:{stage.name}", "started", {"inputs": inputs})
+        ctx = self._context(stage)
         try:
             values = {name: self._value(k) for name, k in input_keys.items()}
             outputs = stage.run(ctx, values)
             self._settle()  # entries so far are durable before anything else is written
-            missing = set(stage.outputs) - set(outputs)
-            if missing:
-                raise Error(f"stage {stage.name} did not produce {sorted(missing)}")
-            # an output that IS one of the inputs (a stage that changed nothing) keeps the
-            # input's digest: it is already stored and verified, no need to encode it again
-            passed = {
-                id(values[n]): (inputs[n], self.produced[k][1]) for n, k in input_keys.items()
-            }
-            for name, kind in stage.outputs.items():
-                same = passed.get(id(outputs[name]))
-                if same is not None and same[1] == kind:
-                    digest = same[0]
-                else:
-                    digest = self.ws.store.put(
-                        encode(kind, outputs[name]),
-                        actor=self.actor,
-                        media_type=KINDS[kind],
-                        name=f"{self.p.config.name}/{stage.name}/{name}",
-                    ).digest
-                rec.outputs[name] = digest
-                self.produced[f"{stage.name}.{name}"] = (digest, kind)
-                self.values[f"{stage.name}.{name}"] = outputs[name]
+            rec.outputs = self._store_outputs(stage, outputs, values, inputs, input_keys)
         except Error as exc:
-            rec.status, rec.error = "failed", str(exc)
-            rec.seconds = time.perf_counter() - t0
-            self._audit(
-                "stage.fail",
-                f"stage:{stage.name}",
-                "failed",
-                {"error": str(exc)[:500], "kind": type(exc).__name__},
-            )
-            self._settle()
-            self.progress(stage.name, "failed", index, total)
+            self._fail(stage, rec, exc, t0, index, total)
             raise
-        materials = [
-            {"name": f"{input_keys[n]}", "sha256": d, "kind": "artifact"}
-            for n, d in sorted(inputs.items())
-        ]
-        materials += [
-            {"name": m.name, "sha256": m.sha256, "uri": m.uri, "kind": "source"}
-            for m in ctx.materials
-        ]
-        self.materials[stage.name] = materials
-        rec.statement = self.ws.attest(
-            [(f"{stage.name}.{n}", d) for n, d in sorted(rec.outputs.items())],
-            STAGE_PREDICATE,
-            {
-                "pipeline": self.p.config.name,
-                "run_id": self.run_id,
-                "stage": stage.name,
-                "version": stage.version,
-                "config_digest": self.p.config_digest,
-                "fingerprint": hashlib.sha256(_canonical(stage.fingerprint())).hexdigest(),
-                "materials": materials,
-                "seed": self.p.config.seed,
-            },
-            actor=self.actor,
-        )
+        materials = provenance.stage_materials(inputs, input_keys, ctx.materials)
+        rec.statement = self._attest_stage(stage, rec, materials)
         if key is not None:
-            with self.ws.engine.begin() as conn:
-                conn.execute(sa.delete(stage_cache).where(stage_cache.c.key == key))
-                conn.execute(
-                    sa.insert(stage_cache).values(
-                        key=key,
-                        stage=stage.name,
-                        outputs=json.dumps(rec.outputs),
-                        statement_id=rec.statement,
-                        run_id=self.run_id,
-                        created=_now(),
-                    )
-                )
+            cache.insert(self.ws.engine, key, stage.name, rec.outputs, rec.statement, self.run_id)
         rec.status, rec.seconds = "done", time.perf_counter() - t0
         self._audit(
             "stage.finish",
@@ -465,93 +360,105 @@ class _Run:
 
     # -- registration -----------------------------------------------------------------
 
-    def _model_ref(self) -> tuple[str, int, bool]:
+    def _model_ref(self, released: Mapping[str, str]) -> tuple[str, int, bool]:
         """(name, version, new?) for the model just trained: same bytes → same version.
 
         Numbered from the signed, audited history of the name (a damaged one is refused);
         the release statement before it is kept for :meth:`_register` to chain onto."""
         name = self.p.config.release.name
-        digest = self.produced["train.model"][0]
+        digest = self.produced[released["model"]][0]
         version, new, self.previous_release = self.ws.models.next_release(name, digest)
         return name, version, new
 
-    def _register(self, name: str, version: int, new: bool, metrics: Mapping[str, Any]) -> str:
+    def _register(
+        self,
+        released: Mapping[str, str],
+        model: tuple[str, int, bool],
+        metrics: Mapping[str, Any],
+    ) -> str:
         """Sign the release statement, the source of truth for the model's version and
         contract; a new version's row and its audit entry commit in one transaction."""
         self._settle()
-        digest = self.produced["train.model"][0]
-        train_table = self.produced["split.train"][0]
+        name, version, new = model
+        digest = self.produced[released["model"]][0]
+        train_table = self.produced[released["train_table"]][0]
         ref = f"{name}:{version}"
         chain = {r.name: r.statement for r in self.records if r.statement}
-        subjects = [
-            (ref, digest),
-            (f"{ref}/pipeline.yaml", self.config_ref),
-            (f"{ref}/train_table", train_table),
-        ] + [(f"{ref}/{n}", d) for n, d in sorted(self.records[-1].outputs.items())]
+        card = self.records[-1].outputs  # the releasing stage's own outputs
         statement = self.ws.attest(
-            subjects,
+            provenance.release_subjects(ref, digest, self.config_ref, train_table, card),
             RELEASE_PREDICATE,
-            {
-                "model": ref,
-                "name": name,
-                "version": version,
-                "previous": self.previous_release,
-                "run_id": self.run_id,
-                "pipeline": self.p.config.name,
-                "config_digest": self.p.config_digest,
-                "stages": chain,
-                "gates": metrics.get("gates", []),
-                "metrics": dict(metrics.get("metrics", {})),
-                "passed": bool(metrics.get("passed")),
-            },
+            provenance.release_predicate(
+                ref=ref,
+                name=name,
+                version=version,
+                previous=self.previous_release,
+                run_id=self.run_id,
+                pipeline=self.p.config.name,
+                config_digest=self.p.config_digest,
+                stages=chain,
+                metrics=metrics,
+            ),
             actor=self.actor,
         )
         if new:
             record = {  # shown by `bastion models list`; the contract is read from the release
                 "metrics": dict(metrics.get("metrics", {})),
                 "gates": metrics.get("gates", []),
-                "card": self.records[-1].outputs,
+                "card": card,
                 "estimator": self.p.config.model.estimator,
                 "stages": chain,
                 "config": self.config_ref,
                 "train_table": train_table,
             }
-            with self.ws.engine.begin() as conn:
-                row = {
-                    "name": name,
-                    "version": version,
-                    "digest": digest,
-                    "statement_id": statement,
-                    "run_id": self.run_id,
-                    "status": "registered",
-                    "created": _now(),
-                    "record": json.dumps(record, default=str),
-                }
-                conn.execute(sa.insert(models).values(**self.ws.rows.sealed("models", row)))
-                self.ws.audit.record_in(
-                    conn,
-                    self.actor,
-                    "model.register",
-                    f"model:{ref}",
-                    "ok",
-                    {"run": self.run_id, "digest": digest, "statement": statement},
-                )
+            self._insert_model(ref, name, version, digest, statement, record)
         return ref
+
+    def _insert_model(
+        self,
+        ref: str,
+        name: str,
+        version: int,
+        digest: str,
+        statement: str,
+        record: Mapping[str, Any],
+    ) -> None:
+        """The model's sealed row and its ``model.register`` entry, in one transaction."""
+        with self.ws.engine.begin() as conn:
+            row = {
+                "name": name,
+                "version": version,
+                "digest": digest,
+                "statement_id": statement,
+                "run_id": self.run_id,
+                "status": "registered",
+                "created": now(),
+                "record": json.dumps(record, default=str),
+            }
+            conn.execute(sa.insert(models).values(**self.ws.rows.sealed("models", row)))
+            self.ws.audit.record_in(
+                conn,
+                self.actor,
+                "model.register",
+                f"model:{ref}",
+                "ok",
+                {"run": self.run_id, "digest": digest, "statement": statement},
+            )
 
     # -- the whole run ----------------------------------------------------------------
 
-    def execute(self) -> RunResult:
+    def _start(self) -> dict[str, Any]:
+        """Audit the start, store the pipeline file, insert the run's row; its record."""
         cfg = self.p.config
-        started = _now()
         record: dict[str, Any] = {
             "run_id": self.run_id,
             "pipeline": cfg.name,
             "pipeline_file": str(self.p.path),
             "config_digest": self.p.config_digest,
             "actor": self.actor,
-            "started": started,
+            "started": now(),
             "seed": cfg.seed,
-            "environment": self._environment(),
+            "environment": provenance.environment(self.p.path.parent),
         }
         self._audit(
             "run.start", f"pipeline:{cfg.name}", "started", {"config_digest": self.p.config_digest}
@@ -564,60 +471,66 @@ class _Run:
             name=f"{cfg.name}/pipeline.yaml",
         ).digest
         record["config_artifact"] = self.config_ref
-        with self.ws.engine.begin() as conn:
-            conn.execute(
-                sa.insert(runs).values(
-                    id=self.run_id,
-                    pipeline=cfg.name,
-                    config_digest=self.p.config_digest,
-                    status="running",
-                    actor=self.actor,
-                    started=started,
-                    record=json.dumps(record, default=str),
-                )
-            )
-        status, model_ref, gates = "error", None, []
-        metrics: Mapping[str, Any] = {}
-        stages = self.p.stages()
+        start_run(self.ws.engine, record)
+        return record
+
+    def _announce_unsafe(self, stages: list[Stage]) -> None:
+        """Log and audit every ``unsafe_`` setting, on every run, cached or not."""
         for stage in stages:
-            unsafe = getattr(stage, "unsafe", None)
-            for setting in unsafe() if callable(unsafe) else []:
+            for setting in stage.unsafe():
                 log.warning("%s: running with %s", stage.name, setting)
                 self._audit("unsafe.setting", f"stage:{stage.name}", "ok", {"setting": setting})
+
+    def _gates(self, stage: Stage, output: str) -> Mapping[str, Any]:
+        """The gating stage's verdict; a failed gate is audited."""
+        metrics: Mapping[str, Any] = self._value(f"{stage.name}.{output}")
+        if not metrics.get("passed"):
+            self._audit(
+                "gates.fail",
+                f"pipeline:{self.p.config.name}",
+                "failed",
+                {"failed": [g for g in metrics.get("gates", []) if not g.get("passed")]},
+            )
+        return metrics
+
+    def _run_stages(self, stages: list[Stage]) -> tuple[Mapping[str, Any], str | None]:
+        """Run the stages in order; (the gates' verdict, the released model's ref)."""
+        metrics: Mapping[str, Any] = {}
+        model_ref = None
+        for i, stage in enumerate(stages):
+            released = stage.releases
+            if released is not None:
+                if not metrics.get("passed"):
+                    self.records.append(StageRecord(stage.name, status="skipped"))
+                    continue
+                model = self._model_ref(released)
+                self.summary["model_ref"] = f"{model[0]}:{model[1]}"
+            self.records.append(self._run_stage(stage, i, len(stages)))
+            if stage.gates_output is not None:
+                metrics = self._gates(stage, stage.gates_output)
+                self.gates = list(metrics.get("gates", []))
+            if released is not None:
+                model_ref = self._register(released, model, metrics)
+        return metrics, model_ref
+
+    def execute(self) -> RunResult:
+        record = self._start()
+        stages = self.p.stages()
+        self._announce_unsafe(stages)
         try:
-            for i, stage in enumerate(stages):
-                if stage.name == "release":
-                    if not metrics.get("passed"):
-                        self.records.append(StageRecord(stage.name, status="skipped"))
-                        continue
-                    name, version, new = self._model_ref()
-                    self.summary["model_ref"] = f"{name}:{version}"
-                rec = self._run_stage(stage, i, len(stages))
-                self.records.append(rec)
-                if stage.name == "evaluate":
-                    metrics = self._value("evaluate.metrics")
-                    gates = list(metrics.get("gates", []))
-                    if not metrics.get("passed"):
-                        self._audit(
-                            "gates.fail",
-                            f"pipeline:{cfg.name}",
-                            "failed",
-                            {"failed": [g for g in gates if not g.get("passed")]},
-                        )
-                if stage.name == "release":
-                    model_ref = self._register(name, version, new, metrics)
+            metrics, model_ref = self._run_stages(stages)
             status = "passed" if metrics.get("passed") else "failed"
         except Error as exc:
             record["error"] = str(exc)
-            self._finish(record, "error", None, gates)
+            self._finish(record, "error", None, self.gates)
             raise
         except BaseException as exc:
             record["error"] = f"{type(exc).__name__}: {exc}"
-            self._finish(record, "error", None, gates)
+            self._finish(record, "error", None, self.gates)
             raise
-        report = self._report(record, metrics, status, model_ref, gates)
-        self._finish(record, status, model_ref, gates, report)
-        return RunResult(self.run_id, status, model_ref, gates, report, self.records, record)
+        report = self._report(record, metrics, status, model_ref, self.gates)
+        self._finish(record, status, model_ref, self.gates, report)
+        return RunResult(self.run_id, status, model_ref, self.gates, report, self.records, record)
 
     def _report(
         self,
@@ -663,23 +576,14 @@ class _Run:
         report: Path | None = None,
     ) -> None:
         record.update(
-            finished=_now(),
+            finished=now(),
             status=status,
             model=model_ref,
             gates=gates,
             report=str(report) if report else None,
             stages=[r.to_json() for r in self.records],
         )
-        with self.ws.engine.begin() as conn:
-            conn.execute(
-                sa.update(runs)
-                .where(runs.c.id == self.run_id)
-                .values(
-                    status=status,
-                    finished=record["finished"],
-                    record=json.dumps(record, default=str),
-                )
-            )
+        finish_run(self.ws.engine, record)
         self._audit(
             "run.finish",
             f"pipeline:{self.p.config.name}",
@@ -687,26 +591,3 @@ class _Run:
             {"status": status, "model": model_ref},
         )
         self._settle()
-
-
-def _git_commit(folder: Path) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(folder), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def gate_failure(result: RunResult) -> GateFailed:
-    """The error a shell raises for a run whose gates failed."""
-    failed = [g for g in result.gates if not g.get("passed")]
-    return GateFailed(
-        f"run {result.run_id}: {len(failed)} gate(s) failed",
-        [f"{g.get('gate')}: {g.get('value')} vs {g.get('threshold')}" for g in failed],
-    )

@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 
 from bastion.errors import ConfigError
-from bastion.pipeline.config import EvaluateConfig, LabelConfig
-from bastion.pipeline.stage import Kind, StageContext
+from bastion.spec.config import EvaluateConfig, LabelConfig
+from bastion.spec.stage import Kind, Stage, StageContext
 
 __all__ = ["EvaluateStage", "check_gates"]
 
@@ -45,13 +45,14 @@ _BINS = 10
 _MAX_GROUPS = 50
 
 
-class EvaluateStage:
+class EvaluateStage(Stage):
     """Score the model on the test split and check the release gates."""
 
     name = "evaluate"
     version = "1"
     inputs: Mapping[str, str] = {"model": "train.model", "test": "split.test"}
     outputs: Mapping[str, Kind] = {"metrics": "json"}
+    gates_output = "metrics"  # {"passed", "gates", "metrics"}: decides the release
 
     def __init__(self, evaluate: EvaluateConfig, label: LabelConfig, sensitive: list[str]) -> None:
         self.evaluate = evaluate

@@ -34,8 +34,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from bastion.errors import ConfigError
-from bastion.pipeline.config import DataConfig, FeaturesConfig
-from bastion.pipeline.stage import Kind, StageContext
+from bastion.spec.config import DataConfig, FeaturesConfig
+from bastion.spec.stage import Kind, Stage, StageContext
 
 __all__ = ["FeaturesStage", "build_transformer", "fitted_matrix"]
 
@@ -50,7 +50,7 @@ def fitted_matrix(transformer: Any, table: Any) -> Any | None:
     return memo[1] if memo is not None and memo[0] is table else None
 
 
-class FeaturesStage:
+class FeaturesStage(Stage):
     """Fit the feature transformer on the training split."""
 
     name = "features"

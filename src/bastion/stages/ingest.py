@@ -19,7 +19,7 @@ How it works:
 - **Parquet** keeps the types the file declares.
 - **SQL** (SQLAlchemy URL; ``${NAME}`` is replaced by the environment variable ``NAME``,
   per URL component, so a password needs no URL-quoting — only a name listed in
-  ``BASTION_ALLOW_ENV``, never a ``BASTION_*`` one, see :mod:`bastion.pipeline._env`; the
+  ``BASTION_ALLOW_ENV``, never a ``BASTION_*`` one, see :mod:`bastion.spec._env`; the
   URL is resolved only to connect). The query must be ONE ``SELECT``
   or ``WITH`` statement: it is tokenised under several quoting dialects (backslash escapes
   or not, ``$$`` strings or not, ``[identifiers]`` or not) and refused if any reading finds
@@ -47,7 +47,7 @@ How it works:
   checked. A mismatch is a :class:`~bastion.errors.PinMismatch` (an IntegrityError)
   naming the source, the expected and the actual digest.
 
-Each read appends a :class:`~bastion.pipeline.stage.Material` (``source:<name>``, digest,
+Each read appends a :class:`~bastion.spec.stage.Material` (``source:<name>``, digest,
 the configured path or the redacted URL) to ``ctx.materials``.
 """
 
@@ -75,14 +75,14 @@ import numpy as np
 import pandas as pd
 
 from bastion.errors import ConfigError, PinMismatch
-from bastion.pipeline._env import REFERENCE, refusal
-from bastion.pipeline.stage import Material
+from bastion.spec._env import REFERENCE, refusal
+from bastion.spec.stage import Material, Stage
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Engine
 
-    from bastion.pipeline.config import SourceConfig
-    from bastion.pipeline.stage import Kind, StageContext
+    from bastion.spec.config import SourceConfig
+    from bastion.spec.stage import Kind, StageContext
 
 __all__ = ["IngestStage", "canonical_rows_sha256", "check_read_only_query", "redact_url"]
 
@@ -93,10 +93,11 @@ _SQL_TIMEOUT = 300.0  # seconds a SQL source's query may run unless it sets time
 _SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|credential", re.IGNORECASE)
 
 
-class IngestStage:
+class IngestStage(Stage):
     """Read the source ``source_name``; output ``table``."""
 
     version = "1"
+    source: SourceConfig
 
     def __init__(self, source_name: str, source: SourceConfig) -> None:
         self.source_name = source_name
@@ -358,7 +359,7 @@ def _escape_binds(query: str) -> str:
 def _expand_url(template: str, source: str) -> URL:
     """Replace ``${NAME}`` per URL component (or in the whole string if it will not parse).
 
-    Only a variable that :func:`bastion.pipeline._env.refusal` allows is expanded (listed in
+    Only a variable that :func:`bastion.spec._env.refusal` allows is expanded (listed in
     ``BASTION_ALLOW_ENV``, never ``BASTION_*``); the loader refused any other already, and
     this refuses it again for a config built without the loader. Called only to connect.
     """

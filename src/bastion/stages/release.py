@@ -26,18 +26,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bastion.compliance.model_card import build_model_card
-from bastion.pipeline.config import ReleaseConfig
-from bastion.pipeline.stage import Kind, StageContext
+from bastion.spec.config import ReleaseConfig
+from bastion.spec.stage import Kind, Stage, StageContext
 
 __all__ = ["ReleaseStage"]
 
 
-class ReleaseStage:
+class ReleaseStage(Stage):
     """Build the model card for the model the runner is registering."""
 
     name = "release"
     version = "2"  # 2: the card's data-defenses section
     outputs: Mapping[str, Kind] = {"card_md": "text", "card_html": "text"}
+    releases: Mapping[str, str] | None = {"model": "train.model", "train_table": "split.train"}
 
     def __init__(self, release: ReleaseConfig, screened: Sequence[str] = ()) -> None:
         """``screened``: the training sources whose screen and PII reports the card shows."""

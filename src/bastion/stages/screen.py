@@ -40,18 +40,19 @@ import pandas as pd
 from bastion.defenses.poisoning import ScreenResult, screen_table
 from bastion.defenses.shift import profile_table
 from bastion.errors import GateFailed
+from bastion.spec.stage import Stage
 from bastion.stages._aside import set_aside
 
 if TYPE_CHECKING:
-    from bastion.pipeline.config import DataConfig
-    from bastion.pipeline.stage import Kind, StageContext
+    from bastion.spec.config import DataConfig
+    from bastion.spec.stage import Kind, StageContext
 
 __all__ = ["ScreenStage", "ShiftStage", "findings_frame", "quarantine_frame"]
 
 _IN_MESSAGE = 5
 
 
-class ScreenStage:
+class ScreenStage(Stage):
     """Screen ``pii.<source>.table`` for poisoning; keep, quarantine or fail per policy."""
 
     version = "2"  # 2: values in details and triggers masked unless data.show_values
@@ -123,7 +124,7 @@ class ScreenStage:
         }
 
 
-class ShiftStage:
+class ShiftStage(Stage):
     """Compare ``screen.<source>.table`` with the last passed run's profile of it."""
 
     version = "2"  # 2: a new category is masked unless data.show_values

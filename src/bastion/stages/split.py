@@ -20,15 +20,16 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from bastion.errors import ConfigError
+from bastion.spec.stage import Stage
 
 if TYPE_CHECKING:
-    from bastion.pipeline.config import SplitConfig
-    from bastion.pipeline.stage import Kind, StageContext
+    from bastion.spec.config import SplitConfig
+    from bastion.spec.stage import Kind, StageContext
 
 __all__ = ["SplitStage"]
 
 
-class SplitStage:
+class SplitStage(Stage):
     """Produce ``train``, ``test`` and a ``report`` from the validated source table(s)."""
 
     name = "split"

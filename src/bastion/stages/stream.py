@@ -47,12 +47,12 @@ import numpy as np
 import pandas as pd
 
 from bastion.errors import ConfigError, DataError
-from bastion.pipeline.config import CsvOptions
-from bastion.stages._expr import compile_check
+from bastion.spec.config import CsvOptions
+from bastion.spec.expr import compile_check
 from bastion.stages.validate import CHECKS, Violation, _label_violations, _validate
 
 if TYPE_CHECKING:
-    from bastion.pipeline.config import DataConfig
+    from bastion.spec.config import DataConfig
 
 __all__ = [
     "FileCheck",

@@ -2,7 +2,7 @@
 
 Estimators are allow-listed by name in :data:`ESTIMATORS`; each one's fitted form (inside
 the features ``ColumnTransformer``) round-trips through skops using only
-:data:`bastion.pipeline.serialization.TRUSTED_TYPES`. Any other name is refused with a
+:data:`bastion.spec.serialization.TRUSTED_TYPES`. Any other name is refused with a
 :class:`~bastion.errors.ConfigError` — an unknown name and a real scikit-learn estimator
 that is not on the list alike — before any data is touched.
 
@@ -29,8 +29,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from bastion.errors import ConfigError
-from bastion.pipeline.config import LabelConfig, ModelConfig
-from bastion.pipeline.stage import Kind, StageContext
+from bastion.spec.config import LabelConfig, ModelConfig
+from bastion.spec.stage import Kind, Stage, StageContext
 from bastion.stages.features import fitted_matrix
 
 __all__ = ["ESTIMATORS", "TrainStage", "make_estimator"]
@@ -47,7 +47,7 @@ ESTIMATORS: Mapping[str, str] = {
 }
 
 
-class TrainStage:
+class TrainStage(Stage):
     """Fit the configured estimator; output the full, fitted pipeline."""
 
     name = "train"

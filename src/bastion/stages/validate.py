@@ -21,7 +21,7 @@ checks over a file chunk by chunk, in constant memory.
   categories, after ``label.map`` for the label column), ``range`` (``min``/``max``,
   inclusive) and ``unique`` (a repeat of a value seen in an earlier row). A cell that fails
   its type is checked no further. Int and float text is ASCII digits (``[0-9]``).
-- Custom checks (``data.checks``): each row rule (see :mod:`bastion.stages._expr` for the
+- Custom checks (``data.checks``): each row rule (see :mod:`bastion.spec.expr` for the
   language and its null rule: a row fails only when the expression is false) runs as check
   ``custom:<name>`` over the rows whose referenced columns parsed (a cell that failed its
   type is already a violation); its ``column`` is the referenced columns joined by ``, ``,
@@ -65,14 +65,15 @@ import pandas as pd
 
 from bastion.defenses.pii import mask
 from bastion.errors import DataError
+from bastion.spec.expr import CompiledCheck, compile_check
+from bastion.spec.stage import Stage
 from bastion.stages._aside import set_aside
-from bastion.stages._expr import CompiledCheck, compile_check
 from bastion.stages._parse import as_text, codes_in, mapped, nulled, numbers, parse
 from bastion.stages._parse import repeats as earlier_repeats
 
 if TYPE_CHECKING:
-    from bastion.pipeline.config import ColumnSpec, DataConfig
-    from bastion.pipeline.stage import Kind, StageContext
+    from bastion.spec.config import ColumnSpec, DataConfig
+    from bastion.spec.stage import Kind, StageContext
 
 __all__ = [
     "CHECKS",
@@ -170,7 +171,7 @@ _Repeats = Callable[[str, pd.Series], np.ndarray]
 """``repeats(column, values)``: bool per row, a non-null value seen in an earlier row."""
 
 
-class ValidateStage:
+class ValidateStage(Stage):
     """Check ``ingest.<source>.table``; output the typed ``table``, ``report``, ``quarantine``."""
 
     version = "3"  # 2: custom checks, checks_run/_skipped; 3: values masked unless shown

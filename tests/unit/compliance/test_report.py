@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from bastion.compliance.report import PLOTS, render_run_report
-from bastion.pipeline.config import EvaluateConfig, FeaturesConfig, LabelConfig, ModelConfig
-from bastion.pipeline.stage import StageContext
+from bastion.spec.config import EvaluateConfig, FeaturesConfig, LabelConfig, ModelConfig
+from bastion.spec.stage import StageContext
 from bastion.stages.evaluate import EvaluateStage
 from bastion.stages.features import build_transformer
 from bastion.stages.train import TrainStage

@@ -29,8 +29,8 @@ from bastion.defenses.pii import (
     undeclared,
 )
 from bastion.errors import ConfigError, DataError, UnknownKeyError
-from bastion.pipeline.config import PiiColumn
 from bastion.security.keys import LocalKeyring
+from bastion.spec.config import PiiColumn
 
 ROWS = 2_000
 ADULT = Path(__file__).resolve().parents[3] / "examples" / "adult-income" / "data" / "adult.data"

@@ -17,7 +17,7 @@ import pytest
 from bastion.defenses.findings import Finding
 from bastion.defenses.poisoning import DETECTORS, screen_table
 from bastion.defenses.shift import profile_table
-from bastion.pipeline.config import ScreenConfig
+from bastion.spec.config import ScreenConfig
 from tests.helpers.adult import DATA
 
 LABEL, POS, NEG = "Y", ">50K", "<=50K"

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from bastion.data import read_file
 from bastion.defenses.poisoning import DETECTORS, screen_table
 from bastion.errors import Error
-from bastion.pipeline.config import ScreenConfig
+from bastion.spec.config import ScreenConfig
 
 _cells = st.one_of(
     st.none(),

@@ -17,7 +17,7 @@ import pytest
 
 from bastion.defenses.shift import FORMAT, ShiftReport, compare, profile_table
 from bastion.errors import ConfigError, DataError
-from bastion.pipeline.config import ShiftConfig
+from bastion.spec.config import ShiftConfig
 
 DATA = Path(__file__).resolve().parents[3] / "examples" / "adult-income" / "data"
 LABEL, POSITIVE = "Y", ">50K"

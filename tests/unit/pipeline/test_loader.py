@@ -1,4 +1,4 @@
-"""bastion.pipeline.loader: every bad pipeline file is one ConfigError naming file:line:col,
+"""bastion.spec.loader: every bad pipeline file is one ConfigError naming file:line:col,
 the key path, what was expected and what was given — and nothing in the file can run code."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bastion.errors import ConfigError
-from bastion.pipeline.config import PipelineConfig
-from bastion.pipeline.loader import MAX_BYTES, MAX_REPORTED, load_pipeline, pipeline_json_schema
+from bastion.spec.config import PipelineConfig
+from bastion.spec.loader import MAX_BYTES, MAX_REPORTED, load_pipeline, pipeline_json_schema
 
 ADULT = Path(__file__).resolve().parents[3] / "examples" / "adult-income" / "pipeline.yaml"
 PIN = "0" * 61 + "abc"

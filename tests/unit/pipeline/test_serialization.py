@@ -15,13 +15,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from bastion.errors import ConfigError
-from bastion.pipeline.serialization import (
+from bastion.spec.serialization import (
     TRUSTED_TYPES,
     dump_model,
     load_model,
     referenced_types,
 )
-from bastion.pipeline.stage import decode, encode
+from bastion.spec.stage import decode, encode
 
 rng = np.random.default_rng(3)
 X = rng.normal(size=(200, 3))

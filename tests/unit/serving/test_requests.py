@@ -7,8 +7,8 @@ import math
 import orjson
 import pytest
 
-from bastion.pipeline.config import ColumnSpec
 from bastion.serving.requests import MAX_PROBLEMS, RequestRefused, RequestSchema
+from bastion.spec.config import ColumnSpec
 
 SPEC = {
     "age": ColumnSpec(type="int", min=17, max=90),

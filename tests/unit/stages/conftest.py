@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from bastion.pipeline.config import PipelineConfig
-from bastion.pipeline.loader import load_pipeline
-from bastion.pipeline.stage import StageContext
+from bastion.spec.config import PipelineConfig
+from bastion.spec.loader import load_pipeline
+from bastion.spec.stage import StageContext
 
 ADULT = Path(__file__).resolve().parents[3] / "examples" / "adult-income"
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from bastion.errors import ConfigError
-from bastion.pipeline.config import EvaluateConfig, FeaturesConfig, LabelConfig, ModelConfig
-from bastion.pipeline.stage import StageContext, decode, encode
+from bastion.spec.config import EvaluateConfig, FeaturesConfig, LabelConfig, ModelConfig
+from bastion.spec.stage import StageContext, decode, encode
 from bastion.stages.evaluate import EvaluateStage, check_gates
 from bastion.stages.features import build_transformer
 from bastion.stages.train import TrainStage

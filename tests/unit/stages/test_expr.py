@@ -1,4 +1,4 @@
-"""bastion.stages._expr: custom checks compile to numpy without ever running user code; every
+"""bastion.spec.expr: custom checks compile to numpy without ever running user code; every
 refusal is a ConfigError naming the check, the position and what is allowed; nulls follow
 SQL CHECK constraints (a row fails only when the rule is false)."""
 
@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from bastion.errors import ConfigError
-from bastion.pipeline.config import ColumnSpec, CustomCheck
-from bastion.stages._expr import ALLOWED, CompiledCheck, compile_check
+from bastion.spec.config import ColumnSpec, CustomCheck
+from bastion.spec.expr import ALLOWED, CompiledCheck, compile_check
 
 SCHEMA = {
     "age": ColumnSpec(type="int"),

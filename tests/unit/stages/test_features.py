@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from bastion.errors import ConfigError
-from bastion.pipeline.config import DataConfig, FeaturesConfig
-from bastion.pipeline.stage import StageContext, decode, encode
+from bastion.spec.config import DataConfig, FeaturesConfig
+from bastion.spec.stage import StageContext, decode, encode
 from bastion.stages.features import FeaturesStage
 from tests.helpers.adult import ADULT_TYPES, DATA
 

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from bastion.errors import ConfigError, IntegrityError
-from bastion.pipeline.config import SourceConfig
-from bastion.pipeline.stage import Material, StageContext, decode, encode
+from bastion.spec.config import SourceConfig
+from bastion.spec.stage import Material, StageContext, decode, encode
 from bastion.stages.ingest import (
     IngestStage,
     canonical_rows_sha256,

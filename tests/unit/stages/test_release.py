@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from bastion.pipeline.config import PipelineConfig
-from bastion.pipeline.stage import Material, StageContext
+from bastion.spec.config import PipelineConfig
+from bastion.spec.stage import Material, StageContext
 from bastion.stages.evaluate import EvaluateStage
 from bastion.stages.features import FeaturesStage
 from bastion.stages.release import ReleaseStage

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from bastion.errors import GateFailed
-from bastion.pipeline.config import DataConfig, PipelineConfig
-from bastion.pipeline.stage import StageContext, decode, encode
+from bastion.spec.config import DataConfig, PipelineConfig
+from bastion.spec.stage import StageContext, decode, encode
 from bastion.stages.screen import ScreenStage, ShiftStage
 from tests.helpers.adult import DATA
 from tests.unit.stages.conftest import EventRecorder

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from bastion.errors import ConfigError
-from bastion.pipeline.config import SplitConfig
-from bastion.pipeline.stage import StageContext, decode, encode
+from bastion.spec.config import SplitConfig
+from bastion.spec.stage import StageContext, decode, encode
 from bastion.stages.split import SplitStage
 
 
@@ -116,7 +116,7 @@ def test_test_source_mode_passes_tables_through(ctx: Callable[..., StageContext]
 
 
 def test_adult_config_uses_the_test_file(adult_config: object) -> None:
-    from bastion.pipeline.config import PipelineConfig
+    from bastion.spec.config import PipelineConfig
 
     assert isinstance(adult_config, PipelineConfig)
     stage = SplitStage(

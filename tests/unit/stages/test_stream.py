@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bastion.errors import ConfigError, DataError
-from bastion.pipeline.config import CsvOptions, DataConfig, SourceConfig
-from bastion.pipeline.stage import StageContext
+from bastion.spec.config import CsvOptions, DataConfig, SourceConfig
+from bastion.spec.stage import StageContext
 from bastion.stages.ingest import IngestStage
 from bastion.stages.stream import (
     FileCheck,

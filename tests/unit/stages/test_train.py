@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from bastion.errors import ConfigError
-from bastion.pipeline.config import FeaturesConfig, LabelConfig, ModelConfig
-from bastion.pipeline.serialization import dump_model, load_model
-from bastion.pipeline.stage import StageContext, decode, encode
+from bastion.spec.config import FeaturesConfig, LabelConfig, ModelConfig
+from bastion.spec.serialization import dump_model, load_model
+from bastion.spec.stage import StageContext, decode, encode
 from bastion.stages.features import build_transformer
 from bastion.stages.train import ESTIMATORS, TrainStage, make_estimator
 

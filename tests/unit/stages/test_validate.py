@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from bastion.errors import DataError
-from bastion.pipeline.config import DataConfig, PipelineConfig
-from bastion.pipeline.stage import StageContext, decode, encode
+from bastion.spec.config import DataConfig, PipelineConfig
+from bastion.spec.stage import StageContext, decode, encode
 from bastion.stages.ingest import IngestStage
 from bastion.stages.validate import CHECKS, ValidateStage, Violation, validate_table
 
@@ -246,7 +246,7 @@ def test_violation_describe() -> None:
 
 @pytest.fixture(scope="module")
 def adult_tables(adult_dir: Path) -> dict[str, pd.DataFrame]:
-    from bastion.pipeline.loader import load_pipeline
+    from bastion.spec.loader import load_pipeline
 
     config, _ = load_pipeline(adult_dir / "pipeline.yaml")
     c = StageContext(

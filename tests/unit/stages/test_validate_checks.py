@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bastion.errors import ConfigError, DataError
-from bastion.pipeline.config import CustomCheck, DataConfig
-from bastion.pipeline.stage import StageContext, decode, encode
+from bastion.spec.config import CustomCheck, DataConfig
+from bastion.spec.stage import StageContext, decode, encode
 from bastion.stages.validate import (
     CHECKS,
     TABLE,

@@ -1,6 +1,6 @@
 """Custom row checks: a small, safe expression language compiled to numpy.
 
-:func:`compile_check` turns a :class:`~bastion.pipeline.config.CustomCheck` expression into
+:func:`compile_check` turns a :class:`~bastion.spec.config.CustomCheck` expression into
 a :class:`CompiledCheck` whose :meth:`~CompiledCheck.failures` is one vectorised pass over
 typed columns. Nothing is evaluated by Python: the text is parsed with :mod:`ast` (column
 names in backticks are first replaced by placeholder identifiers) and every node is checked
@@ -48,7 +48,7 @@ import pandas as pd
 from bastion.errors import ConfigError
 
 if TYPE_CHECKING:
-    from bastion.pipeline.config import ColumnSpec, CustomCheck
+    from bastion.spec.config import ColumnSpec, CustomCheck
 
 __all__ = ["ALLOWED", "CompiledCheck", "compile_check"]
 
