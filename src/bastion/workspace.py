@@ -43,8 +43,8 @@ from bastion.errors import (
 )
 from bastion.security.access import AccessControl, Identity, IssuedToken
 from bastion.security.access_state import STATE_FILE, AccessState, refusal
-from bastion.security.anchor import ANCHOR_FILE, adopt_anchor
-from bastion.security.audit import AuditLog
+from bastion.security.anchor import ANCHOR_FILE
+from bastion.security.audit import AuditLog, adopt_anchor
 from bastion.security.keys import DEFAULT_SCRYPT_LOG_N, LocalKeyring
 from bastion.security.rows import RowMac, scan, seal_missing
 from bastion.security.scope import covers

@@ -35,8 +35,9 @@ The window that remains (also in ``docs/formats/checkpoint.md``):
   bounds a rollback.
 
 Homes made before the anchor existed have no file, and their keyring lacks
-``audit_anchored``. On the first open with the passphrase, :func:`adopt_anchor` adopts one,
-trust on first use as row MACs do (:func:`bastion.security.rows.seal_missing`): it appends
+``audit_anchored``. On the first open with the passphrase,
+:func:`~bastion.security.audit.adopt_anchor` adopts one, trust on first use as row MACs do
+(:func:`bastion.security.rows.seal_missing`): it appends
 an ``audit.anchored`` entry (the entry count it found), signs a checkpoint at the head (the
 rows must still chain up from the newest stored checkpoint, or nothing is adopted and the
 open fails) and seals that tree head; the workspace then records ``audit_anchored`` in the
@@ -59,21 +60,17 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from bastion._fs import atomic_write, file_lock
 from bastion.errors import ConfigError, Error, IntegrityError
 from bastion.security.keys import KeyProvider, verify_ed25519
-
-if TYPE_CHECKING:
-    import sqlalchemy as sa
 
 __all__ = [
     "ANCHOR_FILE",
     "ANCHOR_FORMAT",
     "Anchor",
     "AnchorKeeper",
-    "adopt_anchor",
     "read_anchor",
     "sign_anchor",
 ]
@@ -266,31 +263,3 @@ class AnchorKeeper:
             # close retries, and until then the window is wider, never the log wrong.
             with contextlib.suppress(Error, OSError):
                 self.seal(*pending)
-
-
-def adopt_anchor(engine: sa.Engine, keys: KeyProvider, path: Path, *, actor: str) -> Anchor | None:
-    """Give a home made before anchors its anchor (see the module docstring); None if the
-    file already exists.
-
-    Appends ``audit.anchored`` through a log opened without an anchor (as the previous
-    version kept it), signs a checkpoint at the head, which re-checks the rows' chain from
-    the newest stored checkpoint (AuditError if they do not chain), and seals that head.
-    """
-    import sqlalchemy as sa
-
-    from bastion.security.audit import AuditLog  # here: the audit log imports this module
-    from bastion.store.db import audit_checkpoints
-
-    if path.exists():
-        return None
-    log = AuditLog(engine, keys)
-    try:
-        found = log.head()[0]
-        log.record(actor, "audit.anchored", f"file:{path.name}", "ok", {"entries": found})
-        head = log.checkpoint()
-    finally:
-        log.close()
-    count = sa.select(sa.func.count()).where(audit_checkpoints.c.tree_size <= head.tree_size)
-    with engine.connect() as conn:
-        held = int(conn.execute(count).scalar_one())
-    return AnchorKeeper(path, keys).seal(head.tree_size, head.root, held)

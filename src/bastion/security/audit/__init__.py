@@ -18,10 +18,12 @@ One module per job, each with its part of the story in its docstring:
   the writer's anchor checks. :mod:`.writer`: :class:`AuditLog`, the group-commit writer
   thread and ``record_in``; :mod:`.waiters`: what callers wait on.
 - :mod:`.verifier` and :mod:`.walk`: :meth:`AuditLog.verify` and its check order.
+- :mod:`.adopt`: the one-time anchor of a home made before anchors.
 
 ``docs/formats/checkpoint.md`` specifies the bytes, with test vectors.
 """
 
+from bastion.security.audit.adopt import adopt_anchor
 from bastion.security.audit.checkpoint import CHECKPOINT_FORMAT, Checkpoint, read_checkpoint
 from bastion.security.audit.entry import OUTCOMES, AuditEntry
 from bastion.security.audit.verifier import VerifyReport
@@ -36,5 +38,6 @@ __all__ = [
     "AuditProblem",
     "Checkpoint",
     "VerifyReport",
+    "adopt_anchor",
     "read_checkpoint",
 ]
