@@ -160,7 +160,7 @@ def screen_file(
         show_values=show_values,
     )
     if pii:
-        from bastion.defenses.pii import scan_table
+        from bastion.defenses.pii.scan import scan_table
 
         result.pii = [hit.to_json() for hit in scan_table(df, seed=seed, skip=(label,))]
     return result

@@ -1,3 +1,4 @@
+# Over 400 lines: one detector; the comparison re-reads the profile's own bins, sample and kinds.
 """Shift: how a new version of a training source differs from the last accepted one.
 
 A poisoner who cannot touch the model can still move the data it learns from: add rows
@@ -61,7 +62,7 @@ import pandas as pd
 from scipy import stats
 
 from bastion.defenses.findings import Finding
-from bastion.defenses.pii import mask
+from bastion.defenses.pii.masking import mask
 from bastion.errors import ConfigError, DataError
 from bastion.pipeline.config import ShiftConfig
 

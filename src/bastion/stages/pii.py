@@ -22,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from bastion.defenses.pii import apply_pii_policies, pii_error, scan_table, undeclared
+from bastion.defenses.pii.policy import apply_pii_policies, pii_error, undeclared
+from bastion.defenses.pii.scan import scan_table
 
 if TYPE_CHECKING:
     from bastion.pipeline.config import DataConfig
