@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from bastion.defenses.poisoning import ScreenResult
-    from bastion.pipeline.config import CsvOptions, ScreenConfig
+    from bastion.spec.config import CsvOptions, ScreenConfig
     from bastion.stages.stream import FileCheck
 
 __all__ = ["check_file", "read_file", "screen_config", "screen_file"]
@@ -38,15 +38,15 @@ def screen_config(
     *,
     unsafe_skip: list[str] | tuple[str, ...] = (),
 ) -> ScreenConfig:
-    """A :class:`~bastion.pipeline.config.ScreenConfig` from a mapping, a pipeline file
+    """A :class:`~bastion.spec.config.ScreenConfig` from a mapping, a pipeline file
     (its ``data.screen``), an existing config, or the defaults; plus detectors to skip."""
-    from bastion.pipeline.config import DETECTORS, ScreenConfig
+    from bastion.spec.config import DETECTORS, ScreenConfig
 
     for name in unsafe_skip:
         if name not in DETECTORS:
             raise ConfigError(f"unsafe_skip {name!r}: expected one of {', '.join(DETECTORS)}")
     if isinstance(source, str | Path):
-        from bastion.pipeline.loader import load_pipeline
+        from bastion.spec.loader import load_pipeline
 
         cfg = load_pipeline(Path(source))[0].data.screen
     else:
@@ -57,7 +57,7 @@ def screen_config(
 
 
 def _csv(csv: CsvOptions | Mapping[str, Any] | None) -> CsvOptions:
-    from bastion.pipeline.config import CsvOptions
+    from bastion.spec.config import CsvOptions
 
     return _model(CsvOptions, csv, "csv options")
 
@@ -176,7 +176,7 @@ def check_file(
 ) -> FileCheck:
     """Stream ``path`` through every check a pipeline file declares for one of its sources
     (the only source, or ``source``), in constant memory; nothing is stored."""
-    from bastion.pipeline.loader import load_pipeline
+    from bastion.spec.loader import load_pipeline
     from bastion.stages.stream import check_file as _check
 
     config = load_pipeline(Path(pipeline))[0]
