@@ -64,7 +64,7 @@ from scipy import stats
 from bastion.defenses.findings import Finding
 from bastion.defenses.pii.masking import mask
 from bastion.errors import ConfigError, DataError
-from bastion.pipeline.config import ShiftConfig
+from bastion.spec.config import ShiftConfig
 
 __all__ = ["FORMAT", "ShiftReport", "compare", "profile_table"]
 

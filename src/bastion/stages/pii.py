@@ -24,15 +24,16 @@ from typing import TYPE_CHECKING, Any
 
 from bastion.defenses.pii.policy import apply_pii_policies, pii_error, undeclared
 from bastion.defenses.pii.scan import scan_table
+from bastion.spec.stage import Stage
 
 if TYPE_CHECKING:
-    from bastion.pipeline.config import DataConfig
-    from bastion.pipeline.stage import Kind, StageContext
+    from bastion.spec.config import DataConfig
+    from bastion.spec.stage import Kind, StageContext
 
 __all__ = ["PiiStage"]
 
 
-class PiiStage:
+class PiiStage(Stage):
     """Scan ``validate.<source>.table`` for PII and apply the declared policies."""
 
     version = "1"
