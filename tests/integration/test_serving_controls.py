@@ -295,17 +295,13 @@ def test_throttle_and_notify_actions_alert_without_blocking(action: str) -> None
 
     from prometheus_client import CollectorRegistry
 
+    from bastion.monitoring.extraction import ExtractionMonitor
+    from bastion.monitoring.screening import TrainingProfile
     from bastion.serving.auth import Caller
-    from bastion.serving.controls import (
-        Blocklist,
-        ControlMetrics,
-        ExtractionGuard,
-        RateLimit,
-    )
-    from bastion.serving.extraction import ExtractionMonitor
+    from bastion.serving.controls import Blocklist, ExtractionGuard, RateLimit
+    from bastion.serving.metrics import ControlMetrics
     from bastion.serving.ratelimit import MemoryRateLimiter
-    from bastion.serving.screening import TrainingProfile
-    from tests.unit.serving.test_screening import frame, schema
+    from tests.unit.monitoring.test_screening import frame, schema
 
     # the profile the server builds: the training table, the served columns only
     served_profile = TrainingProfile.from_frame(

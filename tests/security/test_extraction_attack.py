@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bastion.serving.extraction import ExtractionMonitor
-from tests.unit.serving.test_screening import benign_rows, frame, profile, schema, uniform_rows
+from bastion.monitoring.extraction import ExtractionMonitor
+from tests.unit.monitoring.test_screening import benign_rows, frame, profile, schema, uniform_rows
 
 BUDGET = 1_000
 

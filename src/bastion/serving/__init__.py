@@ -3,16 +3,25 @@
 ``bastion serve`` (``cli/serve.py``) is a thin shell over :func:`create_app`, which returns
 a plain ASGI app. The parts::
 
-    app.py        create_app: verify-before-load, routes, the predict path, audit (fail closed)
-    auth.py       bearer API tokens (5 s cache) and OIDC/JWT (RS256/ES256 from a JWKS)
-    requests.py   the request contract generated from the pipeline's data schema
-    batching.py   MicroBatcher: concurrent requests' rows in one model call
-    tls.py        TLS by default (HSTS); self-signed development certificate; loopback-only HTTP
-    transport.py  connection guards: header-read timeout, open connections per client
-    controls.py   the per-request checks, on by default: blocklist, rate limit and daily
-                  budget (ratelimit.py; Redis when BASTION_REDIS_URL is set), extraction
-                  monitor (extraction.py, PRADA + coverage), input screening (screening.py)
-    hardening.py  output policy after predict: label only, top-k, rounded or noised scores
+    app.py         create_app (assembly) and ServerApp: routes, the predict path, audit
+                   (fail closed)
+    deployment.py  ServeOptions; each model verified, loaded and given its request contract
+                   from its signed release
+    asgi.py        ASGI plumbing: bounded body reads, JSON answers, headers
+    openapi.py     the OpenAPI 3.1 document
+    metrics.py     Prometheus metrics of the server and of the controls
+    auth.py        bearer API tokens (5 s cache) and OIDC/JWT (RS256/ES256 from a JWKS)
+    requests.py    the request contract generated from the pipeline's data schema
+    batching.py    MicroBatcher: concurrent requests' rows in one model call
+    tls.py         TLS by default (HSTS); self-signed development certificate; loopback-only
+                   HTTP
+    transport.py   connection guards: header-read timeout, open connections per client
+    controls.py    the per-request checks, on by default: blocklist, rate limit and daily
+                   budget (ratelimit.py; Redis when BASTION_REDIS_URL is set), extraction
+                   monitor and input screening (both in bastion.monitoring)
+
+Output hardening after predict (label only, top-k, rounded or noised scores) is
+:mod:`bastion.defenses.hardening`.
 """
 
 from __future__ import annotations
@@ -35,16 +44,18 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from bastion.serving.app import Control, ServeOptions, ServerApp, create_app
+    from bastion.serving.app import ServerApp, create_app
     from bastion.serving.auth import JwtSettings
     from bastion.serving.batching import MicroBatcher
+    from bastion.serving.controls import Control
+    from bastion.serving.deployment import ServeOptions
     from bastion.serving.requests import RequestSchema
     from bastion.serving.tls import HSTS, TlsFiles, resolve_tls
     from bastion.serving.transport import bound_tls_handshake, guarded_protocol
 
 _WHERE = {
-    "Control": "app",
-    "ServeOptions": "app",
+    "Control": "controls",
+    "ServeOptions": "deployment",
     "ServerApp": "app",
     "create_app": "app",
     "JwtSettings": "auth",

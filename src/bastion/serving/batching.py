@@ -18,20 +18,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from bastion.monitoring.screening import RowsByColumn
+
 __all__ = ["BatchStats", "MicroBatcher"]
 
 R = TypeVar("R")
-Columns = Mapping[str, Sequence[Any]]
 
 
 @dataclass(slots=True)
 class _Job:
-    columns: Columns
+    columns: RowsByColumn
     rows: int
     future: asyncio.Future[Sequence[Any]]
 
@@ -101,7 +102,7 @@ class MicroBatcher(Generic[R]):
                     job.future.cancel()
         self._pool.shutdown(wait=True)
 
-    async def submit(self, columns: Columns) -> list[R]:
+    async def submit(self, columns: RowsByColumn) -> list[R]:
         """Queue ``columns`` (one equal-length list per column) and await their results."""
         if self._queue is None:
             raise RuntimeError("MicroBatcher.start() was not called")

@@ -1,4 +1,4 @@
-"""The defenses wired into the predict path as :class:`~bastion.serving.app.Control` checks.
+"""The defenses wired into the predict path as :class:`Control` checks.
 
 :func:`~bastion.serving.app.create_app` builds them from :class:`ServeOptions` and runs them
 in this order, after the request schema and before the model::
@@ -11,8 +11,8 @@ in this order, after the request schema and before the model::
     Screening        out-of-range / out-of-distribution rows against the training profile;
                      policy flag (noted in the audit entry, counted) or reject (422)
 
-The detectors (:mod:`~bastion.serving.ratelimit`, :mod:`~bastion.serving.screening`,
-:mod:`~bastion.serving.extraction`) return findings; these classes are the policy. A check
+The detectors (:mod:`~bastion.serving.ratelimit`, :mod:`~bastion.monitoring.screening`,
+:mod:`~bastion.monitoring.extraction`) return findings; these classes are the policy. A check
 returns ``None`` or a small dict of notes that the server adds to the request's audit entry.
 Every one works on the rows column by column, as the schema parsed them: no DataFrame on
 the hot path.
@@ -23,20 +23,21 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from bastion.errors import ConfigError
+from bastion.monitoring.extraction import ExtractionMonitor
+from bastion.monitoring.screening import InputScreen, RowFindings, RowsByColumn
 from bastion.serving.auth import Caller
-from bastion.serving.extraction import ExtractionMonitor
+from bastion.serving.metrics import ControlMetrics
 from bastion.serving.ratelimit import RateLimiter
 from bastion.serving.requests import RequestRefused
-from bastion.serving.screening import InputScreen, ScreenResult
 
 __all__ = [
     "ACTIONS",
     "THROTTLE_FACTOR",
     "Blocklist",
-    "ControlMetrics",
+    "Control",
     "ExtractionGuard",
     "RateLimit",
     "Screening",
@@ -45,48 +46,27 @@ __all__ = [
 log = logging.getLogger("bastion.serving")
 
 ACTIONS: tuple[str, ...] = ("block", "throttle", "notify")
-Columns = dict[str, list[Any]]
 Audit = Callable[[str, str, str, str, Mapping[str, Any]], Awaitable[Any]]
 THROTTLE_FACTOR = 10
 
 
-def _rows(columns: Columns) -> int:
+def _rows(columns: RowsByColumn) -> int:
     return len(next(iter(columns.values()))) if columns else 0
 
 
-class ControlMetrics:
-    """Prometheus counters of the controls, in the server's registry."""
+class Control(Protocol):
+    """A check every predict request passes after its schema (rate limit, screening, ...).
 
-    def __init__(self, registry: Any) -> None:
-        from prometheus_client import Counter
+    ``check`` raises :class:`~bastion.serving.requests.RequestRefused` (e.g. 429 with a
+    ``Retry-After`` header) to refuse; the refusal is audited with its ``decision``. To let
+    the request through it returns ``None``, or a small dict of notes (JSON values) that
+    go into the request's audit entry (e.g. screening's flagged rows).
+    """
 
-        self.refused = Counter(
-            "bastion_rate_limited",
-            "Requests refused by the rate limit or the daily budget.",
-            ["reason"],
-            registry=registry,
-        )
-        self.flagged = Counter(
-            "bastion_screen_flagged_rows",
-            "Rows flagged by input screening (allowed under the flag policy).",
-            registry=registry,
-        )
-        self.screen_rejected = Counter(
-            "bastion_screen_rejected",
-            "Requests refused by input screening (reject policy).",
-            registry=registry,
-        )
-        self.alarms = Counter(
-            "bastion_extraction_alarms",
-            "Extraction-monitor alarms by reason and action.",
-            ["reason", "action"],
-            registry=registry,
-        )
-        self.blocked = Counter(
-            "bastion_extraction_blocked",
-            "Requests refused because their principal is blocked after an extraction alarm.",
-            registry=registry,
-        )
+    async def check(
+        self, caller: Caller, deployment: str, columns: dict[str, list[Any]]
+    ) -> Mapping[str, Any] | None:
+        """Refuse by raising RequestRefused; return None (or notes) to let it through."""
 
 
 class Blocklist:
@@ -96,7 +76,7 @@ class Blocklist:
         self.principals: set[str] = set()
         self._counters = counters
 
-    async def check(self, caller: Caller, deployment: str, columns: Columns) -> None:
+    async def check(self, caller: Caller, deployment: str, columns: RowsByColumn) -> None:
         if caller.principal in self.principals:
             self._counters.blocked.inc()
             raise RequestRefused(403, "forbidden", decision="extraction_blocked")
@@ -122,7 +102,7 @@ class RateLimit:
     def throttle(self, principal: str) -> None:
         self.throttled.add(principal)
 
-    async def check(self, caller: Caller, deployment: str, columns: Columns) -> None:
+    async def check(self, caller: Caller, deployment: str, columns: RowsByColumn) -> None:
         cost = _rows(columns)
         if cost > self.burst:
             raise RequestRefused(
@@ -188,7 +168,7 @@ class ExtractionGuard:
         self._counters = counters
 
     async def check(
-        self, caller: Caller, deployment: str, columns: Columns
+        self, caller: Caller, deployment: str, columns: RowsByColumn
     ) -> dict[str, Any] | None:
         monitor = self.monitors.get(deployment)
         if monitor is None:
@@ -227,7 +207,7 @@ class ExtractionGuard:
         return {"extraction_alarm": alarm.reason}
 
 
-def _why(result: ScreenResult, threshold: float) -> str:
+def _why(result: RowFindings, threshold: float) -> str:
     parts = []
     if result.out_of_range:
         parts.append("outside the training range: " + ", ".join(result.out_of_range))
@@ -239,7 +219,7 @@ def _why(result: ScreenResult, threshold: float) -> str:
 
 
 class Screening:
-    """Screens rows against each deployment's training profile (see :mod:`.screening`).
+    """Screens rows against each deployment's training profile (monitoring's InputScreen).
 
     Policy ``flag``: the request passes; the flagged rows are counted and noted in its
     audit entry. Policy ``reject``: 422 naming the first flagged instance and why.
@@ -250,7 +230,7 @@ class Screening:
         self._counters = counters
 
     async def check(
-        self, caller: Caller, deployment: str, columns: Columns
+        self, caller: Caller, deployment: str, columns: RowsByColumn
     ) -> dict[str, Any] | None:
         screen = self.screens.get(deployment)
         if screen is None:

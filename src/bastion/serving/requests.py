@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from bastion.pipeline.config import ColumnSpec
+from bastion.spec.config import ColumnSpec
 
 __all__ = ["MAX_PROBLEMS", "ColumnRule", "RequestRefused", "RequestSchema"]
 

@@ -25,6 +25,7 @@ import asyncio
 import asyncio.constants
 import logging
 from collections import Counter
+from typing import ClassVar
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -68,6 +69,69 @@ def bound_tls_handshake(seconds: float) -> None:
     asyncio.constants.SSL_HANDSHAKE_TIMEOUT = seconds
 
 
+class _GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with the two guards; :func:`guarded_protocol` subclasses it
+    with the bounds and its own connection counts."""
+
+    _header_timeout: ClassVar[float]
+    _max_per_client: ClassVar[int]
+    _open_per_client: ClassVar[Counter[str]]
+    _peer: str | None = None
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        peer = self.client[0] if self.client else "unknown"
+        counts = self._open_per_client
+        counts[peer] += 1
+        self._peer = peer
+        if counts[peer] > self._max_per_client:
+            log.debug("refused a connection from %s: %d open", peer, counts[peer])
+            self._refuse(_TOO_MANY)
+            return
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self._peer is not None:
+            counts = self._open_per_client
+            counts[self._peer] -= 1
+            if counts[self._peer] <= 0:
+                del counts[self._peer]
+            self._peer = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # the request's headers are in
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self._arm()  # the next request on this connection gets the same bound
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(self._header_timeout, self._headers_late)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self._refuse(_TIMEOUT)
+
+    def _refuse(self, answer: bytes) -> None:
+        self._disarm()
+        if not self.transport.is_closing():
+            self.transport.write(answer)
+            self.transport.close()
+
+
 def guarded_protocol(
     *,
     header_timeout: float = DEFAULT_HEADER_TIMEOUT,
@@ -81,59 +145,10 @@ def guarded_protocol(
         raise ValueError("max_per_client must be at least 1")
     open_per_client: Counter[str] = Counter()
 
-    class GuardedH11Protocol(H11Protocol):
-        _peer: str | None = None
-        _header_timer: asyncio.TimerHandle | None = None
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            peer = self.client[0] if self.client else "unknown"
-            open_per_client[peer] += 1
-            self._peer = peer
-            if open_per_client[peer] > max_per_client:
-                log.debug("refused a connection from %s: %d open", peer, open_per_client[peer])
-                self._refuse(_TOO_MANY)
-                return
-            self._arm()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            if self._peer is not None:
-                open_per_client[self._peer] -= 1
-                if open_per_client[self._peer] <= 0:
-                    del open_per_client[self._peer]
-                self._peer = None
-            super().connection_lost(exc)
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            if self.conn.their_state is not h11.IDLE:  # the request's headers are in
-                self._disarm()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
-                self._arm()  # the next request on this connection gets the same bound
-
-        def _arm(self) -> None:
-            self._disarm()
-            self._header_timer = self.loop.call_later(header_timeout, self._headers_late)
-
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _headers_late(self) -> None:
-            self._header_timer = None
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-                self._refuse(_TIMEOUT)
-
-        def _refuse(self, answer: bytes) -> None:
-            self._disarm()
-            if not self.transport.is_closing():
-                self.transport.write(answer)
-                self.transport.close()
+    class GuardedH11Protocol(_GuardedH11Protocol):
+        _header_timeout = header_timeout
+        _max_per_client = max_per_client
+        _open_per_client = open_per_client
 
     GuardedH11Protocol.__qualname__ = GuardedH11Protocol.__name__
     return GuardedH11Protocol

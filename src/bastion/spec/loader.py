@@ -48,6 +48,7 @@ __all__ = [
     "MAX_NODES",
     "MAX_REPORTED",
     "load_pipeline",
+    "parse_pipeline",
     "pipeline_json_schema",
 ]
 
@@ -92,8 +93,15 @@ def load_pipeline(path: Path, *, check_env: bool = True) -> tuple[PipelineConfig
     contract, never to run it.
     """
     path = Path(path)
-    file = str(path)
     raw = _read(path)
+    return parse_pipeline(raw, str(path), check_env=check_env), raw
+
+
+def parse_pipeline(raw: bytes, file: str, *, check_env: bool = True) -> PipelineConfig:
+    """:func:`load_pipeline` for a pipeline file's bytes already in hand (a stored one);
+    ``file`` names it in messages, in place of a path."""
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(f"{file}: pipeline file is larger than {MAX_BYTES} bytes")
     try:
         data, marks = _parse(raw)
         if not isinstance(data, dict):
@@ -108,7 +116,7 @@ def load_pipeline(path: Path, *, check_env: bool = True) -> tuple[PipelineConfig
             raise _Refused(env)
     except _Refused as refused:
         raise ConfigError(_message(file, refused.problems)) from None
-    return config, raw
+    return config
 
 
 def pipeline_json_schema() -> dict[str, Any]:

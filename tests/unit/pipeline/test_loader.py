@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 
 from bastion.errors import ConfigError
 from bastion.spec.config import PipelineConfig
-from bastion.spec.loader import MAX_BYTES, MAX_REPORTED, load_pipeline, pipeline_json_schema
+from bastion.spec.loader import (
+    MAX_BYTES,
+    MAX_REPORTED,
+    load_pipeline,
+    parse_pipeline,
+    pipeline_json_schema,
+)
 
 ADULT = Path(__file__).resolve().parents[3] / "examples" / "adult-income" / "pipeline.yaml"
 PIN = "0" * 61 + "abc"
@@ -428,3 +434,19 @@ def test_show_values_must_name_schema_columns_and_not_pii(tmp_path: Path) -> Non
         "  label: {column: y, positive: b}\n  show_values: [x]\n  pii: {x: {policy: drop}}\n",
     )
     assert "show_values: PII column(s) ['x'] are always masked" in error(tmp_path, text)
+
+
+def test_stored_bytes_parse_as_the_file_does_and_errors_name_the_given_name() -> None:
+    """The server reads a model's pipeline file from the store: same checks, no temp file."""
+    config, raw = load_pipeline(ADULT)
+    assert parse_pipeline(raw, "stored pipeline file abc") == config
+    with pytest.raises(ConfigError) as info:
+        parse_pipeline(b"name: demo\nseed: 1\x01\n", "stored pipeline file abc")
+    assert str(info.value) == (
+        "stored pipeline file abc:2:8: character U+0001 is not allowed in YAML"
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_pipeline(b"# " + b"x" * MAX_BYTES + b"\n", "stored pipeline file abc")
+    assert str(info.value) == (
+        f"stored pipeline file abc: pipeline file is larger than {MAX_BYTES} bytes"
+    )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bastion.errors import ConfigError
-from bastion.serving.extraction import Alarm, ExtractionMonitor
-from tests.unit.serving.test_screening import benign_rows, profile
+from bastion.monitoring.extraction import Alarm, ExtractionMonitor
+from tests.unit.monitoring.test_screening import benign_rows, profile
 
 
 def test_no_verdict_before_min_queries() -> None:

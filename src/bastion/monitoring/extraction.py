@@ -6,7 +6,7 @@ successive queries follow a roughly normal distribution, while the synthetic que
 extraction attack (Papernot et al.'s Jacobian-based augmentation, small steps around a few
 seeds) do not: tiny steps mixed with jumps between seeds. For every new query of a
 principal we take its minimum L2 distance, in the space of
-:meth:`~bastion.serving.screening.TrainingProfile.encode` (numeric z-scores, one-hot
+:meth:`~bastion.monitoring.screening.TrainingProfile.encode` (numeric z-scores, one-hot
 categories), to that principal's previous queries — the last ``window`` of them, so the
 cost is O(window) per query and the memory bounded. Once ``min_queries`` distances are
 known, a Shapiro–Wilk test (:func:`scipy.stats.shapiro`) runs on the last ``window``
@@ -43,7 +43,7 @@ import pandas as pd
 from scipy import stats as sstats
 
 from bastion.errors import ConfigError
-from bastion.serving.screening import Columns, Table, TrainingProfile
+from bastion.monitoring.screening import RowsByColumn, Table, TrainingProfile
 
 __all__ = [
     "DEFAULT_COVERAGE_LIMIT",
@@ -146,7 +146,7 @@ class ExtractionMonitor:
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(list(rows))
         return self._observe(principal, frame)
 
-    def observe_columns(self, principal: str, columns: Columns) -> Alarm | None:
+    def observe_columns(self, principal: str, columns: RowsByColumn) -> Alarm | None:
         """:meth:`observe` for rows column by column (the server's fast path: no DataFrame)."""
         if not columns or not len(next(iter(columns.values()))):
             return None

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bastion.defenses.hardening import OutputPolicy
 from bastion.errors import ConfigError
-from bastion.serving.hardening import OutputPolicy
 
 CLASSES = ["<=50K", ">50K", "other"]
 PROBA = np.array([[0.123456, 0.654321, 0.222223], [0.7, 0.1, 0.2]])

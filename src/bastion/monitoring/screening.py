@@ -1,3 +1,4 @@
+# Over 400 lines: one job (profile + screen); InputScreen reads the profile's private grid.
 """Input screening: is a request row like the data the model was trained on?
 
 A :class:`TrainingProfile` summarises the training frame once, at release time: per numeric
@@ -6,7 +7,7 @@ column the frequency of every category (and of nulls). It round-trips through JS
 ships with the model.
 
 :class:`InputScreen` compares request rows with the profile and returns one
-:class:`ScreenResult` per row — findings, not verdicts (the server's policy decides):
+:class:`RowFindings` per row — findings, not verdicts (the server's policy decides):
 
 * ``out_of_range`` names numeric columns outside the *training* range (not the schema range,
   which is usually much wider);
@@ -27,7 +28,7 @@ flagged almost always. Everything is vectorised per column: screening a batch co
 NumPy calls per column, not per row.
 
 :meth:`TrainingProfile.encode` maps rows to the vector space used by the extraction monitor
-(:mod:`bastion.serving.extraction`): numeric z-scores followed by one-hot categories.
+(:mod:`bastion.monitoring.extraction`): numeric z-scores followed by one-hot categories.
 """
 
 from __future__ import annotations
@@ -42,13 +43,17 @@ import numpy as np
 import pandas as pd
 
 from bastion.errors import ConfigError, DataError
-from bastion.pipeline.config import ColumnSpec
+from bastion.spec.config import ColumnSpec
 
 __all__ = [
     "DEFAULT_OOD_THRESHOLD",
     "QUANTILE_LEVELS",
+    "CategoricalStats",
     "InputScreen",
-    "ScreenResult",
+    "NumericStats",
+    "RowFindings",
+    "RowsByColumn",
+    "Table",
     "TrainingProfile",
 ]
 
@@ -99,7 +104,7 @@ class CategoricalStats:
 
 
 @dataclass(frozen=True)
-class ScreenResult:
+class RowFindings:
     """Findings for one row; ``flagged`` when any finding fires."""
 
     out_of_range: tuple[str, ...]
@@ -116,8 +121,8 @@ def _to_frame(rows: Sequence[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
 
 #: Rows column by column, as the server's request parser returns them (``None`` or NaN for
 #: a null). Every method that takes rows also takes these, without building a DataFrame.
-Columns: TypeAlias = Mapping[str, Sequence[Any]]
-Table: TypeAlias = pd.DataFrame | Columns
+RowsByColumn: TypeAlias = Mapping[str, Sequence[Any]]
+Table: TypeAlias = pd.DataFrame | RowsByColumn
 
 
 def _n_rows(table: Table) -> int:
@@ -394,11 +399,11 @@ class InputScreen:
         """Only the OOD scores (float64), for calibration and metrics."""
         return self._screen(_to_frame(rows))[2]
 
-    def screen(self, rows: Sequence[Mapping[str, Any]] | pd.DataFrame) -> list[ScreenResult]:
-        """One :class:`ScreenResult` per row, in order."""
+    def screen(self, rows: Sequence[Mapping[str, Any]] | pd.DataFrame) -> list[RowFindings]:
+        """One :class:`RowFindings` per row, in order."""
         return self._results(_to_frame(rows))
 
-    def _results(self, frame: Table) -> list[ScreenResult]:
+    def _results(self, frame: Table) -> list[RowFindings]:
         oor, unseen, score = self._screen(frame)
         num_names = np.array(list(self.profile.numeric), dtype=object)
         cat_names = np.array(list(self.profile.categorical), dtype=object)
@@ -411,19 +416,19 @@ class InputScreen:
         for r in range(_n_rows(frame)):
             if not odd[r]:  # the common case, without fancy indexing
                 s = float(score[r])
-                results.append(ScreenResult((), (), s, s > self.threshold))
+                results.append(RowFindings((), (), s, s > self.threshold))
                 continue
             o = tuple(num_names[oor[r]]) if oor.shape[1] else ()
             u = tuple(cat_names[unseen[r]]) if unseen.shape[1] else ()
             s = float(score[r])
-            results.append(ScreenResult(o, u, s, bool(o or u or s > self.threshold)))
+            results.append(RowFindings(o, u, s, bool(o or u or s > self.threshold)))
         return results
 
-    def screen_columns(self, columns: Columns) -> list[ScreenResult]:
+    def screen_columns(self, columns: RowsByColumn) -> list[RowFindings]:
         """:meth:`screen` for rows column by column (the server's fast path: no DataFrame)."""
         return self._results(columns)
 
-    def should_reject(self, results: Sequence[ScreenResult]) -> bool:
+    def should_reject(self, results: Sequence[RowFindings]) -> bool:
         """True when the policy is ``reject`` and any row was flagged."""
         return self.policy == "reject" and any(r.flagged for r in results)
 

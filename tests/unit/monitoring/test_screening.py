@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from bastion.errors import ConfigError, DataError
-from bastion.pipeline.config import ColumnSpec
-from bastion.serving.screening import InputScreen, TrainingProfile
+from bastion.monitoring.screening import InputScreen, TrainingProfile
+from bastion.spec.config import ColumnSpec
 
 DATA = Path(__file__).resolve().parents[3] / "examples" / "adult-income"
 

@@ -1,0 +1,264 @@
+"""What the server serves: its options, and each model loaded for serving from signed data.
+
+:func:`load_deployments` checks that the operator's token may read each model, loads every
+model through :meth:`ModelRegistry.load <bastion.workspace.Workspace.models>` (signature,
+provenance chain and gates verified before one model byte is parsed; refused otherwise),
+and builds each :class:`Deployment` from the model's SIGNED contract (the release statement,
+never the row): the pipeline file it was trained with gives the request contract and the
+class labels, the training table it names gives the profile that input screening and the
+extraction monitor compare requests with.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bastion.defenses.hardening import OutputPolicy
+from bastion.errors import ConfigError, IntegrityError
+from bastion.monitoring.screening import TrainingProfile
+from bastion.serving.auth import DEFAULT_CACHE_TTL, JwtSettings
+from bastion.serving.batching import MicroBatcher
+from bastion.serving.controls import ACTIONS
+from bastion.serving.requests import RequestSchema
+
+if TYPE_CHECKING:
+    from bastion.serving.controls import Control
+    from bastion.workspace import Workspace
+
+__all__ = ["Deployment", "ServeOptions", "audit_start", "check_options", "load_deployments"]
+
+log = logging.getLogger("bastion.serving")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How the server runs. ``operator_token`` (admin or ml-engineer) is required."""
+
+    operator_token: str = field(repr=False)
+    max_body: int = 1 << 20
+    max_batch: int = 1000
+    timeout: float = 10.0
+    jwt: JwtSettings | None = None
+    token_cache_ttl: float = DEFAULT_CACHE_TTL
+    batch_max_wait: float = 0.002
+    batch_max_rows: int = 2048
+    unsafe_skip_verify: bool = False
+    listen: str = ""  # host:port, for the audit entry
+    tls: str = "unknown"  # cert | self-signed | unsafe-no-tls, for the audit entry
+    controls: Sequence[Control] = ()  # extra checks, after the built-in ones below
+    # Rate limit and daily budget per principal, in rows (memory, or Redis when
+    # BASTION_REDIS_URL is set). A request may carry at most ``burst`` rows.
+    rate: float = 50.0
+    burst: int = 200
+    daily_budget: int | None = None
+    # Input screening against the training profile: flag (audit note) or reject (422).
+    screen: str = "flag"
+    # What a response reveals: label | top_k | rounded | noised (defenses/hardening.py).
+    output: str = "label"
+    top_k: int = 1
+    decimals: int = 2
+    noise_scale: float = 0.02
+    # Extraction monitor's action on alarm: block | throttle | notify.
+    on_extraction: str = "block"
+    # Connection guards, applied by `bastion serve` before the app (see transport.py):
+    # request headers (and the TLS handshake) within this many seconds; open connections
+    # per client address.
+    header_timeout: float = 5.0
+    max_connections_per_client: int = 64
+
+
+@dataclass
+class Deployment:
+    """One served model: its verified record, request contract, batcher and output policy."""
+
+    name: str
+    ref: str
+    schema: RequestSchema
+    batcher: MicroBatcher[Any]
+    verified: bool
+    output: OutputPolicy
+    classes: list[str]
+    profile: TrainingProfile | None = None
+
+
+def check_options(models: Sequence[str], options: ServeOptions) -> OutputPolicy:
+    """Refuse bad options (ConfigError naming the flag); the output policy they ask for."""
+    if not models:
+        raise ConfigError("models: name at least one NAME[:VERSION] to serve")
+    if options.max_body < 1 or options.max_batch < 1 or options.timeout <= 0:
+        raise ConfigError("--max-body, --max-batch and the timeout must be positive")
+    if options.screen not in ("flag", "reject"):
+        raise ConfigError(f"--screen: expected flag or reject, got {options.screen!r}")
+    if options.on_extraction not in ACTIONS:
+        raise ConfigError(
+            f"--on-extraction: expected one of {', '.join(ACTIONS)}, got {options.on_extraction!r}"
+        )
+    return OutputPolicy(
+        options.output,  # type: ignore[arg-type]  # checked by OutputPolicy
+        k=options.top_k,
+        decimals=options.decimals,
+        noise_scale=options.noise_scale,
+    )
+
+
+def load_deployments(
+    ws: Workspace,
+    models: Sequence[str],
+    options: ServeOptions,
+    output: OutputPolicy,
+    *,
+    on_batch: Callable[[int, int, float], None] | None = None,
+) -> dict[str, Deployment]:
+    """Authorize the operator for, verify and load each of ``models``: name → Deployment.
+
+    ``on_batch`` is each batcher's callback after a model call (the server's metrics).
+    """
+    from bastion.workspace import parse_model_ref
+
+    names = [parse_model_ref(ref)[0] for ref in models]
+    if len(set(names)) != len(names):
+        raise ConfigError("models: each model name may be served once")
+    for name in names:
+        ws.authorize("model:read", resource_type="model", resource=name)
+    actor = ws.identity.principal
+    max_batch = min(options.max_batch, options.burst)
+    deployments: dict[str, Deployment] = {}
+    for ref in models:
+        dep = _deployment(ws, ref, options, output, actor, max_batch, on_batch)
+        deployments[dep.name] = dep
+    return deployments
+
+
+def _deployment(
+    ws: Workspace,
+    ref: str,
+    options: ServeOptions,
+    output: OutputPolicy,
+    actor: str,
+    max_batch: int,
+    on_batch: Callable[[int, int, float], None] | None,
+) -> Deployment:
+    model, record, contract, verified = _load(ws, ref, options, actor)
+    data = _pipeline_config(ws, contract.config).data
+    columns = list(getattr(model, "feature_names_in_", [])) or [
+        c for c in data.schema_ if c != data.label.column
+    ]
+    schema = RequestSchema.from_config(data.schema_, columns, max_batch=max_batch)
+    label_spec = data.schema_[data.label.column]
+    labels = _labels(model, data.label.column, data.label.positive, label_spec.categories)
+    served = {c: data.schema_[c] for c in schema.columns}
+    profile = _training_profile(ws, contract, served, data.label.column)
+    batcher: MicroBatcher[Any] = MicroBatcher(
+        _predictor(model, schema.columns),
+        max_wait=options.batch_max_wait,
+        max_rows=max(options.batch_max_rows, options.max_batch),
+        on_batch=on_batch,
+        thread_init=_one_thread,
+    )
+    return Deployment(record.name, record.ref, schema, batcher, verified, output, labels, profile)
+
+
+def _labels(
+    model: Any, label_column: str, positive: str, categories: list[str] | None
+) -> list[str]:
+    """Class index → label string: classes 0/1 mean not-positive/positive (the train stage)."""
+    classes = list(getattr(model, "classes_", []))
+    if classes and all(isinstance(c, str) for c in classes):
+        return [str(c) for c in classes]
+    others = [c for c in (categories or []) if c != positive]
+    negative = others[0] if len(others) == 1 else f"not {positive}"
+    if [int(c) for c in classes] != [0, 1]:
+        raise ConfigError(f"{label_column}: expected a binary model (classes 0/1), got {classes}")
+    return [negative, positive]
+
+
+def _predictor(model: Any, columns: Sequence[str]) -> Callable[..., Any]:
+    """Rows → the probability matrix (rows × classes); the output policy runs after."""
+    import pandas as pd
+
+    names = list(columns)
+
+    def predict(data: dict[str, list[Any]]) -> Any:
+        return model.predict_proba(pd.DataFrame(data, columns=names))
+
+    return predict
+
+
+def _training_profile(ws: Workspace, contract: Any, schema: Any, label: str) -> TrainingProfile:
+    """The profile of the training table its signed release names, restricted to the
+    columns the model is served with."""
+    import pandas as pd
+
+    digest = contract.train_table
+    if not digest:
+        raise ConfigError(
+            f"{contract.model}: its signed release names no training table (released by an"
+            " older Bastion); input screening and the extraction monitor need it: run the"
+            " pipeline again to release it"
+        )
+    frame = pd.read_parquet(io.BytesIO(ws.store.read_bytes(digest)))
+    return TrainingProfile.from_frame(frame, schema, label)
+
+
+def _one_thread() -> None:
+    """Run the model single-threaded: OpenMP's spinning workers fight the event loop for
+    the cores and made a one-row call 10x slower; batching gives the parallelism instead."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+
+
+def _pipeline_config(ws: Workspace, digest: str) -> Any:
+    """The PipelineConfig a model was trained with, parsed by the pipeline's own loader."""
+    from bastion.spec.loader import parse_pipeline
+
+    raw = ws.store.read_bytes(digest)
+    # read for its contract, not run: no environment check
+    return parse_pipeline(raw, f"stored pipeline file {digest}", check_env=False)
+
+
+def _load(ws: Workspace, ref: str, options: ServeOptions, actor: str) -> tuple[Any, Any, Any, bool]:
+    """(model, record, contract, verified). Verify-before-load unless --unsafe-skip-verify.
+
+    The contract (pipeline file, training table) always comes from the release statement,
+    whose signature is checked even with --unsafe-skip-verify; never from the record."""
+    try:
+        if not options.unsafe_skip_verify:
+            model, verified = ws.models.load(ref)
+            return model, verified.record, verified.contract, True
+        log.warning("UNSAFE: serving %s without verifying its signature and provenance", ref)
+        ws.audit.record(actor, "serve.unsafe_skip_verify", f"model:{ref}", "ok", {})
+        model, record = ws.models.unsafe_load_unverified(ref)
+        return model, record, ws.models.signed_contract(record), False
+    except IntegrityError as exc:
+        raise IntegrityError(f"refusing to serve {ref}: {exc}") from None
+
+
+def audit_start(ws: Workspace, deployments: dict[str, Deployment], options: ServeOptions) -> None:
+    """The ``serve.start`` entry (and ``serve.unsafe_no_tls`` when serving plain HTTP)."""
+    actor = ws.identity.principal
+    ws.audit.record(
+        actor,
+        "serve.start",
+        "server",
+        "ok",
+        {
+            "models": [d.ref for d in deployments.values()],
+            "listen": options.listen,
+            "tls": options.tls,
+            "verified": all(d.verified for d in deployments.values()),
+            "rate": options.rate,
+            "burst": options.burst,
+            "daily_budget": options.daily_budget,
+            "screen": options.screen,
+            "output": options.output,
+            "on_extraction": options.on_extraction,
+        },
+    )
+    if options.tls == "unsafe-no-tls":
+        log.warning("UNSAFE: serving plain HTTP (loopback only)")
+        ws.audit.record(actor, "serve.unsafe_no_tls", "server", "ok", {"listen": options.listen})
