@@ -46,6 +46,7 @@ from bastion.security.access_state import STATE_FILE, AccessState, refusal
 from bastion.security.anchor import ANCHOR_FILE
 from bastion.security.audit import AuditLog, adopt_anchor
 from bastion.security.keys import DEFAULT_SCRYPT_LOG_N, LocalKeyring
+from bastion.security.recipes import localhost_certificate
 from bastion.security.rows import RowMac, scan, seal_missing
 from bastion.security.scope import covers
 from bastion.security.signing import (
@@ -70,6 +71,7 @@ __all__ = [
     "Workspace",
     "WorkspaceVerifyReport",
     "covers",
+    "localhost_certificate",
     "parse_model_ref",
 ]
 

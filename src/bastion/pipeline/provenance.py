@@ -18,7 +18,6 @@ Signing itself is the workspace's (``Workspace.attest``); this module only build
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 import subprocess
 from collections.abc import Iterable, Mapping
@@ -26,6 +25,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from bastion._canonical import canonical_json
 from bastion.spec.stage import Material
 
 __all__ = [
@@ -46,7 +46,7 @@ _PACKAGES = ("bastion-ml", "numpy", "pandas", "pyarrow", "scikit-learn", "skops"
 
 def canonical(obj: Any) -> bytes:
     """The JSON the runner hashes (cache keys, fingerprints): sorted keys, no spaces."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return canonical_json(obj, ascii=True, allow_nan=True, default=str)
 
 
 def stage_materials(

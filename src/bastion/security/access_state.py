@@ -65,12 +65,11 @@ from pathlib import Path
 from typing import Any, Final
 
 import sqlalchemy as sa
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from bastion._canonical import canonical_json
 from bastion._fs import atomic_write, file_lock
 from bastion.errors import ConfigError, ForgedCredential, IntegrityError
+from bastion.security.hazmat import hkdf_sha256
 from bastion.security.rows import SEALED, SEALED_TABLES, RowMac
 
 __all__ = [
@@ -216,8 +215,7 @@ class AccessState:
         source = getattr(keys, "row_mac_key", None)
         if not callable(source):
             raise ConfigError(f"keys: {type(keys).__name__} has no row MAC key")
-        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO)
-        return cls(path, rows, hkdf.derive(source()))
+        return cls(path, rows, hkdf_sha256(source(), info=_INFO))
 
     # -- the file ---------------------------------------------------------------------
 

@@ -45,16 +45,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-
 from bastion._canonical import canonical_json
 from bastion._fs import atomic_write, file_lock
 from bastion.errors import (
@@ -62,9 +52,10 @@ from bastion.errors import (
     ConfigError,
     IntegrityError,
     KeyringError,
-    SignatureError,
     UnknownKeyError,
 )
+from bastion.security import hazmat
+from bastion.security.hazmat import AESGCM, Ed25519PrivateKey, Ed25519PublicKey, InvalidTag
 
 __all__ = [
     "DEFAULT_SCRYPT_LOG_N",
@@ -157,7 +148,7 @@ class LocalKeyring:
     def __init__(self, path: Path, doc: dict[str, Any], seal_key: bytes, mac_key: bytes):
         self._path = path
         self._doc = doc
-        self._seal = AESGCM(seal_key)
+        self._seal = hazmat.aead(seal_key)
         self._mac_key = mac_key
         self._material = self._open_all(doc)
         self._kek_cache: dict[str, AESGCM] = {}
@@ -198,8 +189,8 @@ class LocalKeyring:
         }
         seal_key, mac_key = cls._derive(passphrase, kdf)
         ring = cls(path, doc, seal_key, mac_key)
-        ring._add_key("kek", AESGCM.generate_key(256))
-        ring._add_key("signing", Ed25519PrivateKey.generate().private_bytes_raw())
+        ring._add_key("kek", hazmat.new_aead_key())
+        ring._add_key("signing", hazmat.new_signing_key())
         ring._add_key("pseudonym", secrets.token_bytes(32))
         ring._save()
         return ring
@@ -240,16 +231,14 @@ class LocalKeyring:
     def _derive(passphrase: str, kdf: dict[str, Any]) -> tuple[bytes, bytes]:
         if kdf.get("name") != "scrypt" or not MIN_SCRYPT_LOG_N <= int(kdf["log_n"]) <= 22:
             raise ValueError("kdf")
-        master = Scrypt(
+        master = hazmat.scrypt(
+            passphrase.encode("utf-8"),
             salt=_unb64(kdf["salt"]),
-            length=32,
             n=2 ** int(kdf["log_n"]),
             r=int(kdf["r"]),
             p=int(kdf["p"]),
-        ).derive(passphrase.encode("utf-8"))
-        okm = HKDF(
-            algorithm=hashes.SHA256(), length=64, salt=None, info=b"bastion keyring v1"
-        ).derive(master)
+        )
+        okm = hazmat.hkdf_sha256(master, info=b"bastion keyring v1", length=64)
         return okm[:32], okm[32:]
 
     # -- persistence ----------------------------------------------------------------------
@@ -273,8 +262,7 @@ class LocalKeyring:
         nonce = os.urandom(12)
         entry["material"] = _b64(nonce + self._seal.encrypt(nonce, material, self._aad(entry)))
         if kind == "signing":
-            pub = Ed25519PrivateKey.from_private_bytes(material).public_key()
-            entry["public_key"] = pub.public_bytes_raw().hex()
+            entry["public_key"] = hazmat.public_key_of(material).hex()
         for other in self._doc["keys"]:
             if other["kind"] == kind and other["state"] == "active":
                 other["state"] = _REPLACED[kind]
@@ -339,12 +327,12 @@ class LocalKeyring:
     def add_kek(self) -> str:
         """Make a new active KEK; the previous one becomes decrypt-only. Saved at once."""
         with self._changing():
-            return self._add_key("kek", AESGCM.generate_key(256))
+            return self._add_key("kek", hazmat.new_aead_key())
 
     def add_signing_key(self) -> str:
         """Make a new active signing key; the previous one becomes verify-only."""
         with self._changing():
-            return self._add_key("signing", Ed25519PrivateKey.generate().private_bytes_raw())
+            return self._add_key("signing", hazmat.new_signing_key())
 
     def add_pseudonym_key(self) -> str:
         """Make a new active pseudonym key; the previous one is retired and its material erased.
@@ -378,9 +366,7 @@ class LocalKeyring:
         label ``bastion row-mac v1``: distinct from every other key, and unchanged by key
         rotation, so rows sealed before a rotation still verify after it.
         """
-        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_ROW_MAC_INFO).derive(
-            self._mac_key
-        )
+        return hazmat.hkdf_sha256(self._mac_key, info=_ROW_MAC_INFO)
 
     @property
     def rows_sealed(self) -> bool:
@@ -447,7 +433,7 @@ class LocalKeyring:
             material = self._material.get(key_id)
             if material is None or self._entry(key_id)["kind"] != "kek":
                 raise UnknownKeyError(f"key {key_id!r} is not a usable KEK in this keyring")
-            aead = self._kek_cache[key_id] = AESGCM(material)
+            aead = self._kek_cache[key_id] = hazmat.aead(material)
         return aead
 
     def wrap(self, kek_id: str, dek: bytes, aad: bytes) -> bytes:
@@ -475,7 +461,7 @@ class LocalKeyring:
                 raise UnknownKeyError(f"key {key_id!r} is not a signing key in this keyring")
             if entry["state"] != "active":
                 raise KeyringError(f"{key_id}: a {entry['state']} key no longer signs")
-            signer = self._signer_cache[key_id] = Ed25519PrivateKey.from_private_bytes(material)
+            signer = self._signer_cache[key_id] = hazmat.signer(material)
         return signer.sign(message)
 
     def pseudonymize(self, key_id: str, domain: str, values: Sequence[str]) -> list[str]:
@@ -492,12 +478,7 @@ class LocalKeyring:
             material = self._material.get(key_id)
             if material is None or self._entry(key_id)["kind"] != "pseudonym":
                 raise UnknownKeyError(f"key {key_id!r} is not a usable pseudonym key")
-            derived = HKDF(
-                algorithm=hashes.SHA256(),
-                length=32,
-                salt=None,
-                info=_PSEUDONYM_INFO + domain.encode("utf-8"),
-            ).derive(material)
+            derived = hazmat.hkdf_sha256(material, info=_PSEUDONYM_INFO + domain.encode("utf-8"))
             base = self._hmac_cache[(key_id, domain)] = hmac.new(derived, digestmod=hashlib.sha256)
         tokens: dict[str, str] = dict.fromkeys(values, "")  # each value is hashed once
         copy = base.copy
@@ -511,16 +492,12 @@ class LocalKeyring:
         entry = self._entry(key_id)
         if entry["kind"] != "signing":
             raise UnknownKeyError(f"key {key_id!r} is not a signing key")
-        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(entry["public_key"]))
+        return hazmat.public_key(bytes.fromhex(entry["public_key"]))
 
     def public_keys_pem(self) -> dict[str, str]:
         """Every signing key's public half in PEM, for verifiers outside the home."""
         return {
-            e["id"]: self.public_key(e["id"])
-            .public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            .decode()
+            e["id"]: hazmat.public_pem(self.public_key(e["id"]))
             for e in self._doc["keys"]
             if e["kind"] == "signing"
         }
@@ -541,14 +518,11 @@ class LocalKeyring:
 def jwk(key_id: str, public_key: Ed25519PublicKey) -> dict[str, str]:
     """One Ed25519 public key as a JWK (RFC 8037): ``kty`` OKP, ``crv`` Ed25519, ``x`` the
     raw 32 bytes in unpadded base64url."""
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    raw = hazmat.public_raw(public_key)
     x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
     return {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": key_id, "use": "sig", "alg": "EdDSA"}
 
 
 def verify_ed25519(public_key: Ed25519PublicKey, signature: bytes, message: bytes) -> None:
     """Raise :class:`SignatureError` unless ``signature`` is valid. Never returns False."""
-    try:
-        public_key.verify(signature, message)
-    except InvalidSignature:
-        raise SignatureError("signature does not verify") from None
+    hazmat.verify(public_key, signature, message)

@@ -39,11 +39,12 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from bastion._canonical import canonical_json
 from bastion.errors import ConfigError, IntegrityError, NotFound, SignatureError
+from bastion.security import hazmat
+from bastion.security.hazmat import Ed25519PublicKey
 from bastion.security.keys import KeyInfo, KeyProvider, verify_ed25519
 from bastion.store.db import statement_subjects, statements
 
@@ -194,7 +195,7 @@ def trusted_keys(keyring: _Keyring) -> dict[str, Ed25519PublicKey]:
     """Every signing key of ``keyring`` (active or verify-only) as ``{key id: public key}``."""
     infos = keyring.keys()  # KeyInfo records, not a mapping
     return {
-        info.id: Ed25519PublicKey.from_public_bytes(bytes.fromhex(info.public_key))
+        info.id: hazmat.public_key(bytes.fromhex(info.public_key))
         for info in infos
         if info.kind == "signing" and info.public_key
     }

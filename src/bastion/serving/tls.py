@@ -24,11 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from bastion.errors import ConfigError
+from bastion.workspace import localhost_certificate
 
 __all__ = ["HSTS", "TlsFiles", "is_loopback", "resolve_tls", "self_signed"]
 
@@ -68,34 +66,7 @@ def self_signed(folder: Path) -> TlsFiles:
                 return TlsFiles(cert_path, key_path)
         except ValueError:
             pass  # unreadable: make a new one
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=_VALID_DAYS))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    x509.IPAddress(ipaddress.ip_address("::1")),
-                ]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    pem_key = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    pem_cert, pem_key = localhost_certificate(now, _VALID_DAYS)
     tmp_key = key_path.with_suffix(".key.tmp")
     fd = os.open(tmp_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
@@ -105,7 +76,7 @@ def self_signed(folder: Path) -> TlsFiles:
     tmp_cert = cert_path.with_suffix(".crt.tmp")
     fd = os.open(tmp_cert, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
-        fh.write(cert.public_bytes(serialization.Encoding.PEM))
+        fh.write(pem_cert)
     os.chmod(tmp_cert, 0o600)  # public, but every file in the home is 0600
     os.replace(tmp_cert, cert_path)
     return TlsFiles(cert_path, key_path)

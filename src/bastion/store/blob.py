@@ -17,7 +17,7 @@ reverse, one chunk at a time in constant memory, and raises
 content digest is checked when the final chunk is reached, before its bytes are handed out.
 
 Speed: with large chunks SHA-256 runs on a worker thread while the calling thread reads,
-encrypts (or decrypts) and writes; hashlib and AESGCM both release the GIL, so the two
+encrypts (or decrypts) and writes; hashlib and AES-GCM both release the GIL, so the two
 overlap on two cores. Buffers are reused (``encrypt_into``/``decrypt_into``).
 """
 
@@ -35,12 +35,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, BinaryIO
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from bastion._fs import Writable, write_all
 from bastion.errors import ConfigError, IntegrityError, UnknownKeyError
 from bastion.security.keys import KeyProvider
+from bastion.security.recipes import InvalidTag, data_cipher, new_data_key
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -227,12 +225,12 @@ def write_blob(
     reads and encrypts.
     """
     check_chunk_size(chunk_size)
-    dek = AESGCM.generate_key(256)
+    dek = new_data_key()
     nonce_prefix = os.urandom(8)
     fixed = _fixed_header(dek, chunk_size, nonce_prefix)
     header_hash = hashlib.sha256(fixed).digest()
     write_all(dst, fixed + _slot(keys, keys.active_kek(), dek, header_hash))
-    aead = AESGCM(dek)
+    aead = data_cipher(dek)
     plain = [memoryview(bytearray(chunk_size)) for _ in range(_SLOTS)]
     sealed = [memoryview(bytearray(chunk_size + TAG_LEN)) for _ in range(_SLOTS)]
     threaded = chunk_size >= _THREAD_MIN_CHUNK
@@ -365,7 +363,7 @@ class BlobReader(io.BufferedIOBase):
         self._failed: IntegrityError | None = None
         try:
             self.header = read_header(fh, where)
-            self._aead = AESGCM(open_dek(self.header, keys, where))
+            self._aead = data_cipher(open_dek(self.header, keys, where))
         except BaseException:
             fh.close()
             super().close()
