@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from pydantic import BaseModel
 
-    from bastion.defenses.poisoning import ScreenResult
+    from bastion.defenses.poisoning import PoisoningReport
     from bastion.spec.config import CsvOptions, ScreenConfig
     from bastion.stages.stream import FileCheck
 
@@ -129,7 +129,7 @@ def screen_file(
     progress: Callable[[str], None] | None = None,
     pii: bool = True,
     show_values: Collection[str] = (),
-) -> ScreenResult:
+) -> PoisoningReport:
     """Run the poisoning screen over a file. Finding rows are 0-based data rows (the
     header is not a row). ``baseline`` is a reference file of the same data, for shift.
     With ``pii``, the file is also scanned for personal data (``result.pii``: the columns,

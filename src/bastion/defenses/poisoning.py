@@ -15,7 +15,7 @@ backdoor      rare values that predict one label by themselves     ``backdoor_tr
 shift         change against the last accepted profile             ``psi``, ``chi2``, ...
 ============  ===================================================  ======================
 
-Detectors only find; :class:`ScreenResult` applies the policies of the pipeline file's
+Detectors only find; :class:`PoisoningReport` applies the policies of the pipeline file's
 ``data.screen`` (``flag``: report only; ``quarantine``: the row is set aside, stored
 encrypted with its reasons; ``fail``: the run stops). Detectors in ``unsafe_skip`` do not
 run, and the result says so. The screen is seeded, so the same table and config always give
@@ -46,7 +46,7 @@ from bastion.threads import limit_threads
 if TYPE_CHECKING:
     from bastion.spec.config import ScreenConfig
 
-__all__ = ["DETECTORS", "ScreenResult", "screen_table"]
+__all__ = ["DETECTORS", "PoisoningReport", "screen_table"]
 
 _EXAMPLES = 5
 
@@ -54,7 +54,7 @@ Progress = Callable[[str], None]
 
 
 @dataclass
-class ScreenResult:
+class PoisoningReport:
     """What the screen found, and what the policies make of it."""
 
     rows: int
@@ -134,7 +134,7 @@ def screen_table(
     shift: bool = True,
     show_values: Collection[str] = (),
     threads: int | str | None = None,
-) -> ScreenResult:
+) -> PoisoningReport:
     """Run every detector not in ``cfg.unsafe_skip`` over ``df``; nothing is removed here.
 
     ``shift=False`` leaves shift out entirely (neither run nor skipped): the pipeline runs
@@ -243,7 +243,7 @@ def screen_table(
             findings.extend(report.findings)
             shift_doc = report.to_json()
     findings.sort(key=lambda f: (f.row is None, f.row if f.row is not None else 0, f.detector))
-    return ScreenResult(
+    return PoisoningReport(
         rows=len(df),
         findings=findings,
         policies=policies,

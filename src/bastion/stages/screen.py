@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from bastion.defenses.poisoning import ScreenResult, screen_table
+from bastion.defenses.poisoning import PoisoningReport, screen_table
 from bastion.defenses.shift import profile_table
 from bastion.errors import GateFailed
 from bastion.spec.stage import Stage
@@ -189,7 +189,7 @@ class ShiftStage(Stage):
         return {"report": report, "profile": profile}
 
 
-def findings_frame(result: ScreenResult) -> pd.DataFrame:
+def findings_frame(result: PoisoningReport) -> pd.DataFrame:
     """One row per finding, typed for Parquet."""
     return pd.DataFrame(
         {
@@ -203,7 +203,7 @@ def findings_frame(result: ScreenResult) -> pd.DataFrame:
     )
 
 
-def quarantine_frame(table: pd.DataFrame, result: ScreenResult) -> pd.DataFrame:
+def quarantine_frame(table: pd.DataFrame, result: PoisoningReport) -> pd.DataFrame:
     """The quarantined rows as they were, with their row number and every reason."""
     rows = result.rows_for("quarantine")
     reasons = result.reasons()
