@@ -71,8 +71,12 @@ __all__ = [
     "Workspace",
     "WorkspaceVerifyReport",
     "covers",
+    "default_home",
     "localhost_certificate",
+    "opened",
     "parse_model_ref",
+    "passphrase_from_env",
+    "token_from_env",
 ]
 
 _HOME_FORMAT = "bastion-home"
