@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from bastion.defenses.poisoning import PoisoningReport
     from bastion.spec.config import CsvOptions, ScreenConfig
-    from bastion.stages.stream import FileCheck
+    from bastion.stages.file_check import FileCheck
 
 __all__ = ["check_file", "read_file", "screen_config", "screen_file"]
 
@@ -94,7 +94,7 @@ def read_file(
     import pandas as pd
     from pandas.api import types as ptypes
 
-    from bastion.stages.stream import read_table
+    from bastion.io.stream import read_table
 
     p = Path(path)
     fmt = _format(p)
@@ -177,7 +177,7 @@ def check_file(
     """Stream ``path`` through every check a pipeline file declares for one of its sources
     (the only source, or ``source``), in constant memory; nothing is stored."""
     from bastion.spec.loader import load_pipeline
-    from bastion.stages.stream import check_file as _check
+    from bastion.stages.file_check import check_file as _check
 
     config = load_pipeline(Path(pipeline))[0]
     sources = config.data.sources

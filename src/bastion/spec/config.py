@@ -28,7 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 __all__ = [
     "DETECTORS",
     "BackdoorConfig",
+    "CategoricalFeatures",
     "ColumnSpec",
+    "CsvOptions",
     "CustomCheck",
     "DataConfig",
     "DuplicatesConfig",
@@ -37,6 +39,7 @@ __all__ = [
     "LabelConfig",
     "LabelNoiseConfig",
     "ModelConfig",
+    "NumericFeatures",
     "OutlierConfig",
     "PiiColumn",
     "PiiScanConfig",

@@ -16,8 +16,9 @@ The output ``metrics`` (json) holds:
   calibration error ``ece``;
 - ``roc_curve``: ``fpr`` and ``tpr``, downsampled to at most 200 points;
 - ``groups``: for each sensitive attribute (kept out of the features, present in the test
-  table), per group ``count``, ``accuracy``, ``selection_rate``, ``tpr``, ``fpr``,
-  ``base_rate``, and across groups ``demographic_parity_difference``,
+  table), measured by :func:`bastion.audits.fairness.group_fairness`: per group
+  ``count``, ``accuracy``, ``selection_rate``, ``tpr``, ``fpr``, ``base_rate``, and across
+  groups ``demographic_parity_difference``,
   ``disparate_impact_ratio`` and ``equalized_odds_difference``;
 - ``gates``: one ``{gate, metric, threshold, value, passed}`` per ``min_<m>``/``max_<m>``,
   and ``passed``: all of them passed.
@@ -29,11 +30,12 @@ stores everything, and ends the run with exit code 1.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from bastion.audits.fairness import group_fairness
 from bastion.errors import ConfigError
 from bastion.spec.config import EvaluateConfig, LabelConfig
 from bastion.spec.stage import Kind, Stage, StageContext
@@ -42,7 +44,6 @@ __all__ = ["EvaluateStage", "check_gates"]
 
 _ROC_POINTS = 200
 _BINS = 10
-_MAX_GROUPS = 50
 
 
 class EvaluateStage(Stage):
@@ -101,7 +102,7 @@ class EvaluateStage(Stage):
                 "confusion_matrix": _confusion(y, y_pred, negative, positive),
                 "calibration": _calibration(y, score) if is_proba else None,
                 "roc_curve": _roc(y, score),
-                "groups": {a: _groups(test[a], y, y_pred) for a in self.sensitive},
+                "groups": {a: group_fairness(test[a], y, y_pred) for a in self.sensitive},
                 "gates": gates,
                 "passed": all(g["passed"] for g in gates),
             }
@@ -208,58 +209,6 @@ def _roc(y: np.ndarray, score: np.ndarray) -> dict[str, Any] | None:
         keep = np.unique(np.round(np.linspace(0, len(fpr) - 1, _ROC_POINTS)).astype(int))
         fpr, tpr = fpr[keep], tpr[keep]
     return {"fpr": _floats(fpr), "tpr": _floats(tpr)}
-
-
-def _groups(column: Any, y: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
-    keys = column.astype(object).where(column.notna(), "(missing)").astype(str).to_numpy()
-    values, counts = np.unique(keys, return_counts=True)
-    if len(values) > _MAX_GROUPS:
-        top = set(values[np.argsort(-counts, kind="stable")[: _MAX_GROUPS - 1]])
-        keys = np.where(np.isin(keys, list(top)), keys, "(other)")
-    rows = []
-    for group in sorted(set(keys.tolist())):
-        mask = keys == group
-        pos, neg = mask & (y == 1), mask & (y == 0)
-        rows.append(
-            {
-                "group": group,
-                "count": int(mask.sum()),
-                "accuracy": _mean(y_pred[mask] == y[mask]),
-                "selection_rate": _mean(y_pred[mask]),
-                "base_rate": _mean(y[mask]),
-                "tpr": _mean(y_pred[pos]),
-                "fpr": _mean(y_pred[neg]),
-            }
-        )
-    return {
-        "groups": rows,
-        "demographic_parity_difference": _spread(r["selection_rate"] for r in rows),
-        "disparate_impact_ratio": _ratio([r["selection_rate"] for r in rows]),
-        "equalized_odds_difference": _max_or_none(
-            _spread(r["tpr"] for r in rows), _spread(r["fpr"] for r in rows)
-        ),
-    }
-
-
-def _mean(values: np.ndarray) -> float | None:
-    return _num(float(np.mean(values))) if len(values) else None
-
-
-def _spread(values: Any) -> float | None:
-    present = [v for v in values if v is not None]
-    return _num(max(present) - min(present)) if present else None
-
-
-def _ratio(values: Sequence[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    if not present or max(present) == 0:
-        return None
-    return _num(min(present) / max(present))
-
-
-def _max_or_none(*values: float | None) -> float | None:
-    present = [v for v in values if v is not None]
-    return max(present) if present else None
 
 
 def _num(value: Any) -> float | None:

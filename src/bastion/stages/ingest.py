@@ -13,7 +13,7 @@ How it works:
   stage's job, and it needs the raw value to report the row and column of a bad one. Only
   an empty field and the source's ``csv.na_values`` read as null — pandas' default list
   (``NA``, ``null``, ``nan``, ...) does not, so a country code ``NA`` stays a string.
-  Parsing is :mod:`bastion.stages.stream`'s: an empty file, a header without rows, a header
+  Parsing is :mod:`bastion.io.stream`'s: an empty file, a header without rows, a header
   that looks like another delimiter, a row with more fields than the header (its line) and
   undecodable bytes (line and byte offset) are each a :class:`~bastion.errors.DataError`.
 - **Parquet** keeps the types the file declares.
@@ -257,7 +257,7 @@ def _read_pinned_bytes(name: str, path: Path) -> tuple[io.BytesIO, str]:
 def _parse_file(name: str, src: SourceConfig, data: io.BytesIO) -> pd.DataFrame:
     """Parse the pinned bytes; bad input (empty, header only, wrong delimiter, ragged rows,
     undecodable bytes, not Parquet) is a DataError naming the line (see ``stream``)."""
-    from bastion.stages.stream import read_frame
+    from bastion.io.stream import read_frame
 
     fmt: Literal["csv", "parquet"] = "parquet" if src.format == "parquet" else "csv"
     shown = f"source {name!r}: cannot read the {fmt} file {src.path}"

@@ -6,7 +6,7 @@ mask over all rows — no Python loop over rows; text is parsed with pyarrow com
 casts); a unique integer id is counted with ``bincount`` before any hashing; category
 membership and the label's classes share one ``index_in`` pass; the typed view with bad cells
 nulled is made only when asked for. Ten checks over a million typed rows take under 0.1 s
-on two cores (``benchmarks/bench_checks.py``). :mod:`bastion.stages.stream` runs the same
+on two cores (``benchmarks/bench_checks.py``). :mod:`bastion.stages.file_check` runs the same
 checks over a file chunk by chunk, in constant memory.
 
 - Table-level checks: every schema column present (``missing_column``), no undeclared
@@ -82,6 +82,8 @@ __all__ = [
     "ValidateStage",
     "Violation",
     "declared_checks",
+    "label_violations",
+    "validate_frame",
     "validate_table",
 ]
 
@@ -239,7 +241,7 @@ def validate_table(table: pd.DataFrame, data: DataConfig, *, limit: int = 50) ->
     A custom check that does not compile is a :class:`~bastion.errors.ConfigError`.
     """
     checks = [compile_check(c, data.schema_) for c in data.checks]
-    return _validate(table, data, checks, limit=limit)
+    return validate_frame(table, data, checks, limit=limit)
 
 
 def declared_checks(data: DataConfig) -> list[tuple[str, str]]:
@@ -254,7 +256,7 @@ def declared_checks(data: DataConfig) -> list[tuple[str, str]]:
     return found
 
 
-def _validate(
+def validate_frame(
     table: pd.DataFrame,
     data: DataConfig,
     checks: list[CompiledCheck],
@@ -317,7 +319,7 @@ def _validate(
         run.insert(label_at, (label.column, "label_classes"))
         classes = _classes(parsed[label.column], label_raw, ~bad)
         if judge_label:
-            table_level += _label_violations(classes, data)
+            table_level += label_violations(classes, data)
     elif label.column in unusable:
         skipped.append((label.column, "label_classes", "the column is missing or repeated"))
 
@@ -353,7 +355,7 @@ def _validate(
     )
 
 
-def _label_violations(classes: Mapping[str, int], data: DataConfig) -> list[Violation]:
+def label_violations(classes: Mapping[str, int], data: DataConfig) -> list[Violation]:
     """``label_classes`` when ``classes`` (of the good rows) are not two including positive."""
     label = data.label
     if len(classes) == 2 and label.positive in classes:

@@ -1,5 +1,6 @@
-"""bastion.stages.stream: bad files are one clear DataError naming the file and line, never a
-crash or a silent misread; streamed checks equal whole-table checks, in constant memory."""
+"""bastion.io.stream and bastion.stages.file_check: bad files are one clear DataError naming
+the file and line, never a crash or a silent misread; streamed checks equal whole-table
+checks, in constant memory."""
 
 from __future__ import annotations
 
@@ -16,18 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bastion.errors import ConfigError, DataError
+from bastion.io.stream import Format, estimate_memory, iter_chunks, read_table
 from bastion.spec.config import CsvOptions, DataConfig, SourceConfig
 from bastion.spec.stage import StageContext
+from bastion.stages.file_check import FileCheck, _HashSet, check_file
 from bastion.stages.ingest import IngestStage
-from bastion.stages.stream import (
-    FileCheck,
-    Format,
-    _HashSet,
-    check_file,
-    estimate_memory,
-    iter_chunks,
-    read_table,
-)
 from bastion.stages.validate import validate_table
 
 

@@ -1,4 +1,4 @@
-"""Data files: read whole with clear errors, or streamed in chunks and checked in constant memory.
+"""Data files: read whole with clear errors, or streamed in chunks in constant memory.
 
 - :func:`read_table` reads a CSV or Parquet file into one DataFrame. CSV is read as
   ingest reads it: every column as text (pandas ``str``), only an empty field and
@@ -16,14 +16,7 @@
   chunked C parser for CSV; ``ParquetFile.iter_batches`` for Parquet, which holds one row
   group's compressed column chunks at a time), each indexed by its row numbers in the
   whole file.
-- :func:`check_file` runs every check of :func:`~bastion.stages.validate.validate_table`
-  over the chunks: row numbers are those of the whole file, ``unique`` holds across chunks
-  and the label's classes are judged over the whole file. Its memory does not grow with
-  the rows, except for ``unique`` columns: each keeps an 8-byte hash of every distinct value
-  seen (sorted numpy arrays; briefly 16 bytes while two of them merge), so 100 million
-  distinct ids take about 800 MB. Two different values share a 64-bit hash with
-  probability about n²/2⁶⁵ (n distinct values; 3·10⁻⁶ for ten million): such a pair would
-  be reported as a repeat.
+  (:func:`bastion.stages.file_check.check_file` checks a file chunk by chunk.)
 
 The memory a whole read needs is estimated before it starts (:func:`estimate_memory`):
 CSV, the file's size plus 24 bytes per cell (an 8-byte offset per text value, then the
@@ -36,28 +29,18 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections import Counter
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, Any, Literal
 
-import numpy as np
 import pandas as pd
 
 from bastion.errors import ConfigError, DataError
 from bastion.spec.config import CsvOptions
-from bastion.spec.expr import compile_check
-from bastion.stages.validate import CHECKS, Violation, _label_violations, _validate
-
-if TYPE_CHECKING:
-    from bastion.spec.config import DataConfig
 
 __all__ = [
-    "FileCheck",
     "Format",
-    "check_file",
     "estimate_memory",
     "iter_chunks",
     "read_frame",
@@ -71,37 +54,7 @@ _CSV_CELL_BYTES = 24
 _PARQUET_CELL_BYTES = 16
 _DELIMITERS = {",": "comma", ";": "semicolon", "|": "pipe", "\t": "tab"}
 _RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
-_TABLE_CHECKS = frozenset(CHECKS[:4])
 _SHOWN = 60
-
-
-@dataclass(frozen=True)
-class FileCheck:
-    """What :func:`check_file` found over a whole file; nothing here decides pass or fail."""
-
-    path: str
-    rows: int  # data rows read
-    chunks: int
-    bad_rows: int  # rows that broke at least one row-level check
-    total: int  # every violation, listed or not
-    counts: dict[str, int]  # per check: every check of CHECKS and custom:<name>
-    by_column: dict[str, dict[str, int]]
-    violations: list[Violation]  # table-level first, then by row; at most `limit`
-    checks_run: list[tuple[str, str]]  # (column, check), as Findings.checks_run
-    checks_skipped: list[tuple[str, str, str]]  # (column, check, why)
-    classes: dict[str, int]  # label values of the good rows, whole file
-
-    @property
-    def ok(self) -> bool:
-        """No violation at all."""
-        return self.total == 0
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (tuples become lists)."""
-        found = asdict(self)
-        found["checks_run"] = [list(c) for c in self.checks_run]
-        found["checks_skipped"] = [list(c) for c in self.checks_skipped]
-        return found
 
 
 def read_table(
@@ -120,7 +73,7 @@ def read_table(
             raise DataError(
                 f"{path} is {_bytes(size)} on disk, about {_bytes(need)} in memory, over the"
                 f" memory budget of {_bytes(memory_budget)}: check it with check_file"
-                " (bastion.stages.stream), which streams it in chunks"
+                " (bastion.stages.file_check), which streams it in chunks"
             )
     with open(path, "rb") as fh:
         return read_frame(fh, shown=str(path), format=format, csv=csv)
@@ -155,80 +108,6 @@ def _chunks(
             chunk.index = pd.RangeIndex(start, start + len(chunk))
             start += len(chunk)
             yield chunk
-
-
-def check_file(
-    path: Path,
-    data: DataConfig,
-    *,
-    format: Format,
-    csv: CsvOptions | None = None,
-    chunk_rows: int = 200_000,
-    limit: int = 50,
-) -> FileCheck:
-    """Run every check of ``data`` over ``path`` chunk by chunk (see the module docstring)."""
-    checks = [compile_check(c, data.schema_) for c in data.checks]
-    seen = _Seen()
-    rows = chunks = bad_rows = 0
-    counts: dict[str, int] = {}
-    by_column: dict[str, dict[str, int]] = {}
-    table_level: list[Violation] = []
-    row_level: list[Violation] = []
-    classes: Counter[str] = Counter()
-    run: list[tuple[str, str]] = []
-    skipped: list[tuple[str, str, str]] = []
-    for chunk in iter_chunks(path, format=format, csv=csv, chunk_rows=chunk_rows):
-        found = _validate(
-            chunk.reset_index(drop=True),
-            data,
-            checks,
-            limit=limit,
-            repeats=seen.repeats,
-            judge_label=False,
-            with_reasons=False,
-        )
-        if not chunks:
-            table_level = list(found.table_level)
-            run, skipped = found.checks_run, found.checks_skipped
-            counts = dict.fromkeys(found.counts, 0)
-        for check, k in found.counts.items():
-            if check not in _TABLE_CHECKS:
-                counts[check] += k
-        for col, per_check in found.by_column.items():
-            for check, k in per_check.items():
-                if check not in _TABLE_CHECKS:
-                    mine = by_column.setdefault(col, {})
-                    mine[check] = mine.get(check, 0) + k
-        room = limit - len(row_level)
-        if room > 0:
-            row_level += [
-                replace(v, row=v.row + rows) for v in found.violations if v.row is not None
-            ][:room]
-        bad_rows += int(np.count_nonzero(found.bad))
-        classes.update(found.classes)
-        rows += len(chunk)
-        chunks += 1
-    label = data.label.column
-    whole = dict(sorted(classes.items()))
-    if (label, "label_classes") in run:
-        table_level += _label_violations(whole, data)
-    for v in table_level:
-        counts[v.check] += 1
-        mine = by_column.setdefault(v.column, {})
-        mine[v.check] = mine.get(v.check, 0) + 1
-    return FileCheck(
-        path=str(path),
-        rows=rows,
-        chunks=chunks,
-        bad_rows=bad_rows,
-        total=sum(counts.values()),
-        counts=counts,
-        by_column=by_column,
-        violations=(table_level + row_level)[:limit],
-        checks_run=run,
-        checks_skipped=skipped,
-        classes=whole,
-    )
 
 
 def estimate_memory(path: Path, *, format: Format, csv: CsvOptions | None = None) -> int:
@@ -414,58 +293,6 @@ def _parquet_chunks(fh: IO[bytes], shown: str, chunk_rows: int) -> Iterator[pd.D
 
 
 # -- uniqueness across chunks --------------------------------------------------------------
-
-
-class _HashSet:
-    """A set of uint64 hashes: sorted levels, merged like a binary counter (8 B each)."""
-
-    def __init__(self) -> None:
-        self.levels: list[np.ndarray] = []
-
-    def contains(self, hashes: np.ndarray) -> np.ndarray:
-        found = np.zeros(len(hashes), dtype=bool)
-        for level in self.levels:
-            at = np.minimum(np.searchsorted(level, hashes), len(level) - 1)
-            found |= level[at] == hashes
-        return found
-
-    def add(self, new: np.ndarray) -> None:
-        """Add sorted, distinct hashes that are not in the set yet."""
-        if not len(new):
-            return
-        self.levels.append(new)
-        while len(self.levels) > 1 and len(self.levels[-2]) <= 2 * len(self.levels[-1]):
-            top, below = self.levels.pop(), self.levels.pop()
-            self.levels.append(np.sort(np.concatenate((below, top)), kind="stable"))
-
-    @property
-    def nbytes(self) -> int:
-        return sum(level.nbytes for level in self.levels)
-
-
-class _Seen:
-    """``repeats`` for ``unique`` across chunks: one :class:`_HashSet` per column."""
-
-    def __init__(self) -> None:
-        self.sets: dict[str, _HashSet] = {}
-
-    def repeats(self, column: str, values: pd.Series) -> np.ndarray:
-        present = values.notna().to_numpy(dtype=bool)
-        kept = values[present]
-        if pd.api.types.is_float_dtype(kept.dtype):
-            kept = kept + 0.0  # -0.0 and 0.0 are one value
-        elif isinstance(kept.dtype, pd.CategoricalDtype):
-            kept = kept.astype("str")
-        hashes = pd.util.hash_pandas_object(kept, index=False).to_numpy(dtype=np.uint64)
-        seen = self.sets.setdefault(column, _HashSet())
-        repeat = pd.Series(hashes).duplicated().to_numpy() | seen.contains(hashes)
-        seen.add(np.unique(hashes[~repeat]))
-        found = np.zeros(len(values), dtype=bool)
-        found[present] = repeat
-        return found
-
-
-# -- messages ------------------------------------------------------------------------------
 
 
 def _first_line(exc: BaseException) -> str:
