@@ -62,10 +62,10 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from bastion.errors import AccessDenied, AuthError, ConfigError, ForgedCredential, NotFound
 from bastion.security.access_state import AccessState
 from bastion.security.rows import BadRow, RowMac
+from bastion.security.schema import grants as grants_table
+from bastion.security.schema import principals, role_permissions, tokens
 from bastion.security.scope import covers, covers_clause
 from bastion.security.sink import AuditSink
-from bastion.store.db import grants as grants_table
-from bastion.store.db import principals, role_permissions, tokens
 
 __all__ = [
     "MAX_TOKEN_LIFETIME",

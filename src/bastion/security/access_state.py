@@ -78,8 +78,10 @@ __all__ = [
     "TABLES",
     "AccessState",
     "StateProblem",
+    "Update",
     "compare",
     "refusal",
+    "snapshot",
 ]
 
 STATE_FILE: Final = "access-state.json"

@@ -65,7 +65,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from bastion.errors import ConfigError, ForgedRow
-from bastion.store.db import (
+from bastion.security.schema import (
     artifacts,
     audit_checkpoints,
     grants,

@@ -46,7 +46,7 @@ from bastion.errors import ConfigError, IntegrityError, NotFound, SignatureError
 from bastion.security import hazmat
 from bastion.security.hazmat import Ed25519PublicKey
 from bastion.security.keys import KeyInfo, KeyProvider, verify_ed25519
-from bastion.store.db import statement_subjects, statements
+from bastion.security.schema import statement_subjects, statements
 
 __all__ = [
     "INTOTO_PAYLOAD_TYPE",

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from bastion.security.anchor import Anchor, AnchorKeeper
 from bastion.security.audit.writer import AuditLog
 from bastion.security.keys import KeyProvider
-from bastion.store.db import audit_checkpoints
+from bastion.security.schema import audit_checkpoints
 
 __all__ = ["adopt_anchor"]
 

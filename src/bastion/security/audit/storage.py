@@ -1,6 +1,6 @@
 """Where the audit log lives: its SQL per dialect, and the plain reads of entries and head.
 
-Tables (see :mod:`bastion.store.db`): ``audit_log`` (one row per entry, with its chain
+Tables (see :mod:`bastion.security.schema`): ``audit_log`` (one row per entry, with its chain
 value), ``audit_head`` (one row, id = 1: last seq and last chain) and ``audit_checkpoints``
 (signed tree heads with their frontier and a row MAC). Writes happen only in
 :mod:`.chain`, inside the writer's transaction; :mod:`.verifier` reads everything in one
@@ -18,7 +18,7 @@ from sqlalchemy.engine.interfaces import DBAPICursor
 from bastion.errors import ConfigError
 from bastion.security.audit.checkpoint import Checkpoint, checkpoint_of
 from bastion.security.audit.entry import ZERO, AuditEntry
-from bastion.store.db import audit_checkpoints, audit_log
+from bastion.security.schema import audit_checkpoints, audit_log
 
 __all__ = ["AuditStore", "Sql", "read_snapshot", "sql_for"]
 
