@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from itertools import repeat
 from typing import Any, Final
 
+from bastion._canonical import encoder
 from bastion.errors import ConfigError
 
 __all__ = [
@@ -130,7 +131,7 @@ class AuditEntry:
 # -- validation -----------------------------------------------------------------------------
 
 Item = tuple[str, str, str, str, str, str]  # ts, actor, action, resource, outcome, details
-_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_JSON = encoder()  # canonical JSON, strict: the details bytes the leaf hash covers
 _second: tuple[int, str] = (-1, "")  # the last whole second formatted, reused within it
 
 
