@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from bastion._canonical import canonical_json
 from bastion.errors import IntegrityError
 
 if TYPE_CHECKING:
@@ -141,14 +142,7 @@ def encode(kind: Kind, value: Any) -> bytes:
         value.to_parquet(buf, index=False, engine="pyarrow", compression="zstd")
         return buf.getvalue()
     if kind == "json":
-        return json.dumps(
-            value,
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-            default=_json_default,
-        ).encode("utf-8")
+        return canonical_json(value, default=_json_default)
     if kind == "text":
         return str(value).encode("utf-8")
     if kind == "model":

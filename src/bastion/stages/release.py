@@ -20,11 +20,11 @@ include it.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from bastion._canonical import canonical_json
 from bastion.compliance.model_card import build_model_card
 from bastion.spec.config import ReleaseConfig
 from bastion.spec.stage import Kind, Stage, StageContext
@@ -115,5 +115,4 @@ def _sources(ctx: StageContext) -> list[dict[str, Any]]:
 
 def _config_digest(ctx: StageContext) -> str:
     doc = ctx.config.model_dump(mode="json", by_alias=True)
-    raw = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json(doc, allow_nan=True)).hexdigest()
