@@ -1,3 +1,4 @@
+# Over 400 lines: one class (_Run), the run's orchestration, whose steps share the run's state.
 """The runner: turns a pipeline file into stages and runs them with every control on.
 
 For each stage, in order, the runner — not the stage —
@@ -163,6 +164,7 @@ class _Run:
         self.config_ref = ""  # digest of the pipeline file, stored at the start of the run
         self.previous_release: str | None = None  # release statement of the version before
         self.gates: list[dict[str, Any]] = []  # the gating stage's gates, once it ran
+        self.stages: list[Stage] = []  # the pipeline's stages, once the run started
         self._pseudo: Any = None
         self._pending: list[Future[int]] = []  # audit entries queued, not yet confirmed
 
@@ -515,7 +517,7 @@ class _Run:
 
     def execute(self) -> RunResult:
         record = self._start()
-        stages = self.p.stages()
+        stages = self.stages = self.p.stages()
         self._announce_unsafe(stages)
         try:
             metrics, model_ref = self._run_stages(stages)
@@ -560,9 +562,10 @@ class _Run:
         )
         out_dir = self.ws.home / "reports" / self.run_id
         private_dir(out_dir)
-        for output, filename in (("card_md", "model_card.md"), ("card_html", "model_card.html")):
-            if f"release.{output}" in self.produced:  # the card beside the report
-                atomic_write(out_dir / filename, self._value(f"release.{output}").encode())
+        for stage in self.stages:  # e.g. the model card beside the report
+            for output, filename in stage.report_files.items():
+                if f"{stage.name}.{output}" in self.produced:
+                    atomic_write(out_dir / filename, self._value(f"{stage.name}.{output}").encode())
         return render_run_report(
             run, metrics, validation, out_dir, plot_cache=self.ws.home / "reports" / ".plots"
         )

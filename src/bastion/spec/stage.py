@@ -107,6 +107,8 @@ class Stage:
       ``"train_table"`` → the ``"stage.output"`` keys that hold them. The runner runs it
       only when the gates passed, numbers the model's version first (given in
       ``ctx.summary["model_ref"]`` and the cache key) and signs the release after;
+    - ``report_files``: output name → file name: text outputs the runner writes beside
+      the run's report (the model card);
     - ``unsafe()``: the ``unsafe_`` settings the stage runs with; the runner logs and audits
       each on every run, cached or not.
     """
@@ -121,6 +123,7 @@ class Stage:
     uses_pseudonym_key: bool = False
     gates_output: str | None = None
     releases: Mapping[str, str] | None = None
+    report_files: Mapping[str, str] = {}
 
     def unsafe(self) -> list[str]:
         """The ``unsafe_`` settings this stage runs with (none by default)."""

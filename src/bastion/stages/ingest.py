@@ -1,3 +1,4 @@
+# Over 400 lines: one stage; the read-only SQL check and URL redaction belong to its SQL source.
 """Ingest: read one pinned source (CSV, Parquet or a SQL query) into a table.
 
 How it works:

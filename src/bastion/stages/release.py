@@ -39,6 +39,7 @@ class ReleaseStage(Stage):
     version = "2"  # 2: the card's data-defenses section
     outputs: Mapping[str, Kind] = {"card_md": "text", "card_html": "text"}
     releases: Mapping[str, str] | None = {"model": "train.model", "train_table": "split.train"}
+    report_files: Mapping[str, str] = {"card_md": "model_card.md", "card_html": "model_card.html"}
 
     def __init__(self, release: ReleaseConfig, screened: Sequence[str] = ()) -> None:
         """``screened``: the training sources whose screen and PII reports the card shows."""

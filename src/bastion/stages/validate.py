@@ -1,3 +1,4 @@
+# Over 400 lines: one stage; each column check sits beside the message it writes.
 """Validate: check one ingested table against the declared schema; type it; apply the policy.
 
 How it works. :func:`validate_table` finds problems; :class:`ValidateStage` applies the
