@@ -15,6 +15,8 @@ signed statements (DSSE)       no          refused    none
 keyring file MAC               yes         allowed    none
 access-state MAC               no          allowed    none
 audit leaf ``details``         no          refused    none
+stored ``json`` stage outputs  no          refused    numpy scalars and arrays
+release config digest          no          allowed    none
 stage cache key, fingerprint   yes         allowed    ``str``
 =============================  ==========  =========  =================================
 
