@@ -122,7 +122,7 @@ class Pipeline:
             FeaturesStage(cfg.features, cfg.data),
             TrainStage(cfg.model, cfg.data.label),
             EvaluateStage(cfg.evaluate, cfg.data.label, list(cfg.data.sensitive)),
-            ReleaseStage(cfg.release, training),
+            ReleaseStage(cfg.release, training, cfg.name),
         ]
         return out
 

@@ -33,7 +33,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from bastion.errors import ConfigError
+from bastion.errors import ConfigError, DataError
 from bastion.spec.config import DataConfig, FeaturesConfig
 from bastion.spec.stage import Kind, Stage, StageContext
 
@@ -77,6 +77,8 @@ class FeaturesStage(Stage):
         missing = [c for c in used if c not in train.columns]
         if missing:
             raise ConfigError(f"features: column(s) {missing} are not in the training table")
+        if len(train) == 0:
+            raise DataError("features: the training table has no rows to fit the features on")
         transformer = build_transformer(self.features)
         with ctx.limit_threads():
             matrix = transformer.fit_transform(train[used])

@@ -41,10 +41,14 @@ class ReleaseStage(Stage):
     releases: Mapping[str, str] | None = {"model": "train.model", "train_table": "split.train"}
     report_files: Mapping[str, str] = {"card_md": "model_card.md", "card_html": "model_card.html"}
 
-    def __init__(self, release: ReleaseConfig, screened: Sequence[str] = ()) -> None:
-        """``screened``: the training sources whose screen and PII reports the card shows."""
+    def __init__(
+        self, release: ReleaseConfig, screened: Sequence[str] = (), pipeline: str = ""
+    ) -> None:
+        """``screened``: the training sources whose screen and PII reports the card shows;
+        ``pipeline``: the pipeline's name, which the card shows (default: the context's)."""
         self.release = release
         self.screened = list(screened)
+        self.pipeline = pipeline
         self.inputs: Mapping[str, str] = {
             "model": "train.model",
             "metrics": "evaluate.metrics",
@@ -55,7 +59,8 @@ class ReleaseStage(Stage):
         }
 
     def fingerprint(self) -> Mapping[str, Any]:
-        return {"release": self.release.model_dump(mode="json")}
+        # the card names the pipeline: a renamed pipeline gets a new card, not a cached one
+        return {"release": self.release.model_dump(mode="json"), "pipeline": self.pipeline}
 
     def run(self, ctx: StageContext, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
         training = dict(inputs["training"])
@@ -75,7 +80,7 @@ class ReleaseStage(Stage):
             sources=_sources(ctx),
             provenance={
                 "run_id": ctx.run_id,
-                "pipeline": ctx.config.name,
+                "pipeline": self.pipeline or ctx.config.name,
                 "config_digest": ctx.summary.get("config_digest") or _config_digest(ctx),
                 "seed": ctx.seed,
                 "actor": ctx.actor,

@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from bastion.errors import ConfigError
+from bastion.errors import ConfigError, DataError
 from bastion.spec.config import LabelConfig, ModelConfig
 from bastion.spec.stage import Kind, Stage, StageContext
 from bastion.stages.features import fitted_matrix
@@ -164,6 +164,8 @@ def _target(train: Any, label: LabelConfig) -> Any:
     if label.column not in train.columns:
         raise ConfigError(f"data.label.column: {label.column!r} is not in the training table")
     values = train[label.column]
+    if len(values) == 0:
+        raise DataError("train: the training table has no rows")
     if values.isna().any():
         raise ConfigError(f"data.label.column: {int(values.isna().sum())} rows have no label")
     y = (values == label.positive).to_numpy(dtype="int64")
