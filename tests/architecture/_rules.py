@@ -245,3 +245,28 @@ def _ruf022(name: str) -> tuple[int, str]:
     if name.isupper() or (name.upper() == name and "_" in name):
         return (0, name)
     return (1, name) if name[:1].isupper() else (2, name)
+
+
+def oversized_modules(tree: Mapping[str, str], limit: int = 400) -> list[str]:
+    """Modules over ``limit`` lines whose first line is not ``# Over 400 lines: <reason>``."""
+    return [
+        f"{module}: {source.count(chr(10))} lines"
+        for module, source in tree.items()
+        if source.count("\n") > limit and not source.startswith("# Over 400 lines: ")
+    ]
+
+
+def long_functions(
+    tree: Mapping[str, str], prefixes: tuple[str, ...], limit: int = 60
+) -> list[str]:
+    """Functions over ``limit`` lines in modules under ``prefixes``."""
+    found = []
+    for module, source in tree.items():
+        if not module.startswith(prefixes):
+            continue
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                size = (node.end_lineno or node.lineno) - node.lineno + 1
+                if size > limit:
+                    found.append(f"{module}.{node.name}: {size} lines")
+    return found

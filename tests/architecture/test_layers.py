@@ -31,6 +31,8 @@ from tests.architecture._rules import (
     edges,
     hazmat_outside,
     layer_violations,
+    long_functions,
+    oversized_modules,
     private_reach_ins,
     real_tree,
 )
@@ -124,7 +126,29 @@ def test_every_public_module_declares_a_complete_sorted_all(
     assert problems == []
 
 
+def test_modules_stay_small_or_say_why(tree: tuple[dict[str, str], set[str]]) -> None:
+    assert oversized_modules(tree[0]) == []
+
+
+def test_functions_stay_short_where_the_controls_live(
+    tree: tuple[dict[str, str], set[str]],
+) -> None:
+    prefixes = ("bastion.pipeline", "bastion.security", "bastion.serving")
+    assert long_functions(tree[0], prefixes) == []
+
+
 # -- each rule fails on a planted violation -----------------------------------------------
+
+
+def test_size_rules_catch_a_long_module_and_a_long_function() -> None:
+    long_module = "x = 1\n" * 401
+    assert oversized_modules({"bastion.m": long_module}) == ["bastion.m: 401 lines"]
+    assert oversized_modules({"bastion.m": "# Over 400 lines: one format.\n" + long_module}) == []
+    body = "def f():\n" + "    x = 1\n" * 60
+    assert long_functions({"bastion.pipeline.m": body}, ("bastion.pipeline",)) == [
+        "bastion.pipeline.m.f: 61 lines"
+    ]
+    assert long_functions({"bastion.stages.m": body}, ("bastion.pipeline",)) == []
 
 
 def test_layer_rule_catches_a_spec_module_importing_a_stage() -> None:

@@ -1,3 +1,4 @@
+# Over 400 lines: one service whose every write keeps row MACs and access state.
 """Access control: principals, roles, grants of roles on scopes, and API tokens.
 
 The model::
@@ -228,6 +229,27 @@ def _secret_hash(secret: str) -> bytes | None:
     # A fast hash is right here: the secret has 256 bits of entropy, so there is nothing to
     # brute-force, and a slow KDF would only make every request (and a DoS) expensive.
     return hashlib.sha256(raw).digest()
+
+
+def _new_secret() -> tuple[str, bytes]:
+    """256 random bits as canonical base64url, and the SHA-256 the row keeps."""
+    secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode("ascii")
+    digest = _secret_hash(secret)
+    if digest is None:  # cannot happen: we made the canonical encoding ourselves
+        raise RuntimeError("token secret encoding is not canonical")
+    return secret, digest
+
+
+def _check_token_terms(expires_in: timedelta, description: object) -> None:
+    if not timedelta(0) < expires_in <= MAX_TOKEN_LIFETIME:
+        raise ConfigError(
+            f"expires_in: expected more than 0 and at most {MAX_TOKEN_LIFETIME.days} days,"
+            f" got {expires_in}"
+        )
+    if not isinstance(description, str) or len(description) > 256:
+        raise ConfigError("description: expected at most 256 characters")
+    if not description.isprintable():
+        raise ConfigError("description: expected printable characters only")
 
 
 def _iso(moment: datetime) -> str:
@@ -643,15 +665,7 @@ class AccessControl:
     ) -> IssuedToken:
         """Issue a token for a role the principal holds on a scope its grant covers."""
         _check_grant(principal, role, resource_type, resource, actor)
-        if not timedelta(0) < expires_in <= MAX_TOKEN_LIFETIME:
-            raise ConfigError(
-                f"expires_in: expected more than 0 and at most {MAX_TOKEN_LIFETIME.days} days,"
-                f" got {expires_in}"
-            )
-        if not isinstance(description, str) or len(description) > 256:
-            raise ConfigError("description: expected at most 256 characters")
-        if not description.isprintable():
-            raise ConfigError("description: expected printable characters only")
+        _check_token_terms(expires_in, description)
         if self._principal_row(principal).disabled:
             raise AccessDenied(f"principal {principal!r} is disabled; no tokens can be made")
         held = [
@@ -665,10 +679,7 @@ class AccessControl:
                 f" {resource_type}:{resource}; a token cannot exceed its principal's grants"
             )
         token_id = secrets.token_hex(8)
-        secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode("ascii")
-        digest = _secret_hash(secret)
-        if digest is None:  # cannot happen: we made the canonical encoding ourselves
-            raise RuntimeError("token secret encoding is not canonical")
+        secret, digest = _new_secret()
         now = self._now()
         expires = _iso(now + expires_in)
         row = {
