@@ -544,15 +544,16 @@ class _Run:
     ) -> Path | None:
         from bastion.compliance.report import render_run_report
 
-        validation: dict[str, Any] = {}  # per source: validate's report, + pii/screen/shift
-        for key in self.produced:  # in run order: validate.<source> comes first
-            kind, _, rest = key.partition(".")
-            if kind in ("validate", "pii", "screen", "shift") and rest.endswith(".report"):
-                source = rest.removesuffix(".report")
-                if kind == "validate":
-                    validation[source] = dict(self._value(key))
-                else:
-                    validation.setdefault(source, {})[kind] = self._value(key)
+        validation: dict[str, Any] = {}  # per source: its base report + the other sections
+        for stage in self.stages:  # in run order: the base report of a source comes first
+            key = f"{stage.name}.report"
+            if stage.data_report is None or key not in self.produced:
+                continue
+            source, section = stage.data_report
+            if section:
+                validation.setdefault(source, {})[section] = self._value(key)
+            else:
+                validation[source] = dict(self._value(key))
         run = dict(
             record,
             status=status,

@@ -109,6 +109,9 @@ class Stage:
       ``ctx.summary["model_ref"]`` and the cache key) and signs the release after;
     - ``report_files``: output name → file name: text outputs the runner writes beside
       the run's report (the model card);
+    - ``data_report``: ``(source, section)`` when the stage's ``report`` output belongs in
+      the run report's section for that data source (``""``: the section's base, which the
+      other stages' reports of that source join under their ``section`` name);
     - ``unsafe()``: the ``unsafe_`` settings the stage runs with; the runner logs and audits
       each on every run, cached or not.
     """
@@ -124,6 +127,7 @@ class Stage:
     gates_output: str | None = None
     releases: Mapping[str, str] | None = None
     report_files: Mapping[str, str] = {}
+    data_report: tuple[str, str] | None = None
 
     def unsafe(self) -> list[str]:
         """The ``unsafe_`` settings this stage runs with (none by default)."""

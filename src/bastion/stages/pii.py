@@ -40,6 +40,7 @@ class PiiStage(Stage):
 
     def __init__(self, source_name: str, data: DataConfig) -> None:
         self.source_name = source_name
+        self.data_report = (source_name, "pii")
         self.data = data
         # only then does the runner hand over the pseudonymizer and put the active pseudonym
         # key's id in the cache key (a rotation re-runs this stage, and nothing else does)

@@ -59,6 +59,7 @@ class ScreenStage(Stage):
 
     def __init__(self, source_name: str, data: DataConfig) -> None:
         self.source_name = source_name
+        self.data_report = (source_name, "screen")
         self.data = data
         self.name = f"screen.{source_name}"
         self.inputs: Mapping[str, str] = {"table": f"pii.{source_name}.table"}
@@ -132,6 +133,7 @@ class ShiftStage(Stage):
 
     def __init__(self, source_name: str, data: DataConfig) -> None:
         self.source_name = source_name
+        self.data_report = (source_name, "shift")
         self.data = data
         self.name = f"shift.{source_name}"
         self.inputs: Mapping[str, str] = {"table": f"screen.{source_name}.table"}

@@ -181,6 +181,7 @@ class ValidateStage(Stage):
 
     def __init__(self, source_name: str, data: DataConfig) -> None:
         self.source_name = source_name
+        self.data_report = (source_name, "")
         self.data = data
         self.name = f"validate.{source_name}"
         self.inputs: Mapping[str, str] = {"table": f"ingest.{source_name}.table"}
