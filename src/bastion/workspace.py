@@ -1,4 +1,4 @@
-# Over 400 lines: the home's one entry point (open, init, authorize, verify).
+# Over 400 lines, because the home's one entry point (open, init, authorize, verify).
 """The home folder: one place that opens the keys, store, database and audit log.
 
 A home (``BASTION_HOME``, default ``./.bastion``, mode 0700) holds::

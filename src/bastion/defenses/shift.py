@@ -1,4 +1,4 @@
-# Over 400 lines: one detector; the comparison re-reads the profile's own bins, sample and kinds.
+# Over 400 lines, because it is one detector whose comparison re-reads the profile it built.
 """Shift: how a new version of a training source differs from the last accepted one.
 
 A poisoner who cannot touch the model can still move the data it learns from: add rows

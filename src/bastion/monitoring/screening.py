@@ -1,4 +1,4 @@
-# Over 400 lines: one job (profile + screen); InputScreen reads the profile's private grid.
+# Over 400 lines, because one job (profile + screen); InputScreen reads the profile's private grid.
 """Input screening: is a request row like the data the model was trained on?
 
 A :class:`TrainingProfile` summarises the training frame once, at release time: per numeric

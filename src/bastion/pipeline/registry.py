@@ -1,4 +1,4 @@
-# Over 400 lines: one job, resolving a model from signed, audited history.
+# Over 400 lines, because one job, resolving a model from signed, audited history.
 """The model registry, and the one way to load a model: verify, then deserialise.
 
 :meth:`ModelRegistry.load` (and ``verify``) walk the provenance chain before any model byte

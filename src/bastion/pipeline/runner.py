@@ -1,4 +1,4 @@
-# Over 400 lines: one class (_Run), the run's orchestration, whose steps share the run's state.
+# Over 400 lines, because it is one class (_Run) whose steps share the run's state.
 """The runner: turns a pipeline file into stages and runs them with every control on.
 
 For each stage, in order, the runner — not the stage —

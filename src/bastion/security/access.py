@@ -1,4 +1,4 @@
-# Over 400 lines: one service whose every write keeps row MACs and access state.
+# Over 400 lines, because one service whose every write keeps row MACs and access state.
 """Access control: principals, roles, grants of roles on scopes, and API tokens.
 
 The model::

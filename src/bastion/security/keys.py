@@ -1,4 +1,4 @@
-# Over 400 lines: one sealed file format (the keyring) and every key it holds.
+# Over 400 lines, because one sealed file format (the keyring) and every key it holds.
 """Keys: a keyring of key-encryption keys (AES-256), signing keys (Ed25519) and pseudonym keys.
 
 Data is never encrypted with a keyring key directly. Each artifact gets a fresh data key

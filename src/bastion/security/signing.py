@@ -1,4 +1,4 @@
-# Over 400 lines: DSSE envelopes and the statement store share one verification path.
+# Over 400 lines, because dSSE envelopes and the statement store share one verification path.
 """Signatures and provenance: DSSE envelopes signed with Ed25519, in-toto statements in them.
 
 Signing (DSSE v1, https://github.com/secure-systems-lab/dsse)::

@@ -1,4 +1,4 @@
-# Over 400 lines: the whole pipeline file's schema, one strict model per section, in one place.
+# Over 400 lines, because the whole pipeline file's schema stays in one place.
 """The pipeline file: pydantic models, strict (unknown keys are errors), one per section.
 
 A pipeline file is YAML::

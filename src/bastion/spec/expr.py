@@ -1,4 +1,4 @@
-# Over 400 lines: one language (parser, type checker, numpy compiler), each rule beside its error.
+# Over 400 lines, because it is one language: parser, type checker and numpy compiler.
 """Custom row checks: a small, safe expression language compiled to numpy.
 
 :func:`compile_check` turns a :class:`~bastion.spec.config.CustomCheck` expression into

@@ -1,4 +1,4 @@
-# Over 400 lines: one job (file -> config); errors mapped back to the file's lines and keys.
+# Over 400 lines, because one job (file -> config); errors mapped back to the file's lines and keys.
 """Read a pipeline file: safe YAML, exact positions, one :class:`~bastion.errors.ConfigError`.
 
 How it works:

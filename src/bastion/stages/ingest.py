@@ -1,4 +1,4 @@
-# Over 400 lines: one stage; the read-only SQL check and URL redaction belong to its SQL source.
+# Over 400 lines, because the read-only SQL check and URL redaction belong to its SQL reader.
 """Ingest: read one pinned source (CSV, Parquet or a SQL query) into a table.
 
 How it works:

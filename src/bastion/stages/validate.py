@@ -1,4 +1,4 @@
-# Over 400 lines: one stage; each column check sits beside the message it writes.
+# Over 400 lines, because one stage; each column check sits beside the message it writes.
 """Validate: check one ingested table against the declared schema; type it; apply the policy.
 
 How it works. :func:`validate_table` finds problems; :class:`ValidateStage` applies the

@@ -1,4 +1,4 @@
-# Over 400 lines: the store's put/get/verify, each atomic with row and entry.
+# Over 400 lines, because the store's put/get/verify, each atomic with row and entry.
 """The artifact store: encrypted, content-addressed, written atomically, verified on read.
 
 Layout under ``root`` (folders 0700, files 0600)::

@@ -1,4 +1,4 @@
-# Over 400 lines: one byte format (blob v1), its writer and its verifying reader, kept together.
+# Over 400 lines, because one byte format, its writer and its verifying reader stay together.
 """Blob format v1: how one artifact's bytes are encrypted on disk, and how they are checked.
 
 A blob is ``fixed header ‖ key slot ‖ chunks`` (every byte is in docs/formats/artifact.md):
