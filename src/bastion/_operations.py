@@ -19,7 +19,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bastion.errors import AccessDenied, AuditError, AuthError, IntegrityError
+from bastion.errors import AccessDenied, AuditError, AuthError, ForgedCredential, IntegrityError
+from bastion.security.access_state import STATE_FILE
 
 if TYPE_CHECKING:
     from bastion.pipeline.registry import ModelRegistry, VerifiedModel
@@ -37,6 +38,8 @@ ARTIFACT_PUT_PREDICATE = "https://bastion.dev/attestations/artifact-put/v1"
 
 class Operations:
     """Authorized, audited operations on a workspace (see the module docstring)."""
+
+    _refused: str | None = None  # set by Workspace while the access state refuses
 
     if TYPE_CHECKING:  # set by Workspace
         access: AccessControl
@@ -73,6 +76,8 @@ class Operations:
         The one authentication of Bastion: :meth:`Workspace.open` (CLI and Python API) and
         the server's :class:`~bastion.serving.auth.Authenticator` both call it.
         """
+        if self._refused is not None:  # the access rows differ from their sealed state
+            raise ForgedCredential(self._refused, STATE_FILE, "")
         return self.access.authenticate(token)
 
     def authorize(
@@ -93,16 +98,21 @@ class Operations:
         denials included.
         """
         who = identity if identity is not None else self.identity
+        # while the access rows differ from their sealed state, only verify may run
+        by_state = self._refused is not None and permission != "verify:run"
         try:
+            if by_state:
+                raise ForgedCredential(self._refused or "", STATE_FILE, "")
             self.access.authorize(who, permission, resource_type=resource_type, resource=resource)
         except AccessDenied:
             if audit:
+                details = {"role": who.role, "token": who.token_id}
                 self.audit.record(
                     who.principal,
                     permission,
                     f"{resource_type or '*'}:{resource or '*'}",
                     "denied",
-                    {"role": who.role, "token": who.token_id},
+                    {**details, "reason": "access state"} if by_state else details,
                 )
             raise
         return who

@@ -38,7 +38,6 @@ from bastion.errors import (
     AuthError,
     ConfigError,
     Error,
-    ForgedCredential,
     IntegrityError,
     StateError,
 )
@@ -271,43 +270,6 @@ class Workspace(Operations):
                     self._check_access_state()
 
         threading.Thread(target=watch, name="bastion-access-state", daemon=True).start()
-
-    def authenticate(self, token: str) -> Identity:
-        """As :meth:`Operations.authenticate`, refused once the access state is (see
-        :mod:`bastion.security.access_state`)."""
-        if self._refused is not None:
-            raise ForgedCredential(self._refused, STATE_FILE, "")
-        return super().authenticate(token)
-
-    def authorize(
-        self,
-        permission: str,
-        *,
-        resource_type: str | None = None,
-        resource: str | None = None,
-        identity: Identity | None = None,
-        audit: bool = True,
-    ) -> Identity:
-        """As :meth:`Operations.authorize`; while the access rows differ from their sealed
-        state, every permission but ``verify:run`` is refused (ForgedCredential, exit 1)."""
-        if self._refused is not None and permission != "verify:run":
-            who = identity if identity is not None else self.identity
-            if audit:
-                self.audit.record(
-                    who.principal,
-                    permission,
-                    f"{resource_type or '*'}:{resource or '*'}",
-                    "denied",
-                    {"role": who.role, "token": who.token_id, "reason": "access state"},
-                )
-            raise ForgedCredential(self._refused, STATE_FILE, "")
-        return super().authorize(
-            permission,
-            resource_type=resource_type,
-            resource=resource,
-            identity=identity,
-            audit=audit,
-        )
 
     # -- life cycle -------------------------------------------------------------------
 
