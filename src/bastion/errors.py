@@ -8,22 +8,34 @@ fits it derives from that too, so ``except ValueError`` keeps working::
     │   ├── NotFound(LookupError)       a named thing (artifact, key, principal, token) is absent
     │   └── DataError                   input data broke its declared schema (rows and columns)
     ├── IntegrityError                  stored bytes, a signature or a chain failed verification
-    │   ├── PinMismatch(ConfigError)    an input's bytes differ from its pinned SHA-256 (exit 2)
+    │   ├── PinMismatch(ConfigError)    an input's bytes differ from its pinned SHA-256 (exit 1)
     │   ├── UnknownKeyError             a blob or envelope names a key the keyring lacks
     │   ├── SignatureError              a DSSE signature did not verify
     │   ├── ForgedRow                   a metadata row's MAC does not check: written outside Bastion
     │   │   └── ForgedCredential(AuthError, AccessDenied)   ... a token's own rows (401, exit 1)
     │   └── AuditChainError             the audit log was edited, truncated or forked
     ├── AuthError                       a wrong passphrase, token or credential (one bland message)
+    │   └── MissingCredential           no token given at all: usage (exit 2)
     ├── AccessDenied(PermissionError)   an authenticated principal may not do this
     ├── AuditError(RuntimeError)        the audit log could not record an action; the action fails
     ├── KeyringError                    key lifecycle misuse (retiring a key in use, ...)
     ├── StateError(RuntimeError)        the home is missing, locked, or of another version
     └── GateFailed                      a check or release gate failed (exit code 1)
 
-The CLI maps :class:`ConfigError` (with :class:`NotFound`, :class:`DataError` and
-:class:`PinMismatch`), :class:`AuthError` and :class:`StateError` to exit code 2 (bad
-usage or input), and every other :class:`Error` to exit code 1 (a check failed). Messages
+Exit codes (``exit_code`` on each class; the CLI exits with it, README "Exit codes"):
+
+* 0 -- ok.
+* 1 -- a check, gate or access failed: :class:`AccessDenied`, :class:`AuthError` (an
+  invalid, expired or revoked token, a wrong passphrase), :class:`IntegrityError` with
+  :class:`PinMismatch` (data that changed under its pin is a failed check, not a typo),
+  :class:`GateFailed`, :class:`AuditError`, :class:`KeyringError`, and every failed
+  ``verify``.
+* 2 -- bad usage or input: :class:`ConfigError` (with :class:`NotFound` and
+  :class:`DataError`), :class:`StateError` (no home, a locked one, no passphrase set),
+  :class:`MissingCredential` (no token set) and click's usage errors.
+
+The rule: 2 when the caller can fix the command line, the files or the environment it
+gave; 1 when what was given was well formed and Bastion checked it and said no. Messages
 are one line. Secrets never appear in them.
 """
 
@@ -44,6 +56,7 @@ __all__ = [
     "GateFailed",
     "IntegrityError",
     "KeyringError",
+    "MissingCredential",
     "NotFound",
     "PinMismatch",
     "SignatureError",
@@ -81,9 +94,10 @@ class IntegrityError(Error):
 
 
 class PinMismatch(IntegrityError, ConfigError):
-    """An input's bytes do not match the SHA-256 the configuration pins: bad input (exit 2)."""
+    """An input's bytes do not match the SHA-256 the configuration pins: a failed check
+    (exit 1); still a ``ValueError`` for callers that catch bad input."""
 
-    exit_code = 2
+    exit_code = 1
 
 
 class UnknownKeyError(IntegrityError):
@@ -116,7 +130,15 @@ class AuditChainError(IntegrityError):
 
 
 class AuthError(Error):
-    """A passphrase, token or credential was not accepted. Deliberately says nothing more."""
+    """A passphrase, token or credential was not accepted (exit 1, access failed).
+    Deliberately says nothing more."""
+
+    exit_code = 1
+
+
+class MissingCredential(AuthError):
+    """No token was given at all (``BASTION_TOKEN``/``BASTION_TOKEN_FILE`` unset or
+    unreadable): bad usage (exit 2), unlike a token that was given and refused."""
 
     exit_code = 2
 

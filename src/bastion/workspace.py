@@ -35,10 +35,10 @@ from bastion._fs import atomic_write, file_lock, loose_modes
 from bastion._operations import Operations
 from bastion.errors import (
     AuditChainError,
-    AuthError,
     ConfigError,
     Error,
     IntegrityError,
+    MissingCredential,
     StateError,
 )
 from bastion.security.access import AccessControl, Identity, IssuedToken
@@ -163,16 +163,17 @@ def passphrase_from_env() -> str:
 
 def token_from_env() -> str:
     """The caller's API token, from ``BASTION_TOKEN`` or the file ``BASTION_TOKEN_FILE``;
-    an AuthError if neither gives one. The CLI and the Python API both read it here."""
+    a MissingCredential (an AuthError, exit 2: usage) if neither gives one. The CLI and
+    the Python API both read it here."""
     value = os.environ.get(ENV_TOKEN)
     path = os.environ.get(ENV_TOKEN_FILE)
     if not value and path:
         try:
             value = Path(path).read_text().strip()
         except OSError:
-            raise AuthError(f"{ENV_TOKEN_FILE}: cannot read {path}") from None
+            raise MissingCredential(f"{ENV_TOKEN_FILE}: cannot read {path}") from None
     if not value:
-        raise AuthError(
+        raise MissingCredential(
             f"no token: pass token= or set {ENV_TOKEN} (`bastion init` printed the admin's);"
             " the passphrase opens the keys, the token says who you are"
         )

@@ -109,7 +109,7 @@ def test_token_create_list_revoke_and_role_limits(home: Home) -> None:
     assert consumer["token"] not in json.dumps(listed)
     assert run_cli(["token", "revoke", consumer["id"]], home.env()).code == 0
     gone = run_cli(["audit", "show"], home.env(BASTION_TOKEN=consumer["token"]))
-    assert gone.code == 2 and "invalid or expired token" in gone.err
+    assert gone.code == 1 and "invalid or expired token" in gone.err  # access failed
     auditor = run_cli(["token", "create", "--role", "auditor", "--json"], home.env()).json()
     assert run_cli(["audit", "verify"], home.env(BASTION_TOKEN=auditor["token"])).code == 0
     assert run_cli(["keys", "rotate"], home.env(BASTION_TOKEN=auditor["token"])).code == 1
@@ -174,10 +174,11 @@ def test_bad_input_exits_2_with_a_one_line_message(
 
 
 def test_wrong_passphrase_and_token_are_bland(home: Home) -> None:
+    """Given and refused: access failed (exit 1), not bad usage."""
     res = run_cli(["audit", "show"], home.env(BASTION_MASTER_KEY="not the passphrase at all"))
-    assert res.code == 2 and res.err.strip() == "error: wrong passphrase or damaged keyring"
+    assert res.code == 1 and res.err.strip() == "error: wrong passphrase or damaged keyring"
     res = run_cli(["audit", "show"], home.env(BASTION_TOKEN="bst_0123456789abcdef_nope"))
-    assert res.code == 2 and res.err.strip() == "error: invalid or expired token"
+    assert res.code == 1 and res.err.strip() == "error: invalid or expired token"
 
 
 def test_debug_shows_a_traceback(home: Home) -> None:

@@ -226,13 +226,23 @@ def _not_allowed(doc: dict[str, Any]) -> None:
     doc["model"]["params"] = {}
 
 
+def test_data_changed_under_its_pin_is_a_failed_check_exit_1(
+    ran: tuple[Home, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A pin mismatch is a check that failed (exit 1), not bad usage (exit 2)."""
+    home = copy_home(ran, tmp_path)
+    res = run_cli(["run", str(pipeline_file(tmp_path, _hash_mismatch))], home.env())
+    assert res.code == 1, (res.code, res.out, res.err)
+    assert "Traceback" not in res.err
+    assert "train" in res.err and "0000000000" in res.err
+
+
 @pytest.mark.parametrize(
     ("edit", "needles"),
     [
         (_unknown_key, ["model.estimatorz", "unknown key", ":"]),
         (_wrong_type, ["seed", "forty-two"]),
         (_missing_file, ["/nonexistent/adult.data"]),
-        (_hash_mismatch, ["train", "0000000000"]),
         (_schema_violation, ["row", "column age"]),
         (_unknown_estimator, ["MagicForestClassifier", "unknown estimator"]),
         (_not_allowed, ["KNeighborsClassifier", "allow-list"]),
@@ -241,7 +251,6 @@ def _not_allowed(doc: dict[str, Any]) -> None:
         "unknown-key",
         "wrong-type",
         "missing-file",
-        "hash-mismatch",
         "schema-violation",
         "unknown-estimator",
         "not-allow-listed",

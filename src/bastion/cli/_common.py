@@ -1,4 +1,10 @@
-"""Options, output and workspace helpers shared by the commands."""
+"""Options, output and workspace helpers shared by the commands.
+
+Output rule: the consoles below are made with ``emoji=False`` and ``highlight=False``,
+and every user- or data-supplied string (a model, stage, principal or file name, an audit
+field) goes through :func:`esc` before Rich sees it, so ``:train:`` stays ``:train:`` and
+``[red]x[/]`` is printed as typed, never as markup.
+"""
 
 from __future__ import annotations
 
@@ -29,16 +35,23 @@ def emit(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def esc(value: object) -> str:
+    """``value`` as text that Rich prints literally (markup escaped)."""
+    from rich.markup import escape
+
+    return escape("" if value is None else str(value))
+
+
 def console() -> Any:
     from rich.console import Console
 
-    return Console()
+    return Console(emoji=False, highlight=False)
 
 
 def err_console() -> Any:
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, emoji=False, highlight=False)
 
 
 def passphrase(*, confirm: bool = False) -> str:

@@ -12,7 +12,7 @@ from bastion.cli.artifacts import artifact_app
 from bastion.cli.audit import audit_app
 from bastion.cli.data import data_app
 from bastion.cli.keys import keys_app
-from bastion.cli.pipeline import models_app
+from bastion.cli.pipeline import data_flow, flow_text, models_app
 from bastion.cli.pipeline import run as run_command
 from bastion.cli.pipeline import schema as schema_command
 from bastion.cli.serve import serve as serve_command
@@ -39,6 +39,31 @@ app.command("serve")(serve_command)
 app.add_typer(principal_app, name="principal")
 app.add_typer(statements_app, name="statements")
 app.add_typer(token_app, name="token")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("bastion-ml")  # the distribution's name (pyproject.toml)
+        except PackageNotFoundError:  # run from a source tree without an install
+            found = "unknown"
+        typer.echo(f"bastion {found}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Bastion: a secure-by-default ML pipeline framework. Every control runs, and proves
+    it ran."""
 
 
 @app.command()
@@ -73,8 +98,8 @@ def init(
         )
         return
     out = c.console()
-    out.print(f"Initialised Bastion home at [bold]{where}[/] (mode 0700).")
-    out.print(f"Admin principal [bold]{admin}[/]; its token, shown only this once:")
+    out.print(f"Initialised Bastion home at [bold]{c.esc(where)}[/] (mode 0700).")
+    out.print(f"Admin principal [bold]{c.esc(admin)}[/]; its token, shown only this once:")
     out.print(issued.token, markup=False, highlight=False)
     out.print(
         f"Keep it safe (it expires {issued.expires}); export BASTION_TOKEN=<token> to use it."
@@ -130,7 +155,7 @@ def verify(
             f" {report.audit_entries} audit entries, {report.audit_checkpoints} checkpoints"
         )
         for p in report.problems:
-            out.print(f"[red]FAIL[/] {p.kind} {p.subject}: {p.message}", highlight=False)
+            out.print(f"[red]FAIL[/] {c.esc(p.kind)} {c.esc(p.subject)}: {c.esc(p.message)}")
         if report.ok:
             out.print("[green]all verified[/]")
     if not report.ok:
@@ -147,9 +172,9 @@ def _verify_model(home: Path | None, ref: str, json_out: bool) -> None:
             if json_out:
                 c.emit({"ok": False, "model": ref, "problems": [str(exc)]})
             else:
-                c.console().print(f"[red]FAIL[/] {exc}", highlight=False)
+                c.console().print(f"[red]FAIL[/] {c.esc(exc)}")
             raise typer.Exit(1) from None
-    stages = [s["predicate"]["stage"] for s in verified.chain]
+    stages = data_flow(verified.chain)
     if json_out:
         c.emit(
             {
@@ -162,6 +187,6 @@ def _verify_model(home: Path | None, ref: str, json_out: bool) -> None:
         )
     else:
         c.console().print(
-            f"[green]{verified.record.ref} verified[/]: signature, artifacts and provenance"
-            f" {' <- '.join(stages)} back to {len(verified.sources)} pinned source(s)"
+            f"[green]{c.esc(verified.record.ref)} verified[/]: signature, artifacts and"
+            f" provenance {c.esc(flow_text(stages, len(verified.sources)))}"
         )

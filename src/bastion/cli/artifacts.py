@@ -37,7 +37,9 @@ def put(
         "name": ref.name,
         "statement": statement,
     }
-    c.emit(data) if json_out else c.console().print(f"stored {ref.name}: sha256:{ref.digest}")
+    c.emit(data) if json_out else c.console().print(
+        f"stored {c.esc(ref.name)}: sha256:{c.esc(ref.digest)}"
+    )
 
 
 @artifact_app.command("get")
@@ -53,7 +55,7 @@ def get(
     with c.workspace(home) as ws:
         ws.get_artifact(digest, output)
     c.emit({"digest": digest, "output": str(output)}) if json_out else c.console().print(
-        f"wrote {output}"
+        f"wrote {c.esc(output)}"
     )
 
 
@@ -81,11 +83,11 @@ def list_artifacts(home: c.Home = None, json_out: c.Json = False, debug: c.Debug
     table = Table("digest", "size", "media type", "name", "created", "by")
     for r in rows:
         table.add_row(
-            r["digest"][:16] + "…",
+            c.esc(r["digest"][:16]) + "…",
             str(r["size"]),
-            r["media_type"],
-            r["name"] or "",
-            r["created"],
-            r["created_by"],
+            c.esc(r["media_type"]),
+            c.esc(r["name"]),
+            c.esc(r["created"]),
+            c.esc(r["created_by"]),
         )
     c.console().print(table)

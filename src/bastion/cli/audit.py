@@ -84,7 +84,7 @@ def verify(
             else:
                 out = c.console()
                 for p in problems:
-                    out.print(f"[red]FAIL[/] {p}", highlight=False)
+                    out.print(f"[red]FAIL[/] {c.esc(p)}")
             raise typer.Exit(1) from None
     if json_out:
         c.emit(
@@ -100,7 +100,7 @@ def verify(
         anchored = report.anchored_tree_size
         c.console().print(
             f"[green]audit log verified[/]: {report.entries} entries,"
-            f" {report.checkpoints} signed checkpoints, root {report.root}"
+            f" {report.checkpoints} signed checkpoints, root {c.esc(report.root)}"
             + (f"; anchored at {anchored} entries" if anchored is not None else "")
         )
 
@@ -131,5 +131,5 @@ def checkpoint(
     else:
         c.console().print(
             f"checkpoint at {cp.tree_size} entries, root {data['root']}"
-            + (f", exported to {export}" if export else "")
+            + (f", exported to {c.esc(export)}" if export else "")
         )

@@ -148,10 +148,10 @@ def check(
         out.print(
             f"{file}: {found.rows} rows in {found.chunks} chunk(s); {len(found.checks_run)}"
             f" checks run; {found.total} violation(s) in {found.bad_rows} row(s)",
-            highlight=False,
+            markup=False,
         )
         for v in found.violations[:20]:
-            out.print(f"  {v.describe()}", highlight=False)
+            out.print(f"  {v.describe()}", markup=False)
     if not found.ok:
         raise typer.Exit(1)
 
@@ -183,28 +183,34 @@ def _print(doc: dict[str, Any]) -> None:
         f" {doc['rows_flagged']} rows with findings, {doc['rows_quarantined']} would be"
         f" quarantined; detectors run: {', '.join(doc['ran'])}"
         + (f"; not run: {', '.join(doc['skipped'])}" if doc["skipped"] else ""),
-        highlight=False,
+        markup=False,
     )
     table = Table("detector", "reason", "rows", "policy")
     for det, reasons in doc["counts"].items():
         for reason, k in (reasons or {"(none)": 0}).items():
-            table.add_row(det, reason, str(k), doc["policies"][det])
+            table.add_row(c.esc(det), c.esc(reason), str(k), c.esc(doc["policies"][det]))
     out.print(table)
     for hit in doc.get("pii") or []:
         out.print(
             f"personal data: column {hit['column']!r} looks like {hit['pattern']}"
             f" ({hit['fraction']:.0%} of values; e.g. {', '.join(hit['examples'][:3])})",
-            highlight=False,
+            markup=False,
         )
     for t in doc.get("triggers") or []:
         out.print(
             f"suspected trigger: {t['column']}={t['value']!r} → {t['label']!r} in"
             f" {t['observed']} of {t['rows']} rows (features predict {t['expected']})",
-            highlight=False,
+            markup=False,
         )
     examples = [f for fs in doc["examples"].values() for f in fs]
     if examples:
         ex = Table("row", "detector", "reason", "score", "detail", title="strongest findings")
         for f in examples:
-            ex.add_row(str(f["row"]), f["detector"], f["reason"], f"{f['score']:.3g}", f["detail"])
+            ex.add_row(
+                str(f["row"]),
+                c.esc(f["detector"]),
+                c.esc(f["reason"]),
+                f"{f['score']:.3g}",
+                c.esc(f["detail"]),
+            )
         out.print(ex)

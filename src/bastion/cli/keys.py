@@ -36,10 +36,10 @@ def list_keys(home: c.Home = None, json_out: c.Json = False, debug: c.Debug = Fa
     table = Table("id", "kind", "state", "created", "blobs")
     for r in rows:
         table.add_row(
-            r["id"],
-            r["kind"],
-            r["state"],
-            r["created"],
+            c.esc(r["id"]),
+            c.esc(r["kind"]),
+            c.esc(r["state"]),
+            c.esc(r["created"]),
             "" if r["blobs"] is None else str(r["blobs"]),
         )
     c.console().print(table)
@@ -78,14 +78,16 @@ def rotate(
         c.emit(data)
     else:
         c.console().print(
-            f"new KEK {report.new_kek}; re-wrapped {report.rewrapped} data keys;"
-            f" retired {', '.join(report.retired) or 'none'}"
-            + (f"; new signing key {report.new_signing_key}" if report.new_signing_key else "")
-            + (
-                f"; new pseudonym key {report.new_pseudonym_key}"
-                " (earlier pseudonyms no longer match)"
-                if report.new_pseudonym_key
-                else ""
+            c.esc(
+                f"new KEK {report.new_kek}; re-wrapped {report.rewrapped} data keys;"
+                f" retired {', '.join(report.retired) or 'none'}"
+                + (f"; new signing key {report.new_signing_key}" if report.new_signing_key else "")
+                + (
+                    f"; new pseudonym key {report.new_pseudonym_key}"
+                    " (earlier pseudonyms no longer match)"
+                    if report.new_pseudonym_key
+                    else ""
+                )
             )
         )
 

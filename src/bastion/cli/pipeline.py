@@ -9,7 +9,45 @@ import typer
 
 from bastion.cli import _common as c
 
-models_app = typer.Typer(help="Registered models: list, show, verify.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Registered models: list, show (verify one with `bastion verify --model`).",
+    no_args_is_help=True,
+)
+
+
+def data_flow(chain: list[dict[str, Any]]) -> list[str]:
+    """The stage names of a verified chain in data-flow order: every stage after the
+    stages whose outputs it read (ingest first, the model's stage last). The registry
+    walks the chain from the model back; this sorts it topologically by the statements'
+    subjects and artifact materials, ties kept in the walk's reverse order."""
+    nodes = list(reversed(chain))
+    producer = {
+        s["digest"]["sha256"]: i for i, st in enumerate(nodes) for s in st.get("subject", [])
+    }
+    order: list[int] = []
+    state = [0] * len(nodes)  # 0 new, 1 on the path, 2 placed
+    for root in range(len(nodes)):
+        stack = [(root, False)]
+        while stack:
+            i, expanded = stack.pop()
+            if expanded:
+                state[i] = 2
+                order.append(i)
+                continue
+            if state[i]:
+                continue
+            state[i] = 1
+            stack.append((i, True))
+            for m in reversed(nodes[i]["predicate"].get("materials", [])):
+                j = producer.get(m.get("sha256", ""))
+                if m.get("kind") == "artifact" and j is not None and state[j] == 0:
+                    stack.append((j, False))
+    return [nodes[i]["predicate"]["stage"] for i in order]
+
+
+def flow_text(stages: list[str], sources: int) -> str:
+    """``N pinned source(s) → ingest.train → ... → release``."""
+    return " → ".join([f"{sources} pinned source(s)", *stages])
 
 
 def run(
@@ -49,29 +87,36 @@ def _summary(result: Any) -> None:
     from rich.table import Table
 
     out = c.console()
-    stages = Table("stage", "status", "cached", "seconds", title=f"run {result.run_id}")
+    stages = Table("stage", "status", "cached", "seconds", title=f"run {c.esc(result.run_id)}")
     for s in result.stages:
-        stages.add_row(s.name, s.status, "yes" if s.cached else "", f"{s.seconds:.2f}")
+        stages.add_row(
+            c.esc(s.name), c.esc(s.status), "yes" if s.cached else "", f"{s.seconds:.2f}"
+        )
     out.print(stages)
     if result.gates:
         gates = Table("gate", "value", "threshold", "result", title="gates")
         for g in result.gates:
             ok = g.get("passed")
             gates.add_row(
-                str(g.get("gate")),
+                c.esc(g.get("gate")),
                 f"{g.get('value'):.4f}",
-                str(g.get("threshold")),
+                c.esc(g.get("threshold")),
                 "[green]pass[/]" if ok else "[red]FAIL[/]",
             )
         out.print(gates)
     verdict = "[green]passed[/]" if result.status == "passed" else "[red]failed[/]"
-    out.print(f"status: {verdict}; model: {result.model or 'not released'}")
+    out.print(f"status: {verdict}; model: {c.esc(result.model or 'not released')}")
     if result.report:
-        out.print(f"report: {result.report}")
+        out.print(f"report: {c.esc(result.report)}")
 
 
-def schema(json_out: c.Json = True, debug: c.Debug = False) -> None:
-    """Print the JSON Schema of pipeline files (for editor completion)."""
+def schema(
+    json_out: Annotated[
+        bool, typer.Option("--json", hidden=True, help="Accepted; JSON is the only output.")
+    ] = False,
+    debug: c.Debug = False,
+) -> None:
+    """Print the JSON Schema of pipeline files (for editor completion); always JSON."""
     from bastion import pipeline_schema
 
     c.emit(pipeline_schema())
@@ -106,12 +151,12 @@ def list_models(
     table = Table("model", "status", "estimator", "created", "run", "digest")
     for r in rows:
         table.add_row(
-            r["model"],
-            r["status"],
-            str(r["estimator"]),
-            r["created"],
-            r["run_id"],
-            r["digest"][:16] + "…",
+            c.esc(r["model"]),
+            c.esc(r["status"]),
+            c.esc(r["estimator"]),
+            c.esc(r["created"]),
+            c.esc(r["run_id"]),
+            c.esc(r["digest"][:16]) + "…",
         )
     c.console().print(table)
 
@@ -139,16 +184,17 @@ def show(
         "metrics": verified.contract.metrics,  # from the signed release, not the row
         "gates": verified.contract.gates,
         "verified": True,
-        "provenance": [s["predicate"]["stage"] for s in verified.chain],
+        "provenance": data_flow(verified.chain),  # data-flow order: ingest first
         "sources": verified.sources,
     }
     if json_out:
         c.emit(data)
         return
     out = c.console()
-    out.print(f"[bold]{rec.ref}[/] ({rec.status}) sha256:{rec.digest}")
-    out.print(f"signature and provenance verified: {' ← '.join(data['provenance'])}")
+    out.print(f"[bold]{c.esc(rec.ref)}[/] ({c.esc(rec.status)}) sha256:{c.esc(rec.digest)}")
+    out.print("signature and provenance verified, in data-flow order:")
     for s in verified.sources:
-        out.print(f"  source {s['name']}: sha256:{s['sha256']}")
+        out.print(f"  source {c.esc(s['name'])}: sha256:{c.esc(s['sha256'])}")
+    out.print(f"  {c.esc(flow_text(data['provenance'], len(verified.sources)))} → model")
     for k, v in (data["metrics"] or {}).items():
-        out.print(f"  {k}: {v}")
+        out.print(f"  {c.esc(k)}: {c.esc(v)}")

@@ -44,7 +44,9 @@ def list_statements(home: c.Home = None, json_out: c.Json = False, debug: c.Debu
     table = Table("id", "payload type", "key ids")
     for r in rows:
         table.add_row(
-            r["id"], r.get("payload_type") or r.get("error", ""), ", ".join(r.get("keyids", []))
+            c.esc(r["id"]),
+            c.esc(r.get("payload_type") or r.get("error", "")),
+            c.esc(", ".join(str(k) for k in r.get("keyids", []))),
         )
     c.console().print(table)
 

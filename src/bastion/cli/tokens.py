@@ -93,8 +93,10 @@ def create(
         return
     out = c.console()
     out.print(
-        f"token {issued.id} for {issued.principal} ({issued.role} on"
-        f" {issued.resource_type}:{issued.resource}), expires {issued.expires}; shown once:"
+        c.esc(
+            f"token {issued.id} for {issued.principal} ({issued.role} on"
+            f" {issued.resource_type}:{issued.resource}), expires {issued.expires}; shown once:"
+        )
     )
     out.print(issued.token, markup=False, highlight=False)
 
@@ -119,7 +121,7 @@ def list_tokens(
         return
     table = Table(*rows[0].keys())
     for r in rows:
-        table.add_row(*(str(v) if v is not None else "" for v in r.values()))
+        table.add_row(*(c.esc(v) for v in r.values()))
     c.console().print(table)
 
 
@@ -142,7 +144,7 @@ def revoke(
     if json_out:
         c.emit({"revoked": token_id})
     else:
-        c.console().print(f"revoked {token_id}")
+        c.console().print(f"revoked {c.esc(token_id)}")
 
 
 @principal_app.command("add")
@@ -156,7 +158,7 @@ def add(
     """Add a person or service."""
     with c.workspace(home) as ws:
         ws.add_principal(name, kind)
-    c.emit({"added": name, "kind": kind}) if json_out else c.console().print(f"added {name}")
+    c.emit({"added": name, "kind": kind}) if json_out else c.console().print(f"added {c.esc(name)}")
 
 
 @principal_app.command("grant")
@@ -176,7 +178,7 @@ def grant(
         ws.grant(name, role, resource_type=rtype, resource=resource)
     data = {"principal": name, "role": role, "resource_type": rtype, "resource": resource}
     c.emit(data) if json_out else c.console().print(
-        f"granted {role} on {rtype}:{resource} to {name}"
+        c.esc(f"granted {role} on {rtype}:{resource} to {name}")
     )
 
 
@@ -190,7 +192,7 @@ def disable(
     """Disable a principal: all of its tokens stop working at once."""
     with c.workspace(home) as ws:
         ws.disable_principal(name)
-    c.emit({"disabled": name}) if json_out else c.console().print(f"disabled {name}")
+    c.emit({"disabled": name}) if json_out else c.console().print(f"disabled {c.esc(name)}")
 
 
 @principal_app.command("list")
@@ -212,5 +214,7 @@ def list_principals(home: c.Home = None, json_out: c.Json = False, debug: c.Debu
             for g in grants
             if g["principal"] == p["name"]
         ]
-        table.add_row(str(p["name"]), str(p["kind"]), str(p["disabled"]), ", ".join(mine))
+        table.add_row(
+            c.esc(p["name"]), c.esc(p["kind"]), c.esc(p["disabled"]), c.esc(", ".join(mine))
+        )
     c.console().print(table)
