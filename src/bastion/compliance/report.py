@@ -198,12 +198,7 @@ def _html(
         ("selection_rate.png", "Selection rate by group"),
     ):
         if name in plots:
-            data = base64.b64encode(plots[name]).decode("ascii")
-            parts.append(
-                f'<h2>{esc(caption)}</h2><figure><img alt="{esc(caption)}"'
-                f' src="data:image/png;base64,{data}"><figcaption>'
-                f'<a href="{esc(name)}">{esc(name)}</a></figcaption></figure>'
-            )
+            parts += [f"<h2>{esc(caption)}</h2>", _figure(name, caption, plots[name])]
     cal = metrics.get("calibration")
     if cal:
         parts.append(f"<p>Expected calibration error: {num(cal.get('ece'))}.</p>")
@@ -240,7 +235,8 @@ def _html(
                     *screen_section(report["screen"]),
                 ]
                 if plot is not None:
-                    parts.append(f'<img alt="screen findings" src="screen_{_slug(source)}.png">')
+                    name = f"screen_{_slug(source)}.png"
+                    parts.append(_figure(name, f"Poisoning screen findings: {source}", plot))
     env = run.get("environment")
     if isinstance(env, Mapping):
         packages = env.get("packages") or {}
@@ -248,6 +244,16 @@ def _html(
         rows += [[k, v] for k, v in packages.items()] if isinstance(packages, Mapping) else []
         parts += ["<h2>Environment</h2>", table(["", ""], rows)]
     return html_page(title, "\n".join(parts))
+
+
+def _figure(name: str, caption: str, png: bytes) -> str:
+    """A plot embedded as a ``data:`` URI (the page's CSP allows no other image), with a
+    link to its PNG file beside the report."""
+    data = base64.b64encode(png).decode("ascii")
+    return (
+        f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{data}"><figcaption>'
+        f'<a href="{esc(name)}">{esc(name)}</a></figcaption></figure>'
+    )
 
 
 # -- plot cache ---------------------------------------------------------------------

@@ -229,3 +229,20 @@ def test_plots_are_drawn_once_per_distinct_input(tmp_path: Path, metrics: dict[s
     screen["policies"] = {"duplicates": "quarantine"}
     render_run_report(_run(), metrics, validation, tmp_path / "c", plot_cache=cache)
     assert len([p for p in cache.iterdir() if p.suffix == ".png"]) == len(PLOTS) + 2
+
+
+def test_the_poisoning_screen_plot_is_embedded_like_every_other(
+    tmp_path: Path, metrics: dict[str, Any]
+) -> None:
+    """The page's CSP allows only data: images: a plot linked by file name is a broken
+    image in every browser (issue 12, item 2)."""
+    screen = {"counts": {"duplicates": {"exact_duplicate": 3}}, "policies": {"duplicates": "flag"}}
+    validation = {"train": {**VALIDATION["train"], "screen": screen}}
+    page = render_run_report(_run(), metrics, validation, tmp_path).read_text(encoding="utf-8")
+    checker = _Checker()
+    checker.feed(page)
+    assert len(checker.images) == len(PLOTS) + 1
+    assert all(src.startswith("data:image/png;base64,") for src in checker.images)
+    embedded = base64.b64decode(checker.images[-1].removeprefix("data:image/png;base64,"))
+    assert embedded == (tmp_path / "screen_train.png").read_bytes()
+    assert 'href="screen_train.png"' in page
