@@ -78,3 +78,37 @@ def test_an_attacker_hiding_among_benign_principals_is_still_caught() -> None:
             if alarm is not None:
                 alarms.append(alarm.principal)
     assert alarms and set(alarms) == {"thief"}
+
+
+# -- exact repeats are not extraction (issue 12, item 5) ------------------------------------
+
+
+def test_two_hundred_identical_rows_in_one_batch_never_alarm() -> None:
+    mon = ExtractionMonitor(profile())
+    row = benign_rows()[0]
+    for _ in range(3):  # the same batch test, run three times
+        assert mon.observe("batch-tester", [row] * 200) is None
+    stats = mon.stats("batch-tester")
+    assert stats["queries"] == 1 and stats["repeats"] == 599
+
+
+def test_two_hundred_identical_rows_one_by_one_never_alarm() -> None:
+    mon = ExtractionMonitor(profile())
+    row = benign_rows()[1]
+    assert [mon.observe("batch-tester", [row]) for _ in range(200)] == [None] * 200
+    assert mon.stats("batch-tester")["queries"] == 1
+
+
+def test_repeats_are_counted_per_principal_and_do_not_hide_a_sweep() -> None:
+    mon = ExtractionMonitor(profile())
+    row = benign_rows()[2]
+    assert mon.observe("a", [row]) is None
+    assert mon.observe("b", [row, row]) is None
+    assert (mon.stats("a")["queries"], mon.stats("b")["queries"]) == (1, 1)
+    # an attacker padding a uniform sweep with repeats is still caught, as fast
+    attack = uniform_rows(BUDGET, np.random.default_rng(4))
+    padded = [r for probe in attack for r in (probe, row, probe)]
+    queries, reason = _first_alarm(mon, "thief", padded)
+    assert 0 < queries <= BUDGET and reason == "coverage"
+    plain, _ = _first_alarm(ExtractionMonitor(profile()), "thief", attack)
+    assert queries <= plain + 1  # the padding row is one distinct query more, nothing else

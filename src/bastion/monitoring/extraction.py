@@ -22,6 +22,14 @@ equal-width bins, over the principal's last ``window`` queries. Real data piles 
 bins of skewed columns (income, weights); a random sweep fills them all. The monitor alarms
 (reason ``"coverage"``) when coverage exceeds ``coverage_limit``.
 
+**Exact repeats** are not evidence of extraction (an ordinary batch test sends one row 200
+times; a repeat reveals nothing the first answer did not): a row whose encoded feature
+vector equals one the principal already sent is not counted again toward either statistic.
+Each principal keeps a bounded set (the last ``4 * window`` distinct rows) of 64-bit
+BLAKE2b hashes of those vectors, keyed with a random per-process key, so the hashes say
+nothing about the values and cannot be precomputed. Repeats are counted in
+:meth:`ExtractionMonitor.stats` (``repeats``).
+
 Defaults were calibrated on UCI Adult: three principals replaying ``adult.test`` in order,
 1,000 single-row queries each, raise no alarm, while uniform random queries and JbDA-style
 perturbations of a few seed rows are detected well within 1,000 queries (see
@@ -32,8 +40,10 @@ running, and further alarms are reported at most once per ``window`` queries.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections import OrderedDict
+import secrets
+from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,9 +79,20 @@ class Alarm:
 
 
 class _State:
-    """One principal's bounded history: ring buffers of vectors, distances and bins."""
+    """One principal's bounded history: ring buffers of vectors, distances and bins, and
+    the keyed hashes of the distinct rows seen (oldest first in ``order``)."""
 
-    __slots__ = ("bins", "counts", "dists", "last_alarm", "queries", "vectors")
+    __slots__ = (
+        "bins",
+        "counts",
+        "dists",
+        "last_alarm",
+        "order",
+        "queries",
+        "repeats",
+        "seen",
+        "vectors",
+    )
 
     def __init__(self, window: int, dim: int, n_numeric: int, n_bins: int) -> None:
         self.vectors = np.zeros((window, dim), dtype=np.float32)
@@ -79,7 +100,21 @@ class _State:
         self.bins = np.zeros((window, n_numeric), dtype=np.intp)
         self.counts = np.zeros((n_numeric, n_bins), dtype=np.int32)
         self.queries = 0
+        self.repeats = 0
         self.last_alarm: int | None = None
+        self.seen: set[bytes] = set()
+        self.order: deque[bytes] = deque()
+
+    def first_time(self, digest: bytes, capacity: int) -> bool:
+        """Remember ``digest``; False when the principal already sent that row."""
+        if digest in self.seen:
+            self.repeats += 1
+            return False
+        if len(self.order) >= capacity:
+            self.seen.discard(self.order.popleft())
+        self.seen.add(digest)
+        self.order.append(digest)
+        return True
 
 
 class ExtractionMonitor:
@@ -127,6 +162,8 @@ class ExtractionMonitor:
         span = np.array([s.max - s.min for s in profile.numeric.values()])
         self._span = np.where(span > 0, span, 1.0)
         self._states: OrderedDict[str, _State] = OrderedDict()
+        self._row_key = secrets.token_bytes(32)  # per process: row hashes reveal nothing
+        self._seen_capacity = 4 * window
 
     def _state(self, principal: str) -> _State:
         st = self._states.get(principal)
@@ -160,7 +197,13 @@ class ExtractionMonitor:
         cells = np.clip(np.nan_to_num(cells, nan=0.0), 0, self.coverage_bins - 1).astype(np.intp)
         w = self.window
         cols = np.arange(cells.shape[1])
+        before = st.queries
         for v, c in zip(vecs, cells, strict=True):
+            digest = hashlib.blake2b(
+                np.ascontiguousarray(v).tobytes(), digest_size=8, key=self._row_key
+            ).digest()
+            if not st.first_time(digest, self._seen_capacity):
+                continue  # an exact repeat: no new information, not counted
             n_prev = min(st.queries, w)
             slot = st.queries % w
             if n_prev:
@@ -172,6 +215,8 @@ class ExtractionMonitor:
             st.bins[slot] = c
             st.counts[cols, c] += 1
             st.queries += 1
+        if st.queries == before:
+            return None  # only repeats: the statistics did not move
         return self._check(principal, st)
 
     def _w(self, st: _State) -> float:
@@ -211,10 +256,17 @@ class ExtractionMonitor:
         """Current statistics of a principal (zeros for one never seen)."""
         st = self._states.get(principal)
         if st is None:
-            return {"queries": 0, "shapiro_w": None, "coverage": 0.0, "alarmed_at": None}
+            return {
+                "queries": 0,
+                "repeats": 0,
+                "shapiro_w": None,
+                "coverage": 0.0,
+                "alarmed_at": None,
+            }
         w = self._w(st) if st.queries >= self.min_queries else None
         return {
             "queries": st.queries,
+            "repeats": st.repeats,
             "shapiro_w": w,
             "coverage": self._coverage(st),
             "alarmed_at": st.last_alarm,
