@@ -15,7 +15,7 @@ The permission names are the CLI's: ``token:create``, ``token:read``, ``token:re
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -234,14 +234,27 @@ class Operations:
     def audit_entries(
         self,
         *,
-        start: int = 1,
+        start: int | None = None,
         limit: int = 50,
         actor: str | None = None,
         action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest_first: bool = False,
     ) -> list[Any]:
-        """A page of audit entries, oldest first (``actor`` filters; it acts as no one)."""
+        """A page of audit entries (``actor`` filters; it acts as no one), ``since <= ts <
+        until``; oldest first from ``seq >= start``, or newest first from ``seq <= start``
+        (the end of the log by default), filtered in the database."""
         self.authorize("audit:read")
-        return self.audit.entries(start=start, limit=limit, actor=actor, action=action)
+        return self.audit.entries(
+            start=start,
+            limit=limit,
+            actor=actor,
+            action=action,
+            since=since,
+            until=until,
+            newest_first=newest_first,
+        )
 
     def verify_audit(self, *, checkpoint: Path | None = None) -> AuditReport:
         """The audit log's chain, checkpoints and anchor; AuditChainError if any fail."""

@@ -77,7 +77,7 @@ def test_verify_names_each_tampered_artifact_and_exits_1(home: Home, tmp_path: P
 def test_audit_show_verify_checkpoint_and_detect_truncation(home: Home, tmp_path: Path) -> None:
     cp = tmp_path / "cp.json"
     assert run_cli(["audit", "checkpoint", "--export", str(cp)], home.env()).code == 0
-    shown = run_cli(["audit", "show", "--json", "--limit", "3"], home.env())
+    shown = run_cli(["audit", "show", "--json", "--limit", "3", "--oldest-first"], home.env())
     assert shown.code == 0
     entries = shown.json()["entries"]
     assert [e["seq"] for e in entries] == [1, 2, 3]

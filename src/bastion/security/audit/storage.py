@@ -10,6 +10,7 @@ snapshot. The reads here return rows as stored: only :meth:`AuditLog.verify` che
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -124,6 +125,14 @@ def sql_for(dialect: str) -> Sql:
     raise ConfigError(f"audit log: expected a sqlite or postgresql engine, got {dialect}")
 
 
+def stamp(when: datetime) -> str:
+    """``when`` in the log's own timestamp form (``entry.now``), to compare ``ts`` as text;
+    a naive datetime is taken as UTC."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return f"{when.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%f}+00:00"
+
+
 def read_snapshot(
     cursor: DBAPICursor, sql: Sql
 ) -> tuple[list[Any], list[Any], tuple[int, Any, Any]]:
@@ -156,24 +165,37 @@ class AuditStore:
     def entries(
         self,
         *,
-        start: int = 1,
+        start: int | None = None,
         limit: int = 50,
         actor: str | None = None,
         action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest_first: bool = False,
     ) -> list[AuditEntry]:
-        """Up to ``limit`` entries with ``seq >= start`` in seq order, optionally filtered."""
-        if type(start) is not int or start < 0:
+        """Up to ``limit`` entries, optionally filtered by actor, action and time
+        (``since <= ts < until``). Oldest first from ``seq >= start`` (default 1); with
+        ``newest_first``, newest first from ``seq <= start`` (default the last entry),
+        read from the end of the log through the primary key, never the whole log."""
+        if start is not None and (type(start) is not int or start < 0):
             raise ConfigError(f"start: expected a non-negative integer, got {start!r}")
         if type(limit) is not int or not 1 <= limit <= 10_000:
             raise ConfigError(f"limit: expected 1..10000, got {limit!r}")
         t = audit_log.c
-        query = select(audit_log).where(t.seq >= start)
+        query = select(audit_log)
+        if start is not None:
+            query = query.where(t.seq <= start if newest_first else t.seq >= start)
         if actor is not None:
             query = query.where(t.actor == actor)
         if action is not None:
             query = query.where(t.action == action)
+        if since is not None:  # ts is fixed-width ISO 8601 UTC: text order is time order
+            query = query.where(t.ts >= stamp(since))
+        if until is not None:
+            query = query.where(t.ts < stamp(until))
+        order = t.seq.desc() if newest_first else t.seq
         with self._engine.connect() as conn:
-            rows = conn.execute(query.order_by(t.seq).limit(limit)).all()
+            rows = conn.execute(query.order_by(order).limit(limit)).all()
         return [
             AuditEntry(
                 int(r.seq),
