@@ -45,6 +45,7 @@ from bastion.security.access import AccessControl, Identity, IssuedToken
 from bastion.security.access_state import STATE_FILE, AccessState, refusal
 from bastion.security.anchor import ANCHOR_FILE
 from bastion.security.audit import AuditLog, adopt_anchor
+from bastion.security.blocks import Blocks, BlockStore
 from bastion.security.keys import DEFAULT_SCRYPT_LOG_N, LocalKeyring
 from bastion.security.recipes import localhost_certificate
 from bastion.security.rows import RowMac, scan, seal_missing
@@ -209,6 +210,7 @@ class Workspace(Operations):
             self.engine, self.audit, rows=self.rows, state=self.access_state
         )
         self.statements = StatementStore(self.engine)
+        self.block_store = BlockStore(self.engine, self.audit, self.rows)  # security.blocks
         self._identity: Identity | None = None  # set by open/init once a token proves it
         self._refused: str | None = None  # why the access state refuses all but verify
         self._watching: threading.Event | None = None
@@ -392,6 +394,11 @@ class Workspace(Operations):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @functools.cached_property
+    def blocks(self) -> Blocks:
+        """Blocks the server placed (extraction): ``list`` and ``lift``, ``serve:admin``."""
+        return Blocks(self.block_store, self.authorize)
 
     @functools.cached_property
     def models(self) -> ModelRegistry:

@@ -291,6 +291,9 @@ def populated(ws: Workspace) -> Workspace:
     ws.access.disable_principal("svc-2", actor="admin")
     for i in range(3):
         ws.store.put(f"artifact {i}".encode(), actor="admin", name=f"a{i}")
+    lifted = ws.block_store.block("svc-0", "EXTRACTION_SUSPECTED", {"q": 50}, actor="monitor")
+    ws.block_store.lift(lifted.id, reason="test", actor="admin")  # one lifted, one active
+    ws.block_store.block("svc-1", "EXTRACTION_SUSPECTED", {"q": 60}, actor="monitor")
     ws.audit.checkpoint()
     return ws
 

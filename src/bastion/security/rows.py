@@ -20,6 +20,9 @@ passphrase can delete rows, but cannot insert or edit one that checks::
                                                                 created, created_by
     audit_checkpoints tree_size                                 root, ts, key_id, signature,
                                                                 frontier
+    blocks            id                                        principal, code, created,
+                                                                created_by, detail, lifted,
+                                                                lifted_by, lift_reason
 
 The encoding (one function, fixed test vector in ``tests/unit/security/test_rows.py``)::
 
@@ -68,6 +71,7 @@ from bastion.errors import ConfigError, ForgedRow
 from bastion.security.schema import (
     artifacts,
     audit_checkpoints,
+    blocks,
     grants,
     models,
     principals,
@@ -103,12 +107,34 @@ SEALED: Final[Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     ),
     "artifacts": (("digest",), ("size", "media_type", "name", "created", "created_by")),
     "audit_checkpoints": (("tree_size",), ("root", "ts", "key_id", "signature", "frontier")),
+    "blocks": (
+        ("id",),
+        (
+            "principal",
+            "code",
+            "created",
+            "created_by",
+            "detail",
+            "lifted",
+            "lifted_by",
+            "lift_reason",
+        ),
+    ),
 }
 """Table → (key columns, sealed columns): what each row's MAC covers."""
 
 SEALED_TABLES: Final[Mapping[str, sa.Table]] = {
     t.name: t
-    for t in (principals, role_permissions, grants, tokens, models, artifacts, audit_checkpoints)
+    for t in (
+        principals,
+        role_permissions,
+        grants,
+        tokens,
+        models,
+        artifacts,
+        audit_checkpoints,
+        blocks,
+    )
 }
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "audit_checkpoints",
     "audit_head",
     "audit_log",
+    "blocks",
     "grants",
     "metadata",
     "models",
@@ -193,4 +194,20 @@ models = Table(
     Column("created", String(40), nullable=False),
     Column("record", Text, nullable=False),  # JSON: metrics, gates, card digests, estimator
     Column("mac", LargeBinary(32), nullable=True),  # HMAC of the row: security/rows.py
+)
+
+blocks = Table(
+    "blocks",
+    metadata,
+    Column("id", String(32), primary_key=True),  # random, the client's support reference
+    Column("principal", String(128), nullable=False),  # who is blocked
+    Column("code", String(32), nullable=False),  # stable reason code: EXTRACTION_SUSPECTED
+    Column("created", String(40), nullable=False),
+    Column("created_by", String(128), nullable=False),  # the detector that blocked
+    Column("detail", Text, nullable=False),  # canonical JSON for admins: detector, statistic
+    Column("lifted", String(40), nullable=True),  # when an admin lifted it; NULL = active
+    Column("lifted_by", String(128), nullable=True),
+    Column("lift_reason", String(512), nullable=True),
+    Column("mac", LargeBinary(32), nullable=True),  # HMAC of the row: security/rows.py
+    Index("ix_blocks_principal", "principal"),
 )

@@ -26,6 +26,7 @@ from bastion.security.schema import (
     audit_checkpoints,
     audit_head,
     audit_log,
+    blocks,
     grants,
     metadata,
     models,
@@ -44,6 +45,7 @@ __all__ = [
     "audit_checkpoints",
     "audit_head",
     "audit_log",
+    "blocks",
     "ensure_schema",
     "grants",
     "make_engine",
@@ -119,7 +121,7 @@ def make_engine(url: str | URL) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 
 
 def ensure_schema(engine: Engine) -> None:
