@@ -74,6 +74,9 @@ __all__ = [
 
 Progress = Callable[[str, str, int, int], None]
 """``progress(stage, state, index, total)`` with state in running | cached | done | failed."""
+StepProgress = Callable[[str, int, int, str], None]
+"""``steps(stage, done, total, what)``: progress inside a running stage (``total`` 0 when
+unknown), as the stage reports it through ``StageContext.progress``."""
 
 
 class Pipeline:
@@ -87,12 +90,17 @@ class Pipeline:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Pipeline:
-        """Load and validate a pipeline file (errors name the file, line and key)."""
-        from bastion.spec.loader import load_pipeline
+        """Load and validate a pipeline file (errors name the file, line and key), then
+        each stage's load-time checks (``Stage.load_problems``): no secret, no data read."""
+        from bastion.spec.loader import config_error_at, load_pipeline
 
         path = Path(path)
         config, raw = load_pipeline(path)
-        return cls(config, raw, path)
+        pipeline = cls(config, raw, path)
+        problems = [p for stage in pipeline.stages() for p in stage.load_problems(path.parent)]
+        if problems:
+            raise config_error_at(raw, str(path), problems)
+        return pipeline
 
     # -- the stage graph --------------------------------------------------------------
 
@@ -134,15 +142,19 @@ class Pipeline:
         *,
         progress: Progress | None = None,
         force: bool = False,
+        steps: StepProgress | None = None,
     ) -> RunResult:
         """Run every stage (reusing cached ones unless ``force``); return the run record.
 
         Needs ``pipeline:run`` (checked by ``workspace.authorize``, a refusal audited); the
         run is recorded, signed and audited as the workspace's authenticated principal.
         A failed gate gives a result with status ``failed``; other failures raise.
+        ``progress`` hears each stage start and end, ``steps`` the steps inside a stage.
         """
         actor = workspace.authorize("pipeline:run").principal
-        return _Run(self, workspace, actor, progress, force).execute()
+        run = _Run(self, workspace, actor, progress, force)
+        run.steps = steps
+        return run.execute()
 
 
 class _Run:
@@ -153,6 +165,7 @@ class _Run:
         self.ws = ws
         self.actor = actor
         self.progress = progress or (lambda _n, _s, _i, _t: None)
+        self.steps: StepProgress | None = None
         self.force = force
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         self.run_id = f"{stamp}-{secrets.token_hex(4)}"
@@ -262,7 +275,16 @@ class _Run:
             ),
             summary=self.summary,
             pseudonymizer=self._pseudonymizer() if stage.uses_pseudonym_key else None,
+            on_progress=self._steps_of(stage.name),
+            pipeline_file=str(self.p.path),
+            pipeline_raw=self.p.raw,
         )
+
+    def _steps_of(self, stage: str) -> Callable[[int, int, str], None] | None:
+        steps = self.steps
+        if steps is None:
+            return None
+        return lambda done, total, what: steps(stage, done, total, what)
 
     def _store_outputs(
         self,

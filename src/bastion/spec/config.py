@@ -25,9 +25,11 @@ import re
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "DETECTORS",
+    "METRICS",
     "BackdoorConfig",
     "CategoricalFeatures",
     "ColumnSpec",
@@ -36,6 +38,7 @@ __all__ = [
     "DataConfig",
     "DuplicatesConfig",
     "EvaluateConfig",
+    "FairnessConfig",
     "FeaturesConfig",
     "LabelConfig",
     "LabelNoiseConfig",
@@ -56,6 +59,22 @@ __all__ = [
 
 _NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+Metric = Literal[
+    "accuracy", "balanced_accuracy", "roc_auc", "f1", "precision", "recall", "log_loss", "brier"
+]
+METRICS: tuple[str, ...] = get_args(Metric)
+"""Every metric the evaluate stage computes: what ``evaluate.metrics`` may list and what a
+``min_<metric>``/``max_<metric>`` gate may name."""
+
+AT = "bastion_at"
+"""The pydantic error type of a cross-field check that names its own node (see :func:`_at`)."""
+
+
+def _at(*path: str | int, what: str) -> PydanticCustomError:
+    """A validation error positioned at ``path`` below the model that raises it, so the
+    loader cites that node's line and column (a list item, a key), not the model's."""
+    return PydanticCustomError(AT, "{what}", {"what": what, "at": tuple(str(p) for p in path)})
 
 
 class _Strict(BaseModel):
@@ -112,7 +131,7 @@ class SourceConfig(_Strict):
         if self.format == "sql" and not (self.url and self.query):
             raise ValueError("a sql source needs 'url' and 'query'")
         if self.format != "sql" and self.timeout_seconds is not None:
-            raise ValueError("'timeout_seconds' is only for format sql")
+            raise _at("timeout_seconds", what="only for format sql")
         if self.sha256 is None and not self.unsafe_unpinned:
             raise ValueError(
                 "missing 'sha256' pin (or set 'unsafe_unpinned: true', which is audited)"
@@ -133,11 +152,12 @@ class ColumnSpec(_Strict):
     @model_validator(mode="after")
     def _shape(self) -> ColumnSpec:
         if self.categories is not None and self.type != "category":
-            raise ValueError("'categories' is only for type category")
+            raise _at("categories", what="only for type category")
         if (self.min is not None or self.max is not None) and self.type not in ("int", "float"):
-            raise ValueError("'min'/'max' are only for int and float columns")
+            key = "min" if self.min is not None else "max"
+            raise _at(key, what="'min'/'max' are only for int and float columns")
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+            raise _at("max", what=f"max ({self.max}) is less than min ({self.min})")
         return self
 
 
@@ -145,8 +165,16 @@ class LabelConfig(_Strict):
     """The target column; ``map`` rewrites raw values (e.g. Adult's ``>50K.`` → ``>50K``)."""
 
     column: str
-    positive: str = Field(description="The value that counts as the positive class.")
+    positive: bool | int | float | str = Field(
+        description="The value that counts as the positive class, of the label column's type"
+        ' (an int label: positive: 1; a category or str label: positive: ">50K").'
+    )
     map: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def positive_text(self) -> str:
+        """``positive`` as the label's values read as text (``str(value)``: ``1``, ``True``)."""
+        return str(self.positive)
 
 
 class ValidationConfig(_Strict):
@@ -199,18 +227,24 @@ class PiiColumn(_Strict):
     def _shape(self) -> PiiColumn:
         given = [k for k in ("bins", "truncate", "date") if getattr(self, k) is not None]
         if self.policy == "generalize" and len(given) != 1:
-            raise ValueError("policy generalize needs exactly one of 'bins', 'truncate', 'date'")
+            raise _at(
+                *given[1:2],
+                what="policy generalize needs exactly one of 'bins', 'truncate', 'date'",
+            )
         if self.policy != "generalize" and given:
-            raise ValueError(f"{given[0]!r} is only for policy generalize")
+            raise _at(given[0], what="only for policy generalize")
         if self.bins is not None and (
             len(self.bins) < 2
             or any(a >= b for a, b in zip(self.bins, self.bins[1:], strict=False))
         ):
-            raise ValueError("'bins' must be at least two strictly ascending edges")
+            raise _at("bins", what="expected at least two strictly ascending edges")
         if self.policy == "keep" and not (self.reason or "").strip():
-            raise ValueError("policy keep needs a 'reason'")
+            raise _at(
+                *(["reason"] if self.reason is not None else []),
+                what="policy keep needs a 'reason'",
+            )
         if self.domain is not None and self.policy != "pseudonymize":
-            raise ValueError("'domain' is only for policy pseudonymize")
+            raise _at("domain", what="only for policy pseudonymize")
         return self
 
 
@@ -333,38 +367,83 @@ class DataConfig(_Strict):
 
     @model_validator(mode="after")
     def _columns_declared(self) -> DataConfig:
-        for what, cols in (
-            ("label", [self.label.column]),
-            ("sensitive", self.sensitive),
-            ("show_values", self.show_values),
-            ("pii", list(self.pii)),
-            ("screen.duplicates.ignore", self.screen.duplicates.ignore),
+        for path, cols in (
+            (("label", "column"), {"": self.label.column}),
+            (("sensitive",), dict(enumerate(self.sensitive))),
+            (("show_values",), dict(enumerate(self.show_values))),
+            (("pii",), {c: c for c in self.pii}),
+            (("screen", "duplicates", "ignore"), dict(enumerate(self.screen.duplicates.ignore))),
         ):
-            for col in cols:
+            for at, col in cols.items():
                 if col not in self.schema_:
-                    raise ValueError(f"{what} column {col!r} is not in the schema")
+                    where = (*path, at) if at != "" else path
+                    raise _at(*where, what=f"column {col!r} is not in data.schema")
         for name in self.sources:
             if not re.match(_NAME, name):
-                raise ValueError(f"source name {name!r}: expected {_NAME}")
+                raise _at("sources", name, what=f"source name {name!r}: expected {_NAME}")
         if self.label.column in self.pii:
-            raise ValueError(f"the label {self.label.column!r} cannot be a PII column")
-        shown_pii = sorted(set(self.show_values) & set(self.pii))
-        if shown_pii:
-            raise ValueError(f"show_values: PII column(s) {shown_pii} are always masked")
-        names = [c.name for c in self.checks]
-        for name in names:
-            if names.count(name) > 1:
-                raise ValueError(f"checks: name {name!r} is used more than once")
+            raise _at(
+                "pii", self.label.column, what=f"the label {self.label.column!r} cannot be PII"
+            )
+        for i, col in enumerate(self.show_values):
+            if col in self.pii:
+                raise _at("show_values", i, what=f"PII column {col!r} is always masked")
+        self._check_label()
+        seen: set[str] = set()
+        for i, check in enumerate(self.checks):
+            if check.name in seen:
+                raise _at("checks", i, "name", what=f"name {check.name!r} is used more than once")
+            seen.add(check.name)
         if self.checks:  # compiled now, so a bad expression is reported with its line
             from bastion.errors import ConfigError
             from bastion.spec.expr import compile_check
 
-            for check in self.checks:
+            for i, check in enumerate(self.checks):
                 try:
                     compile_check(check, self.schema_)
                 except ConfigError as exc:
-                    raise ValueError(str(exc)) from None
+                    raise _at("checks", i, "expr", what=str(exc)) from None
         return self
+
+    def _check_label(self) -> None:
+        """``label.positive`` of the label column's type and among its categories."""
+        label = self.label
+        spec = self.schema_[label.column]
+        want = {"int": (int,), "float": (int, float), "bool": (bool,)}.get(spec.type, (str,))
+        given = label.positive
+        if (isinstance(given, bool) and bool not in want) or not isinstance(given, want):
+            raise _at("label", "positive", what=_label_type_hint(spec.type, given))
+        if spec.categories is not None:
+            if given not in spec.categories:
+                raise _at(
+                    "label",
+                    "positive",
+                    what=f"{given!r} is not one of the label's categories {spec.categories}",
+                )
+            for raw, value in label.map.items():
+                if value not in spec.categories:
+                    raise _at(
+                        "label",
+                        "map",
+                        raw,
+                        what=f"maps to {value!r}, which is not one of the label's categories"
+                        f" {spec.categories}",
+                    )
+
+
+def _label_type_hint(kind: str, given: bool | int | float | str) -> str:
+    """Why ``positive`` does not fit a ``kind`` label, and what to write instead."""
+    shown = "true" if given is True else "false" if given is False else repr(given)
+    if kind in ("str", "category"):
+        text = str(given).lower() if isinstance(given, bool) else str(given)
+        return f"the label column is {kind} but positive is {shown}; write positive: {text!r}"
+    text = str(given).strip()
+    fix = {"int": r"[+-]?\d+", "float": r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?"}.get(kind)
+    if kind == "bool" and text.lower() in ("true", "false"):
+        return f"the label column is bool but positive is {shown}; write positive: {text.lower()}"
+    if fix is not None and re.fullmatch(fix, text):
+        return f"the label column is {kind} but positive is {shown}; write positive: {text}"
+    return f"the label column is {kind} but positive is {shown}; expected a {kind} value"
 
 
 class SplitConfig(_Strict):
@@ -406,42 +485,63 @@ class ModelConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class FairnessConfig(_Strict):
+    """How the sensitive attributes are grouped for the per-group metrics.
+
+    A numeric sensitive attribute (schema type int or float) is cut into bins: the
+    ascending edges given in ``bins`` (``age: [25, 45, 65]`` gives ``<25``, ``[25, 45)``,
+    ``[45, 65)``, ``>=65``), or that many quantile bins of the test set (``age: 5``), else
+    4 quantile bins. A group of fewer than ``min_group_size`` rows is shown with its count,
+    marked too small, and left out of the differences; an attribute with more than
+    ``max_groups`` groups gets a warning.
+    """
+
+    bins: dict[str, list[float] | Annotated[int, Field(ge=2, le=20)]] = Field(
+        default_factory=dict,
+        description="Per numeric sensitive column: ascending bin edges, or a number of"
+        " quantile bins (default 4).",
+    )
+    min_group_size: int = Field(
+        30, ge=1, description="Groups smaller than this are marked too small, not scored."
+    )
+    max_groups: int = Field(
+        20, ge=2, description="An attribute with more groups than this gets a warning."
+    )
+
+    @field_validator("bins")
+    @classmethod
+    def _ascending(cls, v: dict[str, list[float] | int]) -> dict[str, list[float] | int]:
+        for col, edges in v.items():
+            if isinstance(edges, list) and (not edges or sorted(set(edges)) != edges):
+                raise _at(col, what="expected at least one edge, strictly ascending")
+        return v
+
+
 class EvaluateConfig(_Strict):
     """Metrics to report and gates a model must pass (``min_<metric>`` / ``max_<metric>``)."""
 
-    metrics: list[
-        Literal[
-            "accuracy",
-            "balanced_accuracy",
-            "roc_auc",
-            "f1",
-            "precision",
-            "recall",
-            "log_loss",
-            "brier",
-        ]
-    ] = Field(default_factory=lambda: ["accuracy", "balanced_accuracy", "roc_auc", "f1"])  # type: ignore[arg-type]
-    gates: dict[str, float] = Field(default_factory=dict)
+    metrics: list[Metric] = Field(
+        default_factory=lambda: ["accuracy", "balanced_accuracy", "roc_auc", "f1"]  # type: ignore[arg-type]
+    )
+    gates: dict[str, float] = Field(
+        default_factory=dict,
+        description="min_<metric> or max_<metric>: threshold; every gate is computed, checked"
+        " and shown, whatever metrics lists.",
+    )
+    fairness: FairnessConfig = Field(default_factory=lambda: FairnessConfig())
 
     @field_validator("gates")
     @classmethod
     def _gate_names(cls, v: dict[str, float]) -> dict[str, float]:
-        known = {
-            "accuracy",
-            "balanced_accuracy",
-            "roc_auc",
-            "f1",
-            "precision",
-            "recall",
-            "log_loss",
-            "brier",
-        }
         for key in v:
             kind, _, metric = key.partition("_")
-            if kind not in ("min", "max") or metric not in known:
-                raise ValueError(
-                    f"gate {key!r}: expected min_<metric> or max_<metric> with a metric in"
-                    f" {sorted(known)}"
+            if kind not in ("min", "max"):
+                raise _at(key, what="expected min_<metric> or max_<metric>")
+            if metric not in METRICS:
+                raise _at(
+                    key,
+                    what=f"evaluate does not compute {metric!r}; a gate may name one of"
+                    f" {', '.join(METRICS)}",
                 )
         return v
 
@@ -477,38 +577,84 @@ class PipelineConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> PipelineConfig:
-        schema = self.data.schema_
-        named = (
-            self.features.numeric.columns + self.features.categorical.columns + self.features.drop
-        )
-        for col in named:
-            if col not in schema:
-                raise ValueError(f"features: column {col!r} is not in data.schema")
-        if self.data.label.column in named:
-            raise ValueError(f"features: the label {self.data.label.column!r} cannot be a feature")
-        if not self.features.use_sensitive:
-            leaked = set(self.data.sensitive) & set(
-                self.features.numeric.columns + self.features.categorical.columns
-            )
-            if leaked:
-                raise ValueError(
-                    f"features: sensitive column(s) {sorted(leaked)} used as features;"
-                    " set features.use_sensitive: true to allow it"
-                )
-        raw_pii = sorted(
-            c
-            for c, rule in self.data.pii.items()
-            if rule.policy != "generalize"
-            and c in self.features.numeric.columns + self.features.categorical.columns
-        )
-        if raw_pii:
-            raise ValueError(
-                f"features: PII column(s) {raw_pii} used as features; only a PII column with"
-                " policy generalize may be a feature"
-            )
-        if self.split.test_source is not None and self.split.test_source not in self.data.sources:
-            raise ValueError(f"split.test_source {self.split.test_source!r} is not a data source")
+        data, label = self.data, self.data.label.column
+        for group, cols in (
+            ("numeric", self.features.numeric.columns),
+            ("categorical", self.features.categorical.columns),
+            ("drop", self.features.drop),
+        ):
+            where = ("features", group, "columns") if group != "drop" else ("features", "drop")
+            for i, col in enumerate(cols):
+                if col not in data.schema_:
+                    raise _at(*where, i, what=f"column {col!r} is not in data.schema")
+                if col == label:
+                    raise _at(*where, i, what=f"the label {col!r} cannot be a feature")
+                if group == "drop":
+                    continue
+                if col in data.sensitive and not self.features.use_sensitive:
+                    raise _at(
+                        *where,
+                        i,
+                        what=f"sensitive column {col!r} used as a feature; set"
+                        " features.use_sensitive: true to allow it",
+                    )
+                if col in data.pii and data.pii[col].policy != "generalize":
+                    raise _at(
+                        *where,
+                        i,
+                        what=f"PII column {col!r} used as a feature; only a PII column with"
+                        " policy generalize may be a feature",
+                    )
+        self._check_split()
         return self
+
+    @model_validator(mode="after")
+    def _check_fairness_bins(self) -> PipelineConfig:
+        """``evaluate.fairness.bins`` names only numeric columns of ``data.sensitive``."""
+        for col in self.evaluate.fairness.bins:
+            where = ("evaluate", "fairness", "bins", col)
+            if col not in self.data.sensitive:
+                raise _at(*where, what=f"{col!r} is not listed in data.sensitive")
+            kind = self.data.schema_[col].type
+            if kind not in ("int", "float"):
+                raise _at(*where, what=f"{col!r} is of type {kind}; only int and float bin")
+        return self
+
+    def _check_split(self) -> None:
+        test, sources = self.split.test_source, list(self.data.sources)
+        if test is not None and test not in sources:
+            raise _at(
+                "split",
+                "test_source",
+                what=f"{test!r} is not a data source (sources: {', '.join(sources)})",
+            )
+        if test is not None and len(sources) != 2:
+            raise _at(
+                "split",
+                "test_source",
+                what=f"expected exactly two data sources (one to train on, {test!r} to test"
+                f" on), got {len(sources)}",
+            )
+        if test is None and len(sources) != 1:
+            raise _at(
+                "data",
+                "sources",
+                sources[1],
+                what=f"{len(sources)} data sources and no split.test_source; expected one"
+                " source to split, or split.test_source naming the test set",
+            )
+        if test is not None and "stratify" in self.split.model_fields_set:
+            raise _at(
+                "split",
+                "stratify",
+                what="has no effect with split.test_source (the test set is a whole source)",
+            )
+        if test is not None and "test_size" in self.split.model_fields_set:
+            raise _at(
+                "split",
+                "test_size",
+                what="has no effect with split.test_source (the test set is a whole source)",
+            )
 
 
 def json_schema() -> dict[str, Any]:

@@ -41,14 +41,16 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bastion.errors import ConfigError
 from bastion.spec._env import REFERENCE, refusal
-from bastion.spec.config import PipelineConfig, json_schema
+from bastion.spec.config import AT, PipelineConfig, json_schema
 
 __all__ = [
     "MAX_BYTES",
     "MAX_DEPTH",
     "MAX_NODES",
     "MAX_REPORTED",
+    "config_error_at",
     "load_pipeline",
+    "locate",
     "parse_pipeline",
     "pipeline_json_schema",
 ]
@@ -118,6 +120,34 @@ def parse_pipeline(raw: bytes, file: str, *, check_env: bool = True) -> Pipeline
     except _Refused as refused:
         raise ConfigError(_message(file, refused.problems)) from None
     return config
+
+
+def config_error_at(
+    raw: bytes, file: str, problems: Sequence[tuple[Sequence[str], str]]
+) -> ConfigError:
+    """One ConfigError for problems found after loading (a stage's load-time check), each
+    ``(key path, what is wrong; what is expected)``, cited at its node in ``raw`` as the
+    loader cites its own: ``file:line:col: key.path: what``."""
+    marks = _marks(raw)
+    found = []
+    for path, what in problems:
+        line, col = _position(path, marks)
+        found.append(_Problem(line, col, _dotted(tuple(str(p) for p in path)), what))
+    return ConfigError(_message(file, found))
+
+
+def locate(raw: bytes, file: str, path: Sequence[str]) -> str:
+    """``file:line:col`` of the key path ``path`` in the pipeline file ``raw`` (its nearest
+    written ancestor when the key is not written), for messages that say what to edit."""
+    line, col = _position(path, _marks(raw))
+    return f"{file}:{line}:{col}"
+
+
+def _marks(raw: bytes) -> dict[_Path, tuple[int, int]]:
+    try:
+        return _parse(raw)[1] or {(): (0, 0)}
+    except _Refused:
+        return {(): (0, 0)}
 
 
 def pipeline_json_schema() -> dict[str, Any]:
@@ -320,8 +350,12 @@ def _from_pydantic(err: Mapping[str, Any], marks: Mapping[_Path, tuple[int, int]
     ctx: Mapping[str, Any] = err.get("ctx") or {}
     given = err.get("input")
     at = loc[:-1] if kind == "missing" else loc
+    if kind == AT:  # a cross-field check that names its own node below the model
+        at = (*loc, *ctx["at"])
     line, col = _position(at, marks)
-    if kind == "missing":
+    if kind == AT:
+        what = str(ctx["what"])
+    elif kind == "missing":
         what = f"missing required key {str(loc[-1])!r}"
     elif kind == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KINDS",
+    "ConfigProblem",
     "Kind",
     "Material",
     "Stage",
@@ -41,6 +42,9 @@ __all__ = [
 ]
 
 Kind = Literal["table", "json", "model", "text"]
+ConfigProblem = tuple[tuple[str, ...], str]
+"""A problem found in the pipeline file: (key path in the file, "what is wrong; what is
+expected"); the loader cites it at that node's file:line:col."""
 KINDS: dict[Kind, str] = {
     "table": "application/vnd.apache.parquet",
     "json": "application/json",
@@ -71,6 +75,16 @@ class StageContext:
     materials: list[Material] = field(default_factory=list)  # stages append what they read
     summary: dict[str, Any] = field(default_factory=dict)  # small facts for the report
     pseudonymizer: Any = None  # bastion.defenses.pii.Pseudonymizer bound to the keyring
+    on_progress: Callable[[int, int, str], None] | None = None  # the runner's listener
+    pipeline_file: str = ""  # the pipeline file's name and bytes, for messages that cite
+    pipeline_raw: bytes = b""  # a key's file:line:col (bastion.spec.loader.locate)
+
+    def progress(self, done: int, total: int, what: str = "") -> None:
+        """Report progress inside a long stage: ``done`` of ``total`` steps (``total`` 0
+        when unknown) and the current step, e.g. ``ctx.progress(2, 5, "fold 3")``. Shown
+        by ``bastion run``; never stored, signed or audited; a no-op without a listener."""
+        if self.on_progress is not None:
+            self.on_progress(done, total, what)
 
     def audit(self, action: str, outcome: str = "ok", **details: Any) -> None:
         """Record an event in the audit log (e.g. an ``unsafe_`` setting being used)."""
@@ -113,7 +127,11 @@ class Stage:
       the run report's section for that data source (``""``: the section's base, which the
       other stages' reports of that source join under their ``section`` name);
     - ``unsafe()``: the ``unsafe_`` settings the stage runs with; the runner logs and audits
-      each on every run, cached or not.
+      each on every run, cached or not;
+    - ``load_problems(base_dir)``: what the stage can decide from the pipeline file alone
+      (an estimator's name and parameters, a source file that is missing), as
+      :data:`ConfigProblem` findings; ``Pipeline.from_yaml`` refuses the file with them,
+      cited at their lines, before any secret is asked for or any data is read.
     """
 
     name: str
@@ -131,6 +149,11 @@ class Stage:
 
     def unsafe(self) -> list[str]:
         """The ``unsafe_`` settings this stage runs with (none by default)."""
+        return []
+
+    def load_problems(self, base_dir: Path) -> list[ConfigProblem]:
+        """Problems decidable when the pipeline file is loaded (none by default); relative
+        paths resolve against ``base_dir``, the pipeline file's folder. Cheap, reads no data."""
         return []
 
     def fingerprint(self) -> Mapping[str, Any]:

@@ -77,7 +77,7 @@ import pandas as pd
 
 from bastion.errors import ConfigError, PinMismatch
 from bastion.spec._env import REFERENCE, refusal
-from bastion.spec.stage import Material, Stage
+from bastion.spec.stage import ConfigProblem, Material, Stage
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Engine
@@ -107,6 +107,24 @@ class IngestStage(Stage):
         self.inputs: Mapping[str, str] = {}
         self.outputs: Mapping[str, Kind] = {"table": "table"}
 
+    def load_problems(self, base_dir: Path) -> list[ConfigProblem]:
+        """A file source whose path (against ``base_dir``) is missing or not a regular
+        file; nothing is opened or read."""
+        src = self.source
+        if src.format == "sql" or not src.path:
+            return []
+        path = _resolve(base_dir, src.path)
+        at = ("data", "sources", self.source_name, "path")
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            return [(at, f"file not found: {path}; expected a path relative to {base_dir}")]
+        except OSError as exc:
+            return [(at, f"cannot open {path}: {exc.strerror}; expected a readable file")]
+        if not stat.S_ISREG(mode):
+            return [(at, f"not a regular file: {path}; expected a {src.format} file")]
+        return []
+
     def fingerprint(self) -> Mapping[str, Any]:
         """The source config (URL redacted). ``sha256`` None means unpinned: do not cache.
 
@@ -126,12 +144,12 @@ class IngestStage(Stage):
         if src.format == "sql":
             columns, rows, uri = self._query(ctx.base_dir)
             actual = canonical_rows_sha256(columns, rows)
-            self._check_pin(actual, uri)
+            self._check_pin(ctx, actual, uri)
             table = _frame(columns, rows)
         else:
             uri = src.path or ""
             data, actual = _read_pinned_bytes(self.source_name, _resolve(ctx.base_dir, uri))
-            self._check_pin(actual, uri)
+            self._check_pin(ctx, actual, uri)
             table = _parse_file(self.source_name, src, data)
         if src.sha256 is None:
             log.warning(
@@ -150,13 +168,22 @@ class IngestStage(Stage):
         }
         return {"table": table}
 
-    def _check_pin(self, actual: str, uri: str) -> None:
+    def _check_pin(self, ctx: StageContext, actual: str, uri: str) -> None:
         pin = self.source.sha256
-        if pin is not None and actual != pin:
-            raise PinMismatch(
-                f"source {self.source_name!r} ({uri}): SHA-256 mismatch: expected {pin},"
-                f" got {actual}"
-            )
+        if pin is None or actual == pin:
+            return
+        key = ("data", "sources", self.source_name, "sha256")
+        where = ""
+        if ctx.pipeline_raw:
+            from bastion.spec.loader import locate
+
+            where = f" at {locate(ctx.pipeline_raw, ctx.pipeline_file, key)}"
+        what = "file" if self.source.format != "sql" else "query result"
+        raise PinMismatch(
+            f"source {self.source_name!r} ({uri}): SHA-256 mismatch: expected {pin},"
+            f" got {actual}; if this {what} is the one you mean to use, change the pin"
+            f" {'.'.join(key)}{where} to {actual}"
+        )
 
     def _query(self, base_dir: Path) -> tuple[list[str], list[tuple[Any, ...]], str]:
         from sqlalchemy import text

@@ -90,10 +90,11 @@ class ScreenStage(Stage):
         result = screen_table(
             table,
             label=label.column,
-            positive=label.positive,
+            positive=label.positive_text,
             cfg=self.data.screen,
             seed=ctx.seed,
             shift=False,
+            progress=lambda step: ctx.progress(0, 0, step),  # detector names; total unknown
             show_values=self.data.show_values,
             threads=getattr(ctx.config, "threads", None),
         )
@@ -155,7 +156,7 @@ class ShiftStage(Stage):
 
         table: pd.DataFrame = inputs["table"]
         label = self.data.label
-        profile = profile_table(table, label=label.column, positive=label.positive)
+        profile = profile_table(table, label=label.column, positive=label.positive_text)
         baseline = inputs.get("baseline")
         policy = self.data.screen.policy_of("shift")
         report: dict[str, Any] = {
@@ -171,7 +172,7 @@ class ShiftStage(Stage):
                 table,
                 self.data.screen.shift,
                 label=label.column,
-                positive=label.positive,
+                positive=label.positive_text,
                 show=self.data.show_values,
             )
             report.update(found.to_json(), ran=True)

@@ -26,14 +26,15 @@ import math
 import time
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from bastion.errors import ConfigError, DataError
 from bastion.spec.config import LabelConfig, ModelConfig
-from bastion.spec.stage import Kind, Stage, StageContext
+from bastion.spec.stage import ConfigProblem, Kind, Stage, StageContext
 from bastion.stages.features import fitted_matrix
 
-__all__ = ["ESTIMATORS", "TrainStage", "make_estimator"]
+__all__ = ["ESTIMATORS", "TrainStage", "make_estimator", "model_problems"]
 
 ESTIMATORS: Mapping[str, str] = {
     "ExtraTreesClassifier": "sklearn.ensemble.ExtraTreesClassifier",
@@ -59,6 +60,11 @@ class TrainStage(Stage):
         self.model = model
         self.label = label
 
+    def load_problems(self, base_dir: Path) -> list[ConfigProblem]:
+        """The estimator's name and each parameter, checked as :func:`make_estimator` does
+        (scikit-learn imported here, when the file is loaded)."""
+        return model_problems(self.model)
+
     def fingerprint(self) -> Mapping[str, Any]:
         return {
             "model": self.model.model_dump(mode="json"),
@@ -75,6 +81,7 @@ class TrainStage(Stage):
         if features is None:
             with ctx.limit_threads():
                 features = transformer.transform(train[list(transformer.feature_names_in_)])
+        ctx.progress(0, 1, f"fitting {self.model.estimator} on {len(y)} rows")
         started = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught, ctx.limit_threads() as threads:
             warnings.simplefilter("always")
@@ -86,6 +93,7 @@ class TrainStage(Stage):
                     f" {sorted(self.model.params)}: {exc}"
                 ) from exc
         seconds = time.perf_counter() - started
+        ctx.progress(1, 1, "fitted")
         n_pos = int(y.sum())
         training = {
             "estimator": self.model.estimator,
@@ -110,12 +118,14 @@ class TrainStage(Stage):
 def make_estimator(model: ModelConfig, seed: int) -> Any:
     """An unfitted, configured estimator, or a :class:`ConfigError` naming what is wrong.
 
-    Cheap and side-effect free: a runner may call it when the pipeline file is loaded so a
-    bad ``model:`` section fails before ingest.
+    Cheap and side-effect free; :func:`model_problems` runs the same checks when the
+    pipeline file is loaded, so a bad ``model:`` section fails before ingest.
     """
+    problems = model_problems(model)
+    if problems:
+        path, what = problems[0]
+        raise ConfigError(f"{'.'.join(path)}: {what}")
     cls = _estimator_class(model.estimator)
-    for key, value in model.params.items():
-        _check_param(cls, model.estimator, key, value)
     estimator = cls()
     params = dict(model.params)
     if "random_state" in estimator.get_params(deep=False) and "random_state" not in params:
@@ -128,36 +138,45 @@ def make_estimator(model: ModelConfig, seed: int) -> Any:
     return estimator
 
 
-def _estimator_class(name: str) -> Any:
+def model_problems(model: ModelConfig) -> list[ConfigProblem]:
+    """What is wrong with ``model:`` — an estimator off the allow-list, a key that is not
+    a constructor parameter, a value of the wrong type or range — one finding per key."""
+    name = model.estimator
     allowed = ", ".join(ESTIMATORS)
     if name not in ESTIMATORS:
         from sklearn.utils.discovery import all_estimators
 
         if name in {n for n, _ in all_estimators()}:
-            raise ConfigError(
-                f"model.estimator: {name!r} is not on the allow-list (allowed: {allowed})"
-            )
-        raise ConfigError(
-            f"model.estimator: unknown estimator {name!r}; it is not on the allow-list"
-            f" (allowed: {allowed})"
-        )
+            what = f"{name!r} is not on the allow-list (allowed: {allowed})"
+        else:
+            what = f"unknown estimator {name!r}; it is not on the allow-list (allowed: {allowed})"
+        return [(("model", "estimator"), what)]
+    cls = _estimator_class(name)
+    return [
+        (("model", "params", key), what)
+        for key, value in model.params.items()
+        if (what := _param_problem(cls, name, key, value))
+    ]
+
+
+def _estimator_class(name: str) -> Any:
     module, _, cls = ESTIMATORS[name].rpartition(".")
     return getattr(importlib.import_module(module), cls)
 
 
-def _check_param(cls: Any, name: str, key: str, value: Any) -> None:
-    where = f"model.params.{key}"
+def _param_problem(cls: Any, name: str, key: str, value: Any) -> str:
     if not key.isidentifier() or "__" in key:
-        raise ConfigError(f"{where}: not a parameter of {name} (nested keys are not allowed)")
+        return f"not a parameter of {name} (nested keys are not allowed)"
     estimator = cls()
     valid = estimator.get_params(deep=False)
     if key not in valid:
-        raise ConfigError(f"{where}: not a parameter of {name} (valid: {', '.join(valid)})")
+        return f"not a parameter of {name}; expected one of: {', '.join(valid)}"
     try:
         estimator.set_params(**{key: value})
         estimator._validate_params()
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        return str(exc)
+    return ""
 
 
 def _target(train: Any, label: LabelConfig) -> Any:

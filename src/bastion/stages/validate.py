@@ -83,6 +83,7 @@ __all__ = [
     "ValidateStage",
     "Violation",
     "declared_checks",
+    "is_positive",
     "label_violations",
     "validate_frame",
     "validate_table",
@@ -360,9 +361,9 @@ def validate_frame(
 def label_violations(classes: Mapping[str, int], data: DataConfig) -> list[Violation]:
     """``label_classes`` when ``classes`` (of the good rows) are not two including positive."""
     label = data.label
-    if len(classes) == 2 and label.positive in classes:
+    if len(classes) == 2 and any(is_positive(c, label.positive) for c in classes):
         return []
-    declared = {label.positive, *label.map.values()}
+    declared = {str(label.positive), *label.map.values()}
     spec = data.schema_.get(label.column)
     declared |= set(spec.categories or []) if spec is not None else set()
     visible = label.column in data.show_values
@@ -379,6 +380,18 @@ def label_violations(classes: Mapping[str, int], data: DataConfig) -> list[Viola
             f"exactly two classes including {label.positive!r}",
         )
     ]
+
+
+def is_positive(text: str, positive: bool | float | str) -> bool:
+    """Whether a label value, as text, is ``label.positive`` (typed as its column)."""
+    if isinstance(positive, str):
+        return text == positive
+    if isinstance(positive, bool):
+        return text.strip().lower() == str(positive).lower()
+    try:
+        return float(text) == positive
+    except ValueError:
+        return False
 
 
 def _table_level(names: list[str], schema: Mapping[str, ColumnSpec]) -> list[Violation]:

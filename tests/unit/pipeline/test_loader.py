@@ -226,8 +226,11 @@ def test_duplicate_key_in_flow_mapping(tmp_path: Path) -> None:
 
 
 def test_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
-    text = edit("    main:\n", "    main: &main\n").replace(
-        "  schema:\n", "    other:\n      <<: *main\n      path: other.csv\n  schema:\n", 1
+    text = (
+        edit("    main:\n", "    main: &main\n").replace(
+            "  schema:\n", "    other:\n      <<: *main\n      path: other.csv\n  schema:\n", 1
+        )
+        + "split: {test_source: other}\n"
     )
     config, _ = load_pipeline(write(tmp_path, text))
     assert config.data.sources["other"].path == "other.csv"
@@ -370,7 +373,9 @@ def test_a_custom_check_that_is_not_allowed_fails_at_load_naming_it(tmp_path: Pa
         "    - {name: sneaky, expr: \"__import__('os').system('id')\"}\n",
     )
     msg = error(tmp_path, text)
-    assert msg.startswith("pipeline.yaml:2:1: data: check 'sneaky': calls are not allowed")
+    assert msg.startswith(
+        "pipeline.yaml:13:22: data.checks[0].expr: check 'sneaky': calls are not allowed"
+    )
 
 
 def test_a_custom_check_on_an_unknown_column_fails_at_load(tmp_path: Path) -> None:
@@ -428,12 +433,16 @@ def test_show_values_must_name_schema_columns_and_not_pii(tmp_path: Path) -> Non
         "  label: {column: y, positive: b}\n",
         "  label: {column: y, positive: b}\n  show_values: [x, z]\n",
     )
-    assert "show_values column 'z' is not in the schema" in error(tmp_path, text)
+    assert error(tmp_path, text) == (
+        "pipeline.yaml:12:20: data.show_values[1]: column 'z' is not in data.schema"
+    )
     text = edit(
         "  label: {column: y, positive: b}\n",
         "  label: {column: y, positive: b}\n  show_values: [x]\n  pii: {x: {policy: drop}}\n",
     )
-    assert "show_values: PII column(s) ['x'] are always masked" in error(tmp_path, text)
+    assert error(tmp_path, text) == (
+        "pipeline.yaml:12:17: data.show_values[0]: PII column 'x' is always masked"
+    )
 
 
 def test_stored_bytes_parse_as_the_file_does_and_errors_name_the_given_name() -> None:
