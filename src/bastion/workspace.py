@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
     from bastion.pipeline.registry import ModelRegistry
+    from bastion.pipeline.runs import Runs
 
 __all__ = [
     "Identity",
@@ -406,6 +407,14 @@ class Workspace(Operations):
         from bastion.pipeline.registry import ModelRegistry
 
         return ModelRegistry(self)
+
+    @functools.cached_property
+    def runs(self) -> Runs:
+        """Pipeline runs, newest first: ``list`` and ``show`` (``model:read``), with the
+        paths of each run's report and model card."""
+        from bastion.pipeline.runs import Runs
+
+        return Runs(self)
 
     # -- keys -------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from bastion.cli.keys import keys_app
 from bastion.cli.pipeline import data_flow, flow_text, models_app
 from bastion.cli.pipeline import run as run_command
 from bastion.cli.pipeline import schema as schema_command
+from bastion.cli.runs import runs_app
 from bastion.cli.serve import serve as serve_command
 from bastion.cli.statements import statements_app
 from bastion.cli.tokens import principal_app, token_app
@@ -37,6 +38,7 @@ app.command("run")(run_command)
 app.command("schema")(schema_command)
 app.command("serve")(serve_command)
 app.add_typer(principal_app, name="principal")
+app.add_typer(runs_app, name="runs")
 app.add_typer(statements_app, name="statements")
 app.add_typer(token_app, name="token")
 

@@ -174,6 +174,7 @@ def show(
     parse_model_ref(ref)  # a malformed ref is bad usage before any secret is asked for
     with c.workspace(home) as ws:
         verified = ws.show_model(ref)  # authorized (model:read) and audited
+        files = ws.runs.files(verified.record.run_id, model=verified.record.name)
     rec = verified.record
     data: dict[str, Any] = {
         "model": rec.ref,
@@ -186,6 +187,7 @@ def show(
         "verified": True,
         "provenance": data_flow(verified.chain),  # data-flow order: ingest first
         "sources": verified.sources,
+        **files.to_json(),  # report, report_json, model_card(_md): absolute paths or None
     }
     if json_out:
         c.emit(data)
