@@ -63,5 +63,13 @@ bench: dev
 bench-smoke: dev
 	$(call run_benchmarks,--smoke,OMP_NUM_THREADS=1)
 
+# Each demo has its own home and secrets file (examples/adult-income/demo.sh and
+# examples/secure-core-demo.sh); clean removes both demos' files, and what a demo-core
+# run that stopped half-way leaves (its tampered copy and checkpoint, also under the
+# names older versions used).
+DEMO_FILES := .bastion-demo .bastion-demo.env .bastion-demo-core .bastion-demo-core.env \
+	.bastion-demo-core-tampered .bastion-demo-core-checkpoint.json \
+	.bastion-demo-tampered .bastion-demo-checkpoint.json
+
 clean:
-	rm -rf $(VENV) .bastion-demo .bastion-demo.env .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_FILES) .pytest_cache .mypy_cache .ruff_cache

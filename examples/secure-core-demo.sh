@@ -2,14 +2,26 @@
 # The secure core, end to end, through the real CLI: init a home, store the Adult data
 # encrypted with signed provenance, issue a scoped token, rotate keys, export a checkpoint,
 # verify everything, then show that a flipped byte in a copy of the home is caught.
-# The demo home (.bastion-demo) is throwaway and recreated on every run.
+#
+# The demo home is ./.bastion-demo-core (BASTION_DEMO_CORE_HOME to change it): throwaway,
+# recreated on every run, and never the home of `make demo` (./.bastion-demo), which this
+# script does not touch. Its passphrase and admin token are written beside it in
+# ./.bastion-demo-core.env (mode 0600) so that the home can be looked at after the demo;
+# both are replaced on the next run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export BASTION_HOME=.bastion-demo
-rm -rf .bastion-demo .bastion-demo-tampered .bastion-demo-checkpoint.json
+home="${BASTION_DEMO_CORE_HOME:-.bastion-demo-core}"
+export BASTION_HOME="$home"
+secrets="${home}.env"
+if [ -d "$home" ] && [ ! -f "$home/home.json" ] && [ -n "$(ls -A "$home")" ]; then
+  echo "error: $home is not a Bastion home and not empty; this demo only replaces its own" \
+    "home (remove $home, or set BASTION_DEMO_CORE_HOME to another folder)" >&2
+  exit 2
+fi
+rm -rf "$home" "$secrets" "${home}-tampered" "${home}-checkpoint.json"
 if [ -z "${BASTION_MASTER_KEY:-}" ]; then
-  # No default passphrase exists: make a random one that lives only in this process.
+  # No default passphrase exists: make a random one for this throwaway demo home.
   BASTION_MASTER_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(24))')
   export BASTION_MASTER_KEY
   echo "(a random passphrase was generated for this throwaway demo home)"
@@ -19,7 +31,9 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 step "bastion init"
 BASTION_TOKEN=$(bastion init --json | python -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 export BASTION_TOKEN
-echo "home ready; the admin token is in BASTION_TOKEN for this run"
+(umask 077 && printf 'BASTION_MASTER_KEY=%q\nBASTION_TOKEN=%q\n' "$BASTION_MASTER_KEY" "$BASTION_TOKEN" > "$secrets")
+echo "home ready at $(python -c 'import os, sys; print(os.path.abspath(sys.argv[1]))' "$home");"\
+  "its passphrase and admin token are in $secrets (0600, demo only)"
 
 step "store the Adult data, encrypted, each with a signed in-toto statement"
 bastion artifact put examples/adult-income/data/adult.data --media-type text/csv
@@ -35,16 +49,16 @@ bastion keys rotate
 bastion keys list
 
 step "signed audit checkpoint, exported to a file kept elsewhere"
-bastion audit checkpoint --export .bastion-demo-checkpoint.json
+bastion audit checkpoint --export "${home}-checkpoint.json"
 
 step "verify every artifact, statement and the audit log"
 bastion verify
-bastion audit verify --checkpoint .bastion-demo-checkpoint.json
+bastion audit verify --checkpoint "${home}-checkpoint.json"
 bastion audit show --limit 12
 
 step "tamper with a copy of the home: flip one byte of one blob"
-cp -a .bastion-demo .bastion-demo-tampered
-blob=$(find .bastion-demo-tampered/objects -type f | sort | head -n 1)
+cp -a "$home" "${home}-tampered"
+blob=$(find "${home}-tampered/objects" -type f | sort | head -n 1)
 python - "$blob" <<'PY'
 import sys
 p = sys.argv[1]
@@ -53,10 +67,10 @@ data[len(data) // 2] ^= 0x01
 open(p, "wb").write(data)
 PY
 set +e
-BASTION_HOME=.bastion-demo-tampered bastion verify
+BASTION_HOME="${home}-tampered" bastion verify
 rc=$?
 set -e
 echo "bastion verify on the tampered copy exited $rc (1 = a check failed, as it should)"
-rm -rf .bastion-demo-tampered
+rm -rf "${home}-tampered"
 [ "$rc" -eq 1 ]
 step "done: the secure core works; see README.md for what each step proved"
