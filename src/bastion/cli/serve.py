@@ -1,23 +1,39 @@
 """``bastion serve``: verify the models, then serve them over HTTPS with one uvicorn worker.
 
 The connection guards (header-read and TLS-handshake timeout, open connections per client)
-and HSTS are set here, on uvicorn, before the app sees a request."""
+and HSTS are set here, on uvicorn, before the app sees a request. Once uvicorn listens, the
+command says what it serves (:func:`bastion.serving.deployment.server_summary`): each model
+and version it verified, the URL, the certificate to trust, each model's inputs and the
+routes; on stderr for people, or as ONE JSON line on stdout with ``--json`` (logs stay on
+stderr)."""
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from bastion.cli import _common as c
 
+if TYPE_CHECKING:
+    import uvicorn
+
+    from bastion.serving import ServerApp
+
 
 def serve(
     models: Annotated[list[str], typer.Argument(help="NAME[:VERSION] of each model to serve.")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8443,
+    port: Annotated[
+        int,
+        typer.Option(help="Port to listen on (0: a free one, printed at start).", min=0, max=65535),
+    ] = 8443,
     tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate chain (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
     tls_self_signed: Annotated[
@@ -27,7 +43,22 @@ def serve(
         bool, typer.Option(help="Plain HTTP; loopback only; logged and audited.")
     ] = False,
     max_body: Annotated[int, typer.Option(help="Largest request body in bytes.", min=1)] = 1 << 20,
-    max_batch: Annotated[int, typer.Option(help="Most instances per request.", min=1)] = 1000,
+    max_batch: Annotated[
+        int | None,
+        typer.Option(
+            help="Most instances per request [default: 1000, or --burst when lower];"
+            " never above --burst.",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
+    drop_declared_fields: Annotated[
+        bool,
+        typer.Option(
+            help="Accept and drop request fields the data schema declares but the model does"
+            " not take (data minimisation); undeclared fields are still refused. Audited."
+        ),
+    ] = False,
     timeout: Annotated[float, typer.Option(help="Per-request deadline in seconds.")] = 10.0,
     jwks: Annotated[
         str | None, typer.Option(help="OIDC: JWKS file or https:// URL (RS256/ES256 keys).")
@@ -84,6 +115,7 @@ def serve(
         bool, typer.Option(help="Load models without verifying them; logged and audited.")
     ] = False,
     home: c.Home = None,
+    json_out: c.Json = False,
     debug: c.Debug = False,
 ) -> None:
     """Serve registered models: TLS, tokens or OIDC, schema limits, rate limits, input
@@ -133,6 +165,7 @@ def serve(
         on_extraction=on_extraction,
         header_timeout=header_timeout,
         max_connections_per_client=max_connections_per_client,
+        drop_declared_fields=drop_declared_fields,
     )
     app = serving.create_app(where, c.passphrase(), models, options=options)
     serving.bound_tls_handshake(options.header_timeout)
@@ -154,4 +187,93 @@ def serve(
             max_per_client=options.max_connections_per_client,
         ),
     )
-    uvicorn.Server(config).run()
+    certificate = str(tls.cert.resolve()) if tls is not None else None
+    scheme = "https" if tls is not None else "http"
+    announce = _announcer(app, scheme, host, certificate, json_out)
+    _announcing_server(config, announce).run()
+
+
+def _announcing_server(config: uvicorn.Config, announce: Callable[[int], None]) -> uvicorn.Server:
+    """A uvicorn server that calls ``announce(port)`` once its sockets listen."""
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                announce(int(self.servers[0].sockets[0].getsockname()[1]))
+
+    return _Server(config)
+
+
+def _announcer(
+    app: ServerApp, scheme: str, host: str, certificate: str | None, json_out: bool
+) -> Callable[[int], None]:
+    from bastion.serving.deployment import server_summary
+
+    def announce(port: int) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        summary = server_summary(app.deployments, f"{scheme}://{shown}:{port}", certificate)
+        if json_out:
+            sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
+            sys.stdout.flush()
+            return
+        sys.stderr.write(_started_text(summary, app.options.tls))
+        sys.stderr.flush()
+
+    return announce
+
+
+def _started_text(summary: dict[str, Any], tls: str) -> str:
+    """The start lines for people (plain text on stderr: no markup to escape)."""
+    lines = [f"bastion serve: listening on {summary['url']}"]
+    if summary["certificate"]:
+        why = "self-signed: give it to clients, e.g. curl --cacert" if tls == "self-signed" else ""
+        lines.append(f"  certificate  {summary['certificate']}" + (f"  ({why})" if why else ""))
+    for model in summary["models"]:
+        proof = "signature and provenance verified" if model["verified"] else "NOT VERIFIED"
+        lines.append(f"  model        {model['model']}  sha256:{model['sha256'][:16]}…  {proof}")
+        lines.append(
+            f"    predict    POST {model['predict']}"
+            f"  (1 to {model['max_batch']} instances per request)"
+        )
+        inputs = ", ".join(f"{i['name']}:{i['type']}" for i in model["inputs"])
+        lines += textwrap.wrap(
+            inputs,
+            96,
+            initial_indent="    inputs     ",
+            subsequent_indent=" " * 15,
+            break_on_hyphens=False,
+            break_long_words=False,
+        )
+        if model["drop_declared_fields"]:
+            lines.append("    declared fields that are not inputs: accepted and dropped unread")
+    routes = summary["endpoints"]
+    admin = "admin token unless from loopback"
+    lines.append(f"  openapi      GET {routes['openapi']}  (request schemas; {admin})")
+    lines.append(f"  metrics      GET {routes['metrics']}  (Prometheus; {admin})")
+    lines.append(
+        "  health       GET /healthz (alive), /readyz (models loaded, audit log reachable)"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def print_inputs(out: Any, inputs: list[dict[str, Any]]) -> None:
+    """A model's input schema as a table (``bastion models show``): name, type, what is
+    allowed. Names and categories come from a pipeline file: escaped for Rich."""
+    from rich.table import Table
+
+    table = Table("input", "type", "allowed", title="inputs (the fields of one instance)")
+    for field in inputs:
+        if "categories" in field:
+            cats = field["categories"]
+            allowed = ", ".join(cats[:8]) + (f", ... ({len(cats)} in all)" if len(cats) > 8 else "")
+        elif "min" in field:
+            low, high = field["min"], field["max"]
+            allowed = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+        else:
+            allowed = "any"
+        if field["nullable"]:
+            allowed += ", or null"
+        table.add_row(c.esc(field["name"]), c.esc(field["type"]), c.esc(allowed))
+    out.print(table)

@@ -69,11 +69,15 @@ def header(scope: Scope, wanted: bytes) -> bytes | None:
     return None
 
 
+def _too_large(limit: int) -> str:
+    return f"body: larger than {limit} bytes (the server's --max-body; --max-body raises it)"
+
+
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole body, refused (413) as soon as it grows past ``limit`` bytes."""
     declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestRefused(413, f"body: larger than {limit} bytes", decision="too_large")
+        raise RequestRefused(413, _too_large(limit), decision="too_large")
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -83,7 +87,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise RequestRefused(413, f"body: larger than {limit} bytes", decision="too_large")
+            raise RequestRefused(413, _too_large(limit), decision="too_large")
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)

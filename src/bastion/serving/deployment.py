@@ -7,6 +7,12 @@ and builds each :class:`Deployment` from the model's SIGNED contract (the releas
 never the row): the pipeline file it was trained with gives the request contract and the
 class labels, the training table it names gives the profile that input screening and the
 extraction monitor compare requests with.
+
+The rows of one request are bounded by ``max_batch``: by default the smaller of
+:data:`DEFAULT_MAX_BATCH` and the rate limit's ``burst`` (a request of more rows than the
+burst could never pass), and an explicit ``max_batch`` above the burst is refused at start.
+:func:`server_summary` is what ``bastion serve`` prints once it listens; :func:`model_inputs`
+is the input schema ``bastion models show`` prints.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from bastion.defenses.hardening import OutputPolicy
 from bastion.errors import ConfigError, IntegrityError
 from bastion.monitoring.screening import TrainingProfile
+from bastion.serving.asgi import PREDICT_PREFIX, PREDICT_SUFFIX
 from bastion.serving.auth import DEFAULT_CACHE_TTL, JwtSettings
 from bastion.serving.batching import MicroBatcher
 from bastion.serving.controls import ACTIONS
@@ -29,9 +36,22 @@ if TYPE_CHECKING:
     from bastion.serving.controls import Control
     from bastion.workspace import Workspace
 
-__all__ = ["Deployment", "ServeOptions", "audit_start", "check_options", "load_deployments"]
+__all__ = [
+    "DEFAULT_MAX_BATCH",
+    "Deployment",
+    "ServeOptions",
+    "audit_start",
+    "batch_limit",
+    "check_options",
+    "load_deployments",
+    "model_inputs",
+    "server_summary",
+]
 
 log = logging.getLogger("bastion.serving")
+
+DEFAULT_MAX_BATCH = 1000  # rows per request unless --max-batch, and never above --burst
+_ROUTES = ("/openapi.json", "/metrics", "/healthz", "/readyz")
 
 
 @dataclass(frozen=True)
@@ -40,7 +60,7 @@ class ServeOptions:
 
     operator_token: str = field(repr=False)
     max_body: int = 1 << 20
-    max_batch: int = 1000
+    max_batch: int | None = None  # None: DEFAULT_MAX_BATCH, or ``burst`` when lower
     timeout: float = 10.0
     jwt: JwtSettings | None = None
     token_cache_ttl: float = DEFAULT_CACHE_TTL
@@ -69,6 +89,9 @@ class ServeOptions:
     # per client address.
     header_timeout: float = 5.0
     max_connections_per_client: int = 64
+    # Accept and drop request fields that the data schema declares but the model does not
+    # take (data minimisation); undeclared fields are refused whatever this says.
+    drop_declared_fields: bool = False
 
 
 @dataclass
@@ -83,14 +106,23 @@ class Deployment:
     output: OutputPolicy
     classes: list[str]
     profile: TrainingProfile | None = None
+    digest: str = ""  # sha256 of the model artifact that was verified and loaded
 
 
 def check_options(models: Sequence[str], options: ServeOptions) -> OutputPolicy:
     """Refuse bad options (ConfigError naming the flag); the output policy they ask for."""
     if not models:
         raise ConfigError("models: name at least one NAME[:VERSION] to serve")
-    if options.max_body < 1 or options.max_batch < 1 or options.timeout <= 0:
-        raise ConfigError("--max-body, --max-batch and the timeout must be positive")
+    if options.max_body < 1 or options.timeout <= 0:
+        raise ConfigError("--max-body and the timeout must be positive")
+    if options.max_batch is not None and options.max_batch < 1:
+        raise ConfigError(f"--max-batch: expected a positive integer, got {options.max_batch}")
+    if options.max_batch is not None and options.max_batch > options.burst:
+        raise ConfigError(
+            f"--max-batch {options.max_batch}: more rows than --burst {options.burst} lets one"
+            f" principal send at once, so such requests could never pass; raise --burst to at"
+            f" least {options.max_batch}, or lower --max-batch"
+        )
     if options.screen not in ("flag", "reject"):
         raise ConfigError(f"--screen: expected flag or reject, got {options.screen!r}")
     if options.on_extraction not in ACTIONS:
@@ -103,6 +135,19 @@ def check_options(models: Sequence[str], options: ServeOptions) -> OutputPolicy:
         decimals=options.decimals,
         noise_scale=options.noise_scale,
     )
+
+
+def batch_limit(options: ServeOptions) -> tuple[int, str]:
+    """The most rows per request, and what a refusal says about where it comes from."""
+    if options.max_batch is not None:
+        return options.max_batch, (
+            f"the server's --max-batch; --max-batch and --burst (now {options.burst}) raise it"
+        )
+    if options.burst < DEFAULT_MAX_BATCH:
+        return options.burst, (
+            "the server's --burst, the rows a principal may send at once; --burst raises it"
+        )
+    return DEFAULT_MAX_BATCH, "the server's default --max-batch; --max-batch raises it"
 
 
 def load_deployments(
@@ -125,12 +170,41 @@ def load_deployments(
     for name in names:
         ws.authorize("model:read", resource_type="model", resource=name)
     actor = ws.identity.principal
-    max_batch = min(options.max_batch, options.burst)
     deployments: dict[str, Deployment] = {}
     for ref in models:
-        dep = _deployment(ws, ref, options, output, actor, max_batch, on_batch)
+        dep = _deployment(ws, ref, options, output, actor, on_batch)
         deployments[dep.name] = dep
+        _check_body_limit(dep, options.max_body)
     return deployments
+
+
+def _check_body_limit(dep: Deployment, max_body: int) -> None:
+    """Warn at start when a full batch of this model's largest rows outgrows --max-body."""
+    need = dep.schema.max_batch * _row_bytes(dep.schema) + 16
+    if need > max_body:
+        log.warning(
+            "%s: %d rows of up to %d bytes may need %d bytes, over --max-body %d: such"
+            " requests get 413; raise --max-body or lower --max-batch",
+            dep.ref,
+            dep.schema.max_batch,
+            _row_bytes(dep.schema),
+            need,
+            max_body,
+        )
+
+
+def _row_bytes(schema: RequestSchema) -> int:
+    """The largest JSON encoding of one instance, estimated from the rules (plain strings
+    without categories counted as 64 bytes, numbers as 24)."""
+    size = 2
+    for rule in schema.rules:
+        value = 24
+        if rule.categories is not None:
+            value = max(len(c.encode()) for c in rule.ordered) + 2 if rule.ordered else 4
+        elif rule.type == "str":
+            value = 64
+        size += len(rule.name.encode()) + 4 + value
+    return size
 
 
 def _deployment(
@@ -139,15 +213,20 @@ def _deployment(
     options: ServeOptions,
     output: OutputPolicy,
     actor: str,
-    max_batch: int,
     on_batch: Callable[[int, int, float], None] | None,
 ) -> Deployment:
     model, record, contract, verified = _load(ws, ref, options, actor)
-    data = _pipeline_config(ws, contract.config).data
-    columns = list(getattr(model, "feature_names_in_", [])) or [
-        c for c in data.schema_ if c != data.label.column
-    ]
-    schema = RequestSchema.from_config(data.schema_, columns, max_batch=max_batch)
+    config = _pipeline_config(ws, contract.config)
+    data = config.data
+    columns = list(getattr(model, "feature_names_in_", [])) or _input_columns(config)
+    max_batch, limit = batch_limit(options)
+    schema = RequestSchema.from_config(
+        data.schema_,
+        columns,
+        max_batch=max_batch,
+        drop_declared=options.drop_declared_fields,
+        batch_limit=limit,
+    )
     label_spec = data.schema_[data.label.column]
     labels = _labels(model, data.label.column, data.label.positive, label_spec.categories)
     served = {c: data.schema_[c] for c in schema.columns}
@@ -155,11 +234,64 @@ def _deployment(
     batcher: MicroBatcher[Any] = MicroBatcher(
         _predictor(model, schema.columns),
         max_wait=options.batch_max_wait,
-        max_rows=max(options.batch_max_rows, options.max_batch),
+        max_rows=max(options.batch_max_rows, max_batch),
         on_batch=on_batch,
         thread_init=_one_thread,
     )
-    return Deployment(record.name, record.ref, schema, batcher, verified, output, labels, profile)
+    return Deployment(
+        record.name,
+        record.ref,
+        schema,
+        batcher,
+        verified,
+        output,
+        labels,
+        profile,
+        str(record.digest),
+    )
+
+
+def _input_columns(config: Any) -> list[str]:
+    """The columns a model of this pipeline file is fitted on: its numeric and categorical
+    features (the features stage), else every schema column but the label."""
+    features = config.features
+    used = [*features.numeric.columns, *features.categorical.columns]
+    return used or [c for c in config.data.schema_ if c != config.data.label.column]
+
+
+def model_inputs(ws: Workspace, contract: Any) -> list[dict[str, Any]]:
+    """The input schema of a VERIFIED model (``VerifiedModel.contract``), from the pipeline
+    file its signed release names: each input's name, type, nullable, range or categories,
+    in the model's column order. The caller has authorized ``model:read``."""
+    config = _pipeline_config(ws, contract.config)
+    columns = _input_columns(config)
+    return RequestSchema.from_config(config.data.schema_, columns, max_batch=1).describe()
+
+
+def server_summary(
+    deployments: dict[str, Deployment], url: str, certificate: str | None
+) -> dict[str, Any]:
+    """What ``bastion serve`` prints once it listens: each model and version it verified
+    (with its digest), the URL, the certificate to trust, each model's inputs and routes."""
+    models = [
+        {
+            "name": dep.name,
+            "model": dep.ref,
+            "sha256": dep.digest,
+            "verified": dep.verified,
+            "predict": f"{url}{PREDICT_PREFIX}{dep.name}{PREDICT_SUFFIX}",
+            "max_batch": dep.schema.max_batch,
+            "drop_declared_fields": dep.schema.drop_declared,
+            "inputs": dep.schema.describe(),
+        }
+        for dep in deployments.values()
+    ]
+    return {
+        "url": url,
+        "certificate": certificate,
+        "models": models,
+        "endpoints": {route.strip("/").split(".")[0]: url + route for route in _ROUTES},
+    }
 
 
 def _labels(
@@ -257,6 +389,9 @@ def audit_start(ws: Workspace, deployments: dict[str, Deployment], options: Serv
             "screen": options.screen,
             "output": options.output,
             "on_extraction": options.on_extraction,
+            "max_body": options.max_body,
+            "max_batch": batch_limit(options)[0],
+            "drop_declared_fields": options.drop_declared_fields,
         },
     )
     if options.tls == "unsafe-no-tls":

@@ -1,10 +1,17 @@
 """The request contract of ``POST /v1/models/{name}/predict``, generated from the data schema.
 
 A body is ``{"instances": [{"column": value, ...}, ...]}``. Every feature column the model
-was fitted on is required, with the type, range and categories that the pipeline's
-``data.schema`` declares; a field the schema does not name is refused; ``null`` only where the
-column is nullable; NaN and infinities never (orjson already refuses the ``NaN`` literal; a
-float is checked as well). Booleans are not numbers here, even though Python says so.
+was fitted on (its *inputs*) is required, with the type, range and categories that the
+pipeline's ``data.schema`` declares; ``null`` only where the column is nullable; NaN and
+infinities never (orjson already refuses the ``NaN`` literal; a float is checked as well).
+Booleans are not numbers here, even though Python says so.
+
+Any other field is refused, and the message says which kind it is and lists the inputs: a
+field the data schema *declares* but the model does not take (``fnlwgt``, ``race``, the
+label: data minimisation) or one that is *not a field of this model* at all. A deployment
+may opt to accept and drop the declared ones (``drop_declared``, ``bastion serve
+--drop-declared-fields``): their values are never read, checked, kept or sent to the model.
+Undeclared fields are refused whatever the option.
 
 :meth:`RequestSchema.parse` returns the rows column by column (ready for a DataFrame) or
 raises :class:`RequestRefused` with the HTTP status (413 too large, 422 invalid) and a list
@@ -27,6 +34,13 @@ __all__ = ["MAX_PROBLEMS", "ColumnRule", "RequestRefused", "RequestSchema"]
 
 MAX_PROBLEMS = 20  # problems listed in one 422 body; more are counted, not listed
 _MISSING = float("nan")  # a null of a nullable column, as the training data read it
+_SHOWN_INPUTS = 24  # inputs named in a refusal; more are counted
+_DECLARED = "declared in the data schema but not an input of this model (data minimisation)"
+_UNKNOWN = "not a field of this model"
+_DROPPED = {
+    "description": "declared in the data schema, not an input of this model:"
+    " accepted and dropped unread (--drop-declared-fields)"
+}
 
 
 class RequestRefused(Exception):
@@ -109,6 +123,18 @@ class ColumnRule:
             return f"a number in [{_num(self.min)}, {_num(self.max)}]"
         return None
 
+    def describe(self) -> dict[str, Any]:
+        """This field for people and scripts: name, type, nullable and its range or
+        categories (``bastion serve``'s start line, ``bastion models show``)."""
+        out: dict[str, Any] = {"name": self.name, "type": self.type, "nullable": self.nullable}
+        if self.min is not None or self.max is not None:
+            whole = self.type == "int"
+            out["min"] = int(self.min) if whole and self.min is not None else self.min
+            out["max"] = int(self.max) if whole and self.max is not None else self.max
+        if self.categories is not None:
+            out["categories"] = list(self.ordered)
+        return out
+
     def json_schema(self) -> dict[str, Any]:
         """This field as JSON Schema (OpenAPI 3.1 dialect)."""
         base: dict[str, Any]
@@ -140,9 +166,22 @@ def _num(value: float | None) -> str:
 
 
 class RequestSchema:
-    """The fields of one deployment's instances, in the model's column order."""
+    """The fields of one deployment's instances, in the model's column order.
 
-    def __init__(self, rules: Iterable[ColumnRule], *, max_batch: int) -> None:
+    ``declared`` names the other fields of the data schema (not inputs of the model);
+    ``drop_declared`` accepts and drops them instead of refusing them. ``batch_limit``
+    says, in a refusal, which setting bounds the rows of a request and how to raise it.
+    """
+
+    def __init__(
+        self,
+        rules: Iterable[ColumnRule],
+        *,
+        max_batch: int,
+        declared: Iterable[str] = (),
+        drop_declared: bool = False,
+        batch_limit: str = "",
+    ) -> None:
         self.rules = tuple(rules)
         if not self.rules:
             raise ValueError("a request schema needs at least one column")
@@ -150,20 +189,41 @@ class RequestSchema:
             raise ValueError(f"max_batch: expected a positive integer, got {max_batch}")
         self.columns = tuple(r.name for r in self.rules)
         self._names = frozenset(self.columns)
+        self.declared = tuple(d for d in declared if d not in self._names)
+        self._declared = frozenset(self.declared)
+        self.drop_declared = drop_declared
         self.max_batch = max_batch
+        self._batch_limit = f" ({batch_limit})" if batch_limit else ""
+        shown = ", ".join(self.columns[:_SHOWN_INPUTS])
+        if len(self.columns) > _SHOWN_INPUTS:
+            shown += f", ... ({len(self.columns)} in all; GET /openapi.json lists them)"
+        self._takes = f"; this model takes: {shown}"
 
     @classmethod
     def from_config(
-        cls, schema: Mapping[str, ColumnSpec], columns: Iterable[str], *, max_batch: int
+        cls,
+        schema: Mapping[str, ColumnSpec],
+        columns: Iterable[str],
+        *,
+        max_batch: int,
+        drop_declared: bool = False,
+        batch_limit: str = "",
     ) -> RequestSchema:
-        """Rules for ``columns`` (the model's input columns) from ``data.schema``."""
+        """Rules for ``columns`` (the model's input columns) from ``data.schema``; the
+        schema's other columns are the declared fields."""
         rules = []
         for name in columns:
             spec = schema.get(name)
             if spec is None:
                 raise ValueError(f"column {name!r}: the model needs it but data.schema lacks it")
             rules.append(ColumnRule.from_spec(name, spec))
-        return cls(rules, max_batch=max_batch)
+        return cls(
+            rules,
+            max_batch=max_batch,
+            declared=list(schema),
+            drop_declared=drop_declared,
+            batch_limit=batch_limit,
+        )
 
     def parse(self, body: bytes) -> dict[str, list[Any]]:
         """Decode and check ``body``; return the columns. RequestRefused (422) otherwise."""
@@ -179,7 +239,8 @@ class RequestSchema:
         if len(instances) > self.max_batch:
             raise RequestRefused(
                 422,
-                f"instances: expected at most {self.max_batch} rows, got {len(instances)}",
+                f"instances: expected at most {self.max_batch} rows per request, got"
+                f" {len(instances)}{self._batch_limit}",
                 decision="batch_too_large",
             )
         return self.columns_of(instances)
@@ -189,7 +250,7 @@ class RequestSchema:
         out: dict[str, list[Any]] = {name: [] for name in self.columns}
         problems: list[dict[str, Any]] = []
         count = 0
-        names = self._names
+        names, declared, drop = self._names, self._declared, self.drop_declared
         for index, row in enumerate(instances):
             if type(row) is not dict:
                 count += 1
@@ -198,16 +259,14 @@ class RequestSchema:
                 continue
             if len(row) != len(names) or not names.issuperset(row):
                 for key in row:
-                    if key not in names:
-                        count += 1
-                        if len(problems) < MAX_PROBLEMS:
-                            problems.append(
-                                {
-                                    "instance": index,
-                                    "field": str(key)[:64],
-                                    "expected": "no such field (unknown fields are refused)",
-                                }
-                            )
+                    if key in names or (drop and key in declared):
+                        continue
+                    count += 1
+                    if len(problems) < MAX_PROBLEMS:
+                        reason = _DECLARED if key in declared else _UNKNOWN
+                        problems.append(
+                            {"instance": index, "field": key[:64], "expected": f"absent: {reason}"}
+                        )
             for rule in self.rules:
                 if rule.name not in row:
                     count += 1
@@ -225,22 +284,39 @@ class RequestSchema:
                     continue
                 out[rule.name].append(value if value is not None else _MISSING)
         if count:
-            first = problems[0]
-            where = f"instances[{first['instance']}]" + (
-                f".{first['field']}" if first["field"] is not None else ""
-            )
-            raise RequestRefused(
-                422,
-                f"{where}: expected {first['expected']} ({count} problem(s) in all)",
-                problems,
-            )
+            raise RequestRefused(422, self._message(problems[0], count), problems)
         return out
 
+    def _message(self, first: dict[str, Any], count: int) -> str:
+        """The 422 message: the first problem, where it is, and how many in all."""
+        where = f"instances[{first['instance']}]" + (
+            f".{first['field']}" if first["field"] is not None else ""
+        )
+        expected: str = first["expected"]
+        if expected.startswith("absent: "):  # a field the model does not take
+            why = expected[len("absent: ") :]
+            hint = ""
+            if why == _DECLARED:
+                hint = (
+                    "; send only its inputs, or the operator may accept and drop such"
+                    " fields with --drop-declared-fields"
+                )
+            return f"{where}: {why}{hint}{self._takes} ({count} problem(s) in all)"
+        return f"{where}: expected {expected} ({count} problem(s) in all)"
+
     def instance_schema(self) -> dict[str, Any]:
-        """One instance as a JSON Schema object (for the OpenAPI document)."""
+        """One instance as a JSON Schema object (for the OpenAPI document); the declared
+        fields are listed, as accepted and dropped, when the deployment drops them."""
+        properties = {r.name: r.json_schema() for r in self.rules}
+        if self.drop_declared:
+            properties.update({name: dict(_DROPPED) for name in self.declared})
         return {
             "type": "object",
             "additionalProperties": False,
             "required": list(self.columns),
-            "properties": {r.name: r.json_schema() for r in self.rules},
+            "properties": properties,
         }
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The inputs, in order, each as :meth:`ColumnRule.describe` gives it."""
+        return [r.describe() for r in self.rules]

@@ -47,7 +47,7 @@ def test_valid_rows_come_back_column_by_column() -> None:
 @pytest.mark.parametrize(
     ("row", "field", "needle"),
     [
-        ({**ROW, "extra": 1}, "extra", "unknown"),
+        ({**ROW, "extra": 1}, "extra", "not a field of this model"),
         ({k: v for k, v in ROW.items() if k != "age"}, "age", "present"),
         ({**ROW, "age": "30"}, "age", "integer"),
         ({**ROW, "age": 30.5}, "age", "integer"),
@@ -151,3 +151,83 @@ def test_instance_schema_carries_types_ranges_and_enums() -> None:
     assert doc["properties"]["age"] == {"type": "integer", "minimum": 17, "maximum": 90}
     assert doc["properties"]["job"]["enum"] == ["a", "b", None]
     assert doc["properties"]["flag"] == {"type": "boolean"}
+
+
+def test_a_declared_field_that_is_not_an_input_is_named_as_such_with_the_inputs() -> None:
+    # Y is declared in the data schema (the label) but the model does not take it
+    err = refused(body({**ROW, "Y": "yes"}))
+    assert err.problems == [
+        {
+            "instance": 0,
+            "field": "Y",
+            "expected": "absent: declared in the data schema but not an input of this model"
+            " (data minimisation)",
+        }
+    ]
+    assert err.message.startswith(
+        "instances[0].Y: declared in the data schema but not an input of this model"
+    )
+    assert "--drop-declared-fields" in err.message
+    assert "this model takes: age, score, job, flag (1 problem(s) in all)" in err.message
+    assert "unknown fields are refused" not in err.message
+
+
+def test_an_undeclared_field_is_not_a_field_of_this_model() -> None:
+    err = refused(body({**ROW, "zodiac": "leo"}))
+    assert err.message == (
+        "instances[0].zodiac: not a field of this model; this model takes: age, score, job,"
+        " flag (1 problem(s) in all)"
+    )
+    assert err.problems[0]["expected"] == "absent: not a field of this model"
+
+
+def test_dropping_declared_fields_accepts_them_unread_but_never_undeclared_ones() -> None:
+    lenient = RequestSchema.from_config(SPEC, COLUMNS, max_batch=10, drop_declared=True)
+    # the label's value is not even checked: it is dropped, never read
+    cols = lenient.parse(body({**ROW, "Y": "not a category"}, ROW))
+    assert list(cols) == COLUMNS and cols["age"] == [30, 30]
+    with pytest.raises(RequestRefused) as info:
+        lenient.parse(body({**ROW, "Y": "yes", "zodiac": "leo"}))
+    assert [p["field"] for p in info.value.problems] == ["zodiac"]
+    assert "drop" not in info.value.message  # no hint to drop what is already dropped
+    with pytest.raises(RequestRefused) as info:  # inputs are still required
+        lenient.parse(body({"Y": "yes", **{k: v for k, v in ROW.items() if k != "job"}}))
+    assert info.value.problems[0] == {"instance": 0, "field": "job", "expected": "present"}
+
+
+def test_the_openapi_instance_lists_dropped_fields_only_when_they_are_dropped() -> None:
+    assert "Y" not in schema().instance_schema()["properties"]
+    lenient = RequestSchema.from_config(SPEC, COLUMNS, max_batch=10, drop_declared=True)
+    doc = lenient.instance_schema()
+    assert "dropped unread" in doc["properties"]["Y"]["description"]
+    assert doc["required"] == COLUMNS and doc["additionalProperties"] is False
+
+
+def test_a_batch_refusal_says_which_setting_bounds_it() -> None:
+    limited = RequestSchema.from_config(
+        SPEC, COLUMNS, max_batch=3, batch_limit="the server's --burst; --burst raises it"
+    )
+    with pytest.raises(RequestRefused) as info:
+        limited.parse(body(*[ROW] * 4))
+    assert info.value.message == (
+        "instances: expected at most 3 rows per request, got 4"
+        " (the server's --burst; --burst raises it)"
+    )
+
+
+def test_a_long_input_list_is_capped_in_the_message() -> None:
+    spec = {f"c{i}": ColumnSpec(type="int") for i in range(40)}
+    wide = RequestSchema.from_config(spec, list(spec), max_batch=1)
+    with pytest.raises(RequestRefused) as info:
+        wide.parse(orjson.dumps({"instances": [{"zz": 1}]}))
+    assert "c23, ... (40 in all; GET /openapi.json lists them)" in info.value.message
+    assert "c24" not in info.value.message
+
+
+def test_describe_gives_each_input_its_type_and_what_is_allowed() -> None:
+    assert schema().describe() == [
+        {"name": "age", "type": "int", "nullable": False, "min": 17, "max": 90},
+        {"name": "score", "type": "float", "nullable": False, "min": 0.0, "max": 1.0},
+        {"name": "job", "type": "category", "nullable": True, "categories": ["a", "b"]},
+        {"name": "flag", "type": "bool", "nullable": False},
+    ]
