@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bastion.compliance.page import html_page
+from bastion.compliance.sections import fairness_text
 
 __all__ = ["Block", "ModelCard", "Section", "build_model_card"]
 
@@ -298,12 +299,15 @@ def _group_blocks(groups: Mapping[str, Any]) -> list[Block]:
                 f" {_fmt(found.get('equalized_odds_difference'))}.",
             )
         )
+        blocks += [Block("text", sentence) for sentence in fairness_text(found)]
         blocks.append(
             Block(
                 "table",
                 headers=[attr, "Count", "Accuracy", "Selection rate", "TPR", "FPR"],
                 rows=[
-                    [
+                    [g["group"], g["count"], "too small", "", "", ""]
+                    if g.get("too_small")
+                    else [
                         g["group"],
                         g["count"],
                         _fmt(g.get("accuracy")),

@@ -107,7 +107,10 @@ def plot_confusion(metrics: Mapping[str, Any]) -> bytes | None:
 
 
 def plot_selection_rate(metrics: Mapping[str, Any]) -> bytes | None:
-    groups = {a: g.get("groups", []) for a, g in (metrics.get("groups") or {}).items()}
+    groups = {
+        a: [r for r in g.get("groups", []) if not r.get("too_small")]  # only scored groups
+        for a, g in (metrics.get("groups") or {}).items()
+    }
     groups = {a: rows for a, rows in groups.items() if rows}
     if not groups:
         return None

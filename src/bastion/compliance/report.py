@@ -2,7 +2,8 @@
 
 :func:`render_run_report` draws four plots with matplotlib's Agg canvas (no pyplot, no
 global state, no display): ``roc_curve.png``, ``calibration.png``, ``confusion_matrix.png``
-and ``selection_rate.png`` (per-group selection rate, one panel per sensitive attribute).
+and ``selection_rate.png`` (per-group selection rate, one panel per sensitive attribute,
+groups too small to score left out).
 A plot whose data is missing (a failed run, an estimator without probabilities) is left out.
 Each file is written atomically (temporary file, fsync, rename); ``report.json`` comes next
 and ``report.html`` last, so a complete HTML file means a complete report. The HTML embeds
@@ -47,6 +48,7 @@ from bastion.compliance.plots import (
 )
 from bastion.compliance.sections import (
     esc,
+    fairness_section,
     num,
     pii_section,
     report_json,
@@ -73,7 +75,7 @@ _RUN_KEYS = (
     "config_digest",
     "error",
 )
-_PLOT_VERSION = "2"  # bump when a drawer changes, so cached plots are redrawn
+_PLOT_VERSION = "3"  # bump when a drawer changes, so cached plots are redrawn
 
 
 def render_run_report(
@@ -203,26 +205,7 @@ def _html(
     if cal:
         parts.append(f"<p>Expected calibration error: {num(cal.get('ece'))}.</p>")
     for attr, found in (metrics.get("groups") or {}).items():
-        parts += [
-            f"<h2>Groups: {esc(attr)}</h2>",
-            table(
-                ["Group", "Count", "Accuracy", "Selection rate", "TPR", "FPR"],
-                [
-                    [
-                        g.get("group"),
-                        g.get("count"),
-                        num(g.get("accuracy")),
-                        num(g.get("selection_rate")),
-                        num(g.get("tpr")),
-                        num(g.get("fpr")),
-                    ]
-                    for g in found.get("groups", [])
-                ],
-            ),
-            f"<p>Demographic parity difference {num(found.get('demographic_parity_difference'))};"
-            f" disparate impact ratio {num(found.get('disparate_impact_ratio'))};"
-            f" equalized odds difference {num(found.get('equalized_odds_difference'))}.</p>",
-        ]
+        parts += fairness_section(attr, found)
     for source, report in (validation or {}).items():
         parts += [f"<h2>Validation: {esc(source)}</h2>", *validation_section(report)]
         if isinstance(report, Mapping):

@@ -1,6 +1,7 @@
 """The HTML pieces of the run report: escaping, tables and cells, number formatting, the
-report's JSON encoding, and the per-source sections (validation, personal data, poisoning
-screen, shift). Every value is HTML-escaped here, once.
+report's JSON encoding, the per-source sections (validation, personal data, poisoning
+screen, shift) and the per-attribute fairness section. Every value is HTML-escaped here,
+once.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 __all__ = [
     "cell",
     "esc",
+    "fairness_section",
+    "fairness_text",
     "num",
     "pii_section",
     "report_json",
@@ -25,6 +28,52 @@ __all__ = [
 ]
 
 _MAX_VIOLATIONS = 20
+
+
+def fairness_text(found: Mapping[str, Any]) -> list[str]:
+    """Plain sentences about one attribute's groups: how a numeric one was binned, which
+    groups were too small to score, and its warnings (shared by the report and the card)."""
+    out = []
+    binning = found.get("binning")
+    if isinstance(binning, Mapping):
+        edges = ", ".join(_edge(e) for e in binning.get("edges") or []) or "none"
+        if binning.get("method") == "quantile":
+            out.append(
+                f"Numeric attribute, cut into {binning.get('bins')} quantile bins of the test"
+                f" set (no bins declared; edges rounded): edges {edges}."
+            )
+        else:
+            out.append(f"Numeric attribute, cut at the declared bin edges {edges}.")
+    small = [g for g in found.get("groups") or [] if g.get("too_small")]
+    if small:
+        out.append(
+            f"{len(small)} group(s) of fewer than {found.get('min_group_size')} rows are marked"
+            " too small: counted, not scored, and left out of the differences."
+        )
+    out += [f"Warning: {w}" for w in found.get("warnings") or []]
+    return out
+
+
+def fairness_section(attr: str, found: Mapping[str, Any]) -> list[str]:
+    """One sensitive attribute: its groups (too-small ones marked), the gaps, any warning."""
+    rows = []
+    for g in found.get("groups") or []:
+        if g.get("too_small"):
+            rows.append([g.get("group"), g.get("count"), "too small", "", "", ""])
+            continue
+        rates = [num(g.get(k)) for k in ("accuracy", "selection_rate", "tpr", "fpr")]
+        rows.append([g.get("group"), g.get("count"), *rates])
+    out = [
+        f"<h2>Groups: {esc(attr)}</h2>",
+        table(["Group", "Count", "Accuracy", "Selection rate", "TPR", "FPR"], rows),
+        f"<p>Demographic parity difference {num(found.get('demographic_parity_difference'))};"
+        f" disparate impact ratio {num(found.get('disparate_impact_ratio'))};"
+        f" equalized odds difference {num(found.get('equalized_odds_difference'))}.</p>",
+    ]
+    for sentence in fairness_text(found):
+        css = ' class="warn"' if sentence.startswith("Warning: ") else ""
+        out.append(f"<p{css}>{esc(sentence)}</p>")
+    return out
 
 
 def pii_section(report: Mapping[str, Any]) -> list[str]:
@@ -169,6 +218,13 @@ def report_json(value: Any) -> str:
     return json.dumps(
         _finite(value), sort_keys=True, indent=2, ensure_ascii=False, default=str, allow_nan=False
     )
+
+
+def _edge(value: Any) -> str:
+    """A bin edge as written: ``40``, ``60.5``."""
+    if isinstance(value, int | float) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _finite(value: Any) -> Any:

@@ -17,9 +17,13 @@ The output ``metrics`` (json) holds:
 - ``roc_curve``: ``fpr`` and ``tpr``, downsampled to at most 200 points;
 - ``groups``: for each sensitive attribute (kept out of the features, present in the test
   table), measured by :func:`bastion.audits.fairness.group_fairness`: per group
-  ``count``, ``accuracy``, ``selection_rate``, ``tpr``, ``fpr``, ``base_rate``, and across
-  groups ``demographic_parity_difference``,
-  ``disparate_impact_ratio`` and ``equalized_odds_difference``;
+  ``count``, ``too_small`` and, for a group of at least ``evaluate.fairness.min_group_size``
+  rows, ``accuracy``, ``selection_rate``, ``tpr``, ``fpr``, ``base_rate``; across the
+  scored groups ``demographic_parity_difference``, ``disparate_impact_ratio`` and
+  ``equalized_odds_difference``; ``binning`` (``method`` ``declared`` or ``quantile``,
+  ``edges``) for a numeric attribute (an int or float column in the test table, binned by
+  ``evaluate.fairness.bins`` or in quantiles), else ``null``; and ``warnings``;
+- ``warnings``: every attribute's warnings (too many groups, too few groups to compare);
 - ``gates``: one ``{gate, metric, threshold, value, passed}`` per ``min_<m>``/``max_<m>``,
   and ``passed``: all of them passed.
 
@@ -34,6 +38,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
 from bastion.audits.fairness import group_fairness
 from bastion.errors import ConfigError
@@ -89,8 +94,9 @@ class EvaluateStage(Stage):
             m: _metric(m, y, y_pred, score if is_proba or m == "roc_auc" else None) for m in names
         }
         gates = check_gates(self.evaluate.gates, metrics)
-        others = sorted({str(v) for v in test[column].dropna().unique()} - {positive})
+        others = sorted({str(v) for v in test[column].dropna().unique()} - {str(positive)})
         negative = others[0] if len(others) == 1 else f"not {positive}"
+        groups = {a: self._fairness(test[a], a, y, y_pred) for a in self.sensitive}
         return {
             "metrics": {
                 "n_rows": len(y),
@@ -99,14 +105,33 @@ class EvaluateStage(Stage):
                 "negative_label": negative,
                 "score": "probability" if is_proba else "decision_function",
                 "metrics": metrics,
-                "confusion_matrix": _confusion(y, y_pred, negative, positive),
+                "confusion_matrix": _confusion(y, y_pred, negative, str(positive)),
                 "calibration": _calibration(y, score) if is_proba else None,
                 "roc_curve": _roc(y, score),
-                "groups": {a: group_fairness(test[a], y, y_pred) for a in self.sensitive},
+                "groups": groups,
+                "warnings": [w for found in groups.values() for w in found["warnings"]],
                 "gates": gates,
                 "passed": all(g["passed"] for g in gates),
             }
         }
+
+    def _fairness(
+        self, column: Any, name: str, y: np.ndarray, y_pred: np.ndarray
+    ) -> dict[str, Any]:
+        """One attribute's groups; an int or float column is binned (declared or quantile)."""
+        fairness = self.evaluate.fairness
+        dtype = column.dtype
+        numeric = is_numeric_dtype(dtype) and not is_bool_dtype(dtype)
+        return group_fairness(
+            column,
+            y,
+            y_pred,
+            name=name,
+            numeric=numeric,
+            bins=fairness.bins.get(name),
+            min_group_size=fairness.min_group_size,
+            max_groups=fairness.max_groups,
+        )
 
 
 def check_gates(

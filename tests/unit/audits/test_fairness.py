@@ -13,11 +13,12 @@ def test_rates_and_gaps_match_a_hand_count() -> None:
     column = pd.Series(["a", "a", "a", "a", "b", "b", "b", "b"])
     y = np.array([1, 1, 0, 0, 1, 1, 0, 0])
     y_pred = np.array([1, 0, 1, 0, 1, 1, 0, 0])
-    found = group_fairness(column, y, y_pred)
+    found = group_fairness(column, y, y_pred, min_group_size=1)
     a, b = found["groups"]
     assert a == {
         "group": "a",
         "count": 4,
+        "too_small": False,
         "accuracy": 0.5,
         "selection_rate": 0.5,
         "base_rate": 0.5,
@@ -34,7 +35,7 @@ def test_a_group_without_positives_has_no_tpr_and_missing_values_are_a_group() -
     column = pd.Series(["x", None, "x"], dtype=object)
     y = np.array([0, 1, 1])
     y_pred = np.array([0, 1, 0])
-    found = group_fairness(column, y, y_pred)
+    found = group_fairness(column, y, y_pred, min_group_size=1)
     groups = {g["group"]: g for g in found["groups"]}
     assert set(groups) == {"(missing)", "x"}
     assert groups["(missing)"]["fpr"] is None  # no negatives: undefined, not NaN
@@ -42,13 +43,15 @@ def test_a_group_without_positives_has_no_tpr_and_missing_values_are_a_group() -
 
 
 def test_no_one_selected_gives_no_disparate_impact_ratio() -> None:
-    found = group_fairness(pd.Series(["a", "b"]), np.array([1, 0]), np.array([0, 0]))
+    found = group_fairness(
+        pd.Series(["a", "b"]), np.array([1, 0]), np.array([0, 0]), min_group_size=1
+    )
     assert found["disparate_impact_ratio"] is None
 
 
 def test_past_fifty_groups_the_smallest_are_pooled_as_other() -> None:
     column = pd.Series([f"g{i}" for i in range(60)] + ["g0"] * 10)
     y = np.zeros(len(column), dtype=int)
-    found = group_fairness(column, y, y)
+    found = group_fairness(column, y, y, min_group_size=1)
     names = [g["group"] for g in found["groups"]]
     assert len(names) == 50 and "(other)" in names and "g0" in names
