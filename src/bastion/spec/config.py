@@ -508,12 +508,24 @@ class FairnessConfig(_Strict):
         20, ge=2, description="An attribute with more groups than this gets a warning."
     )
 
-    @field_validator("bins")
+    @field_validator("bins", mode="before")
     @classmethod
-    def _ascending(cls, v: dict[str, list[float] | int]) -> dict[str, list[float] | int]:
-        for col, edges in v.items():
-            if isinstance(edges, list) and (not edges or sorted(set(edges)) != edges):
-                raise _at(col, what="expected at least one edge, strictly ascending")
+    def _bins_shape(cls, v: Any) -> Any:
+        """One clear message per column, before pydantic tries each side of the union."""
+        for col, edges in v.items() if isinstance(v, dict) else ():
+            if isinstance(edges, int) and not isinstance(edges, bool):
+                if not 2 <= edges <= 20:
+                    raise _at(col, what=f"expected 2 to 20 quantile bins, got {edges}")
+                continue
+            numbers = isinstance(edges, list) and all(
+                isinstance(e, int | float) and not isinstance(e, bool) for e in edges
+            )
+            if not numbers or not edges or sorted(set(edges)) != edges:
+                raise _at(
+                    col,
+                    what="expected a number of quantile bins (2 to 20) or a list of at least"
+                    f" one bin edge, strictly ascending; got {edges!r}",
+                )
         return v
 
 

@@ -70,11 +70,14 @@ def test_bins_for_a_category_column_is_refused() -> None:
     assert "'sex' is of type category; only int and float bin" in message
 
 
-@pytest.mark.parametrize("edges", ["[45, 25]", "[25, 25]", "[]"])
+@pytest.mark.parametrize("edges", ["[45, 25]", "[25, 25]", "[]", "[a, 25]", "true", "2.5"])
 def test_edges_must_be_strictly_ascending(edges: str) -> None:
     message = _error(f"    bins:\n      age: {edges}\n")
     assert message.startswith("p.yaml:25:")
-    assert "strictly ascending" in message
+    assert "evaluate.fairness.bins.age: expected a number of quantile bins (2 to 20) or a list" in (
+        message
+    )
+    assert message.count("\n") == 0  # one problem, one line: not one per side of the union
 
 
 @pytest.mark.parametrize(
@@ -88,6 +91,7 @@ def test_edges_must_be_strictly_ascending(edges: str) -> None:
 def test_out_of_range_numbers_are_refused(line: str, key: str) -> None:
     message = _error(f"    {line}\n")
     assert message.startswith("p.yaml:24:") and key in message
+    assert message.count("\n") == 0
 
 
 def test_an_unknown_key_is_refused() -> None:
