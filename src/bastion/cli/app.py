@@ -10,6 +10,7 @@ import typer
 from bastion.cli import _common as c
 from bastion.cli.artifacts import artifact_app
 from bastion.cli.audit import audit_app
+from bastion.cli.blocks import blocks_app
 from bastion.cli.data import data_app
 from bastion.cli.keys import keys_app
 from bastion.cli.pipeline import data_flow, flow_text, models_app
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 app.add_typer(artifact_app, name="artifact")
 app.add_typer(audit_app, name="audit")
+app.add_typer(blocks_app, name="blocks")
 app.add_typer(data_app, name="data")
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")

@@ -54,6 +54,7 @@ from bastion.serving.asgi import (
     send_body,
 )
 from bastion.serving.auth import Authenticator, JwtVerifier
+from bastion.serving.blocks import BlockMirror, block_mirror_from_env
 from bastion.serving.controls import (
     THROTTLE_FACTOR,
     Blocklist,
@@ -102,6 +103,7 @@ def create_app(
         options.rate / THROTTLE_FACTOR, options.burst, None, namespace="throttled:"
     )
     jwt_verifier = JwtVerifier(options.jwt) if options.jwt is not None else None
+    mirror = block_mirror_from_env()  # active blocks shared through Redis, when configured
     ws = Workspace.open(ws_home, passphrase, token=options.operator_token)
     ws.watch_access_state()  # a rolled-back access row refuses requests within 5 s + cache
     metrics = ServerMetrics()
@@ -112,7 +114,7 @@ def create_app(
         ws.close()
         raise
     auth = Authenticator(ws, jwt_verifier=jwt_verifier, cache_ttl=options.token_cache_ttl)
-    controls = _controls(ws, deployments, options, (limiter, throttled), metrics)
+    controls = _controls(ws, deployments, options, (limiter, throttled), metrics, mirror)
     return ServerApp(
         ws,
         deployments,
@@ -120,7 +122,7 @@ def create_app(
         options,
         controls=controls,
         metrics=metrics,
-        closers=[limiter, throttled],
+        closers=[limiter, throttled, *([mirror] if mirror is not None else [])],
     )
 
 
@@ -130,10 +132,12 @@ def _controls(
     options: ServeOptions,
     limiters: tuple[RateLimiter, RateLimiter],
     metrics: ServerMetrics,
+    mirror: BlockMirror | None = None,
 ) -> list[Control]:
     """The built-in checks in their order (controls.py), then the options' own."""
     counters = ControlMetrics(metrics.registry)
-    blocklist = Blocklist(counters)
+    blocklist = Blocklist(counters, ws.block_store, mirror=mirror)
+    blocklist.load()  # the active blocks survive a restart (serving/blocks.py)
     rate_limit = RateLimit(limiters[0], options.burst, limiters[1], counters)
     profiled = {n: d.profile for n, d in deployments.items() if d.profile}
     guard = ExtractionGuard(
@@ -359,6 +363,7 @@ def _refusal(
         return 403, "denied", "forbidden", {"error": "forbidden"}, ()
     if isinstance(exc, RequestRefused):
         payload: dict[str, Any] = {"error": exc.message}
+        payload.update(getattr(exc, "body", None) or {})  # a reason code (serving/blocks.py)
         if exc.problems:
             payload["problems"] = exc.problems
         extra = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]

@@ -3,11 +3,15 @@
 :func:`~bastion.serving.app.create_app` builds them from :class:`ServeOptions` and runs them
 in this order, after the request schema and before the model::
 
-    Blocklist        403 for a principal blocked after an extraction alarm (until restart)
+    Blocklist        403 ``EXTRACTION_SUSPECTED`` + block id for a principal blocked after an
+                     extraction alarm, until an admin lifts it (:mod:`.blocks`: database
+                     record, Redis mirror, survives restarts)
     RateLimit        token bucket + daily budget per principal, cost = rows: 429 + Retry-After
+                     and a code (RATE_LIMITED, DAILY_BUDGET_EXHAUSTED, EXTRACTION_THROTTLED)
     ExtractionGuard  PRADA + coverage per principal and deployment; on alarm an audited
                      ``serve.extraction_alarm``, a log warning and the action
-                     (block | throttle: rate / 10 | notify)
+                     (block: a ``blocks`` row, audited ``serve.block`` | throttle: rate / 10
+                     | notify)
     Screening        out-of-range / out-of-distribution rows against the training profile;
                      policy flag (noted in the audit entry, counted) or reject (422)
 
@@ -29,6 +33,7 @@ from bastion.errors import ConfigError
 from bastion.monitoring.extraction import ExtractionMonitor
 from bastion.monitoring.screening import InputScreen, RowFindings, RowsByColumn
 from bastion.serving.auth import Caller
+from bastion.serving.blocks import Blocked, Blocklist, CodedRefusal
 from bastion.serving.metrics import ControlMetrics
 from bastion.serving.ratelimit import RateLimiter
 from bastion.serving.requests import RequestRefused
@@ -46,6 +51,7 @@ __all__ = [
 log = logging.getLogger("bastion.serving")
 
 ACTIONS: tuple[str, ...] = ("block", "throttle", "notify")
+EXTRACTION_SUSPECTED = "EXTRACTION_SUSPECTED"  # the code of an extraction block
 Audit = Callable[[str, str, str, str, Mapping[str, Any]], Awaitable[Any]]
 THROTTLE_FACTOR = 10
 
@@ -67,19 +73,6 @@ class Control(Protocol):
         self, caller: Caller, deployment: str, columns: dict[str, list[Any]]
     ) -> Mapping[str, Any] | None:
         """Refuse by raising RequestRefused; return None (or notes) to let it through."""
-
-
-class Blocklist:
-    """Principals blocked after an extraction alarm; 403 until the server restarts."""
-
-    def __init__(self, counters: ControlMetrics) -> None:
-        self.principals: set[str] = set()
-        self._counters = counters
-
-    async def check(self, caller: Caller, deployment: str, columns: RowsByColumn) -> None:
-        if caller.principal in self.principals:
-            self._counters.blocked.inc()
-            raise RequestRefused(403, "forbidden", decision="extraction_blocked")
 
 
 class RateLimit:
@@ -112,11 +105,14 @@ class RateLimit:
                 decision="batch_too_large",
             )
         principal = caller.principal
+        code = "RATE_LIMITED"
         try:
             if principal in self.throttled:
                 decision = await self.throttled_limiter.acquire(principal, cost)
                 if decision.allowed:
                     decision = await self.limiter.acquire(principal, cost)
+                else:
+                    code = "EXTRACTION_THROTTLED"
             else:
                 decision = await self.limiter.acquire(principal, cost)
         except Exception as exc:  # a shared limiter (Redis) is down: fail closed, not 500
@@ -129,9 +125,10 @@ class RateLimit:
         self._counters.refused.labels("budget" if budget else "rate").inc()
         wait = decision.retry_after
         retry = max(1, math.ceil(wait)) if math.isfinite(wait) else 86_400
-        raise RequestRefused(
+        raise CodedRefusal(
             429,
             "daily query budget exhausted" if budget else "rate limit exceeded",
+            "DAILY_BUDGET_EXHAUSTED" if budget else code,
             decision="budget_exhausted" if budget else "rate_limited",
             headers={"Retry-After": str(retry)},
         )
@@ -142,8 +139,10 @@ class ExtractionGuard:
 
     On an alarm: one ``serve.extraction_alarm`` audit entry (awaited: if it cannot be
     written the request fails closed), a log warning, a counter, and the ``action``:
-    ``block`` adds the principal to the :class:`Blocklist` (this request already gets 403),
-    ``throttle`` divides its rate by 10, ``notify`` does nothing more.
+    ``block`` records a block in the :class:`Blocklist` (a ``blocks`` row and its audit
+    entry; this request already gets the 403 with the block id), ``throttle`` divides its
+    rate by 10, ``notify`` does nothing more. Exact repeats of earlier rows are not counted
+    by the monitor (:mod:`~bastion.monitoring.extraction`).
     """
 
     def __init__(
@@ -162,10 +161,16 @@ class ExtractionGuard:
             raise ConfigError("on_extraction: 'throttle' needs the rate limit")
         self.monitors = dict(monitors)
         self.action = action
+        blocklist.on_lift = self.forget  # a lifted principal starts afresh
         self._audit = audit
         self._blocklist = blocklist
         self._rate_limit = rate_limit
         self._counters = counters
+
+    def forget(self, principal: str) -> None:
+        """Drop the principal's history in every monitor (its block was lifted)."""
+        for monitor in self.monitors.values():
+            monitor.forget(principal)
 
     async def check(
         self, caller: Caller, deployment: str, columns: RowsByColumn
@@ -200,8 +205,13 @@ class ExtractionGuard:
             },
         )
         if self.action == "block":
-            self._blocklist.principals.add(principal)
-            raise RequestRefused(403, "forbidden", decision="extraction_blocked")
+            detail = {
+                "deployment": deployment,
+                "detector": alarm.reason,
+                "statistic": round(alarm.statistic, 6),
+                "queries": alarm.queries,
+            }
+            raise Blocked(await self._blocklist.block(principal, EXTRACTION_SUSPECTED, detail))
         if self.action == "throttle" and self._rate_limit is not None:
             self._rate_limit.throttle(principal)
         return {"extraction_alarm": alarm.reason}
