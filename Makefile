@@ -40,6 +40,16 @@ unit: dev
 
 test: lint typecheck unit
 
+# The documentation site (mkdocs.yml) into site/: open site/index.html. --strict turns a
+# broken link, a missing reference or a docstring warning into a failure (CI runs it).
+.PHONY: docs
+$(VENV)/.docs: $(VENV)/.installed
+	$(PIP) install -e ".[docs]"
+	@touch $@
+
+docs: $(VENV)/.docs
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 # Every benchmarks/bench_*.py, each to the end; fails when any of them failed (a goal
 # missed, or a crash). `bench` measures (minutes; bench_serving needs wrk); `bench-smoke`
 # runs each with --smoke: tiny sizes, seconds, goals not judged, so only a crash or a failed
