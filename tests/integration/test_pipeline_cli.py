@@ -6,6 +6,7 @@ One home runs the pipeline once (module fixture); tests that tamper work on copi
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -42,7 +43,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> tuple[Home, dict[str, Any]]
     home = Home(root / "home", issued.token)
     res = run_cli(["run", str(EXAMPLE), "--json"], home.env(), timeout=600)
     assert res.code == 0, res.err
-    return home, res.json()
+    return home, {**res.json(), "stderr": res.err}  # stderr: the run's progress lines
 
 
 def copy_home(ran: tuple[Home, dict[str, Any]], tmp_path: Path) -> Home:
@@ -235,6 +236,29 @@ def test_data_changed_under_its_pin_is_a_failed_check_exit_1(
     assert res.code == 1, (res.code, res.out, res.err)
     assert "Traceback" not in res.err
     assert "train" in res.err and "0000000000" in res.err
+    assert re.search(r"^stage ingest\.train: FAILED after \d+\.\d\d s$", res.err, re.M), res.err
+
+
+def test_stderr_not_a_terminal_gets_one_line_per_stage(
+    ran: tuple[Home, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Progress is never silent: piped stderr gets a plain line as each stage ends."""
+    _home, result = ran
+    names = [s["name"] for s in result["stages"]]
+    lines = [line for line in result["stderr"].splitlines() if line.startswith("stage ")]
+    assert [line.split(":")[0].removeprefix("stage ") for line in lines] == names
+    assert all(re.fullmatch(r"stage \S+: done in \d+\.\d\d s", line) for line in lines), lines
+    home = copy_home(ran, tmp_path)
+    again = run_cli(["run", str(EXAMPLE)], home.env(), timeout=600)
+    assert again.code == 0, again.err
+    shown = [line for line in again.err.splitlines() if line.startswith("stage ")]
+    rerun = {"shift.train"}  # compares with the last passed run: new input, runs again
+    assert shown == [
+        f"stage {n}: cached" if n not in rerun else shown[names.index(n)] for n in names
+    ], again.err
+    assert re.fullmatch(
+        r"stage shift\.train: done in \d+\.\d\d s", shown[names.index("shift.train")]
+    )
 
 
 @pytest.mark.parametrize(
@@ -361,6 +385,29 @@ def test_python_api_mirrors_the_cli(ran: tuple[Home, dict[str, Any]], tmp_path: 
         ).head(50)
         assert len(model.predict(test)) == 50
         assert verified.sources
+
+
+def test_loaded_model_answers_with_the_labels_the_server_gives(
+    ran: tuple[Home, dict[str, Any]],
+) -> None:
+    """``ws.models.load`` predicts "<=50K"/">50K" like the server, not the fitted 0/1."""
+    import numpy as np
+    import pandas as pd
+
+    home = ran[0]
+    test = pd.read_csv(
+        EXAMPLE.parent / "data" / "adult.test", skipinitialspace=True, na_values="?"
+    ).head(200)
+    with home.open() as ws:
+        model, _verified = ws.models.load("adult-income:1")
+    assert list(model.classes_) == ["<=50K", ">50K"]
+    labels = model.predict(test)
+    assert set(labels) == {"<=50K", ">50K"}
+    raw = model.estimator.predict(test)  # the raw scikit-learn pipeline: 0/1
+    assert set(np.unique(raw)) == {0, 1}
+    assert list(labels) == [model.classes_[i] for i in raw]
+    proba = model.predict_proba(test)
+    assert proba.shape == (200, 2) and np.allclose(proba, model.estimator.predict_proba(test))
 
 
 def test_schema_prints_a_json_schema(tmp_path: Path) -> None:

@@ -117,3 +117,98 @@ def progress() -> Any:
         console=err_console(),
         transient=True,
     )
+
+
+class StageProgress:
+    """What long commands show while they work, on stderr: a Rich progress display (the
+    current stage, and the steps a stage reports inside it) when stderr is a terminal;
+    otherwise one plain line per stage as it ends (``stage ingest.train: done in 1.23 s``,
+    ``cached``, ``FAILED after 0.40 s``), so logs and CI show where a run is.
+
+    ``stage(name, state, index, total)`` is the runner's ``progress`` callback,
+    ``step(name, done, total, what)`` its ``steps`` one; for ``bastion verify``,
+    ``check(name, done, total)`` reports each check (a line when it ends)."""
+
+    def __init__(self, what: str = "stage") -> None:
+        self.what = what
+        self.bar = progress() if err_console().is_terminal else None
+        self.started: dict[str, float] = {}
+        self.current: str | None = None
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> StageProgress:
+        if self.bar is not None:
+            self.bar.__enter__()
+            self.tasks["main"] = self.bar.add_task(self.what, total=None)
+            self.tasks["step"] = self.bar.add_task("", total=None, visible=False)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self._end(self.current, "done")
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def _line(self, name: str, state: str) -> None:
+        import time
+
+        took = time.perf_counter() - self.started.pop(name, time.perf_counter())
+        text = {
+            "done": f"done in {took:.2f} s",
+            "cached": "cached",
+            "failed": f"FAILED after {took:.2f} s",
+        }[state]
+        print(f"{self.what} {name}: {text}", file=sys.stderr, flush=True)
+
+    def _end(self, name: str | None, state: str) -> None:
+        if name is not None and self.bar is None and (name in self.started or state == "cached"):
+            self._line(name, state)
+
+    def stage(self, name: str, state: str, index: int, total: int) -> None:
+        import time
+
+        if state == "running":
+            self.started[name] = time.perf_counter()
+            self.current = name
+        elif self.current == name:
+            self.current = None
+        if self.bar is None:
+            if state != "running":
+                self._end(name, state)
+            return
+        label = {"running": "running", "cached": "cached ", "done": "done   ", "failed": "FAILED "}
+        done = index + (0 if state == "running" else 1)
+        self.bar.update(
+            self.tasks["main"],
+            description=f"{label[state]} {esc(name)}",
+            completed=done,
+            total=total,
+        )
+        self.bar.update(self.tasks["step"], visible=False)
+
+    def step(self, name: str, done: int, total: int, what: str) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(
+            self.tasks["step"],
+            description=f"  {esc(name)}: {esc(what)}",
+            completed=done,
+            total=total or None,
+            visible=True,
+        )
+
+    def check(self, name: str, done: int, total: int) -> None:
+        """A ``Workspace.verify`` step: a new name ends the one before it."""
+        import time
+
+        if name != self.current:
+            self._end(self.current, "done")
+            self.current = name
+            self.started[name] = time.perf_counter()
+        if self.bar is not None:
+            self.bar.update(
+                self.tasks["main"],
+                description=f"verify {esc(name)}",
+                completed=done,
+                total=total or None,
+            )

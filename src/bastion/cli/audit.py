@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -137,7 +138,7 @@ def _table(items: list[dict[str, Any]], next_start: int | None, oldest_first: bo
         out.print(f"more: bastion audit show{more} --start {next_start}")
 
 
-def _widths(rows: list[tuple[str, ...]], total: int) -> list[int]:
+def _widths(rows: Sequence[tuple[str, ...]], total: int) -> list[int]:
     """Column widths that fit ``total``: seq, time and outcome whole; actor and action as
     wide as their longest cell up to 30% and 40% of the rest; the subject what remains."""
 

@@ -10,7 +10,7 @@ import typer
 from bastion.cli import _common as c
 
 models_app = typer.Typer(
-    help="Registered models: list, show (verify one with `bastion verify --model`).",
+    help="Registered models: list and show. To verify one: bastion verify --model NAME:VERSION.",
     no_args_is_help=True,
 )
 
@@ -61,20 +61,9 @@ def run(
     from bastion import Pipeline
 
     pipe = Pipeline.from_yaml(pipeline)  # validate before asking for any secret
-    with c.workspace(home) as ws, c.progress() as bar:
-        task = bar.add_task("pipeline", total=None)
-
-        def step(stage: str, state: str, index: int, total: int) -> None:
-            label = {
-                "running": "running",
-                "cached": "cached ",
-                "done": "done   ",
-                "failed": "FAILED ",
-            }[state]
-            done = index + (0 if state == "running" else 1)
-            bar.update(task, description=f"{label} {stage}", completed=done, total=total)
-
-        result = pipe.run(ws, progress=step, force=force)  # authorized: pipeline:run
+    # a terminal: Rich progress with the steps inside a stage; else one line per stage
+    with c.workspace(home) as ws, c.StageProgress("stage") as shown:
+        result = pipe.run(ws, progress=shown.stage, steps=shown.step, force=force)
     if json_out:
         c.emit(result.to_json())
     else:
@@ -169,12 +158,15 @@ def show(
     debug: c.Debug = False,
 ) -> None:
     """Show a model after verifying its signature and provenance chain."""
+    from bastion.cli.serve import print_inputs
+    from bastion.serving.deployment import model_inputs
     from bastion.workspace import parse_model_ref
 
     parse_model_ref(ref)  # a malformed ref is bad usage before any secret is asked for
     with c.workspace(home) as ws:
         verified = ws.show_model(ref)  # authorized (model:read) and audited
         files = ws.runs.files(verified.record.run_id, model=verified.record.name)
+        inputs = model_inputs(ws, verified.contract)  # from the signed pipeline file
     rec = verified.record
     data: dict[str, Any] = {
         "model": rec.ref,
@@ -188,6 +180,7 @@ def show(
         "provenance": data_flow(verified.chain),  # data-flow order: ingest first
         "sources": verified.sources,
         **files.to_json(),  # report, report_json, model_card(_md): absolute paths or None
+        "inputs": inputs,  # the fields of one predict instance: name, type, range/categories
     }
     if json_out:
         c.emit(data)
@@ -196,7 +189,8 @@ def show(
     out.print(f"[bold]{c.esc(rec.ref)}[/] ({c.esc(rec.status)}) sha256:{c.esc(rec.digest)}")
     out.print("signature and provenance verified, in data-flow order:")
     for s in verified.sources:
-        out.print(f"  source {c.esc(s['name'])}: sha256:{c.esc(s['sha256'])}")
+        out.print(f"  pinned {c.esc(s['name'])}: sha256:{c.esc(s['sha256'])}")
     out.print(f"  {c.esc(flow_text(data['provenance'], len(verified.sources)))} → model")
     for k, v in (data["metrics"] or {}).items():
         out.print(f"  {c.esc(k)}: {c.esc(v)}")
+    print_inputs(out, inputs)  # cli/serve.py: the input schema, escaped

@@ -49,7 +49,15 @@ from bastion.store.db import models, statements
 if TYPE_CHECKING:
     from bastion.workspace import Workspace
 
-__all__ = ["Contract", "ModelRecord", "ModelRegistry", "VerifiedModel", "parse_ref"]
+__all__ = [
+    "Contract",
+    "LoadedModel",
+    "ModelRecord",
+    "ModelRegistry",
+    "VerifiedModel",
+    "class_labels",
+    "parse_ref",
+]
 
 _REF = re.compile(r"^([a-z0-9][a-z0-9._-]{0,63})(?::(\d+|latest))?$")
 _REGISTERED = re.compile(r"^model:([a-z0-9][a-z0-9._-]{0,63}):(\d+)$")
@@ -126,6 +134,53 @@ class VerifiedModel:
     chain: list[dict[str, Any]]  # the verified stage statements, model first
     sources: list[dict[str, str]]  # the pinned data the chain ends in
     contract: Contract  # from the verified release statement
+
+
+class LoadedModel:
+    """A verified model that answers with the label's own class names, as the server does.
+
+    The train stage fits on ``label == positive`` as 0/1; :meth:`predict` turns that back
+    into the label's values (``"<=50K"``/``">50K"``). ``classes_`` are those names, in the
+    column order of :meth:`predict_proba`; ``estimator`` is the raw scikit-learn pipeline
+    (0/1) for code that needs it.
+    """
+
+    def __init__(self, estimator: Any, classes: builtins.list[str]) -> None:
+        import numpy as np
+
+        self.estimator = estimator
+        self.classes_ = np.array(classes, dtype=object)
+
+    @property
+    def feature_names_in_(self) -> Any:
+        """The input columns the estimator was fitted on (AttributeError if it has none)."""
+        return self.estimator.feature_names_in_
+
+    def predict(self, data: Any) -> Any:
+        """Class names, one per row (the column of the highest probability)."""
+        return self.classes_[self.predict_proba(data).argmax(axis=1)]
+
+    def predict_proba(self, data: Any) -> Any:
+        """Probabilities, rows × classes, columns in the order of ``classes_``."""
+        return self.estimator.predict_proba(data)
+
+    def __repr__(self) -> str:
+        return f"LoadedModel(classes={list(self.classes_)!r}, estimator={self.estimator!r})"
+
+
+def class_labels(
+    estimator: Any, positive: str, categories: builtins.list[str] | None
+) -> builtins.list[str]:
+    """Class index → label name: 0/1 mean not-positive/positive (the train stage); the
+    negative is the label's other category when it declares exactly two, else
+    ``not <positive>``. String classes are kept as they are."""
+    classes = builtins.list(getattr(estimator, "classes_", []))
+    if classes and all(isinstance(c, str) for c in classes):
+        return [str(c) for c in classes]
+    if [int(c) for c in classes] != [0, 1]:
+        raise ConfigError(f"model: expected a binary model (classes 0/1), got {classes}")
+    others = [c for c in (categories or []) if c != positive]
+    return [others[0] if len(others) == 1 else f"not {positive}", positive]
 
 
 @dataclass(frozen=True)
@@ -551,14 +606,23 @@ class ModelRegistry:
         )
         return load_model(self.ws.store.read_bytes(rec.digest)), rec
 
-    def load(self, ref: str) -> tuple[Any, VerifiedModel]:
+    def load(self, ref: str) -> tuple[LoadedModel, VerifiedModel]:
         """Verify, then deserialise: the only way Bastion hands out a model. Needs
-        ``model:read`` on the model."""
+        ``model:read`` on the model. The model predicts the label's class names, the
+        server's answers (:class:`LoadedModel`; ``.estimator`` is the raw 0/1 pipeline)."""
+        from bastion.spec.loader import parse_pipeline
         from bastion.spec.serialization import load_model
 
         self.ws.authorize("model:read", resource_type="model", resource=parse_ref(ref)[0])
         rec = self.get(ref)
         # read_bytes verifies the model blob itself, so the chain walk need not decrypt it
         verified = self.verify_record(rec, checked={rec.digest})
-        model = load_model(self.ws.store.read_bytes(verified.record.digest))
-        return model, verified
+        estimator = load_model(self.ws.store.read_bytes(verified.record.digest))
+        config = verified.contract.config  # the signed pipeline file: the label's classes
+        data = parse_pipeline(
+            self.ws.store.read_bytes(config), f"stored pipeline file {config}", check_env=False
+        ).data
+        spec = data.schema_[data.label.column]
+        categories = None if spec.categories is None else [str(v) for v in spec.categories]
+        labels = class_labels(estimator, data.label.positive_text, categories)
+        return LoadedModel(estimator, labels), verified

@@ -21,7 +21,7 @@ from bastion.security.audit.checkpoint import Checkpoint, checkpoint_of
 from bastion.security.audit.entry import ZERO, AuditEntry
 from bastion.security.schema import audit_checkpoints, audit_log
 
-__all__ = ["AuditStore", "Sql", "read_snapshot", "sql_for"]
+__all__ = ["AuditStore", "Sql", "read_snapshot", "sql_for", "stamp"]
 
 # -- SQL per dialect ------------------------------------------------------------------------
 #
