@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import html
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -18,6 +19,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import Home, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "loan-default"
@@ -132,3 +135,28 @@ def test_how_to_example_data_is_what_its_generator_writes(tmp_path: Path) -> Non
     digest = module.write(tmp_path / "loans.csv")
     assert (tmp_path / "loans.csv").read_bytes() == (EXAMPLE / "data" / "loans.csv").read_bytes()
     assert digest == hashlib.sha256((EXAMPLE / "data" / "loans.csv").read_bytes()).hexdigest()
+
+
+def test_how_to_commands_check_then_run_and_release_the_example(home: Home) -> None:
+    """The how-to's two commands, as it shows them: the check finds nothing, the run passes
+    its gates and releases the model, with age binned as declared."""
+    check = run_cli(
+        ["data", "check", "examples/loan-default/data/loans.csv", "--pipeline",
+         "examples/loan-default/pipeline.yaml"],
+        home.env(),
+        cwd=ROOT,
+    )  # fmt: skip
+    assert check.code == 0, check.err
+    assert "0 violation(s)" in " ".join(check.out.split())
+    run = run_cli(
+        ["run", "examples/loan-default/pipeline.yaml", "--json"],
+        home.env(BASTION_THREADS="1"),
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert run.code == 0, run.err
+    assert run.json()["model"] == "loan-default:1"
+    report = json.loads(Path(run.json()["report"]).with_name("report.json").read_text())
+    age = report["metrics"]["groups"]["age"]
+    assert age["binning"] == {"method": "declared", "edges": [25, 45, 65]}
+    assert [g["group"] for g in age["groups"]] == ["<25", "[25, 45)", "[45, 65)", ">=65"]
