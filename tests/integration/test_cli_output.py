@@ -125,3 +125,28 @@ def test_audit_show_is_readable_at_80_columns(home: Home, io: Fixtures) -> None:
     assert "…" in rows[0] and "principal.add" in rows[0]  # the long subject is cut
     for column in ("seq", "time", "actor", "action", "subject"):
         assert column in res.out
+
+
+def test_verify_on_a_pipe_prints_one_line_per_check(
+    home: Home, tmp_path: Path, io: Fixtures
+) -> None:
+    """Not silent when stderr is not a terminal: each check says it ended, and how long."""
+    import re
+
+    (tmp_path / "f").write_bytes(b"some bytes")
+    assert invoke(["artifact", "put", str(tmp_path / "f")], home.env(), *io).code == 0
+    res = invoke(["verify"], home.env(), *io)
+    assert res.code == 0, res.err
+    lines = res.err.splitlines()
+    assert lines and all(re.fullmatch(r"verify \w+: done in \d+\.\d\d s", x) for x in lines)
+    assert {"verify artifacts", "verify statements", "verify audit"} <= {
+        x.split(":")[0] for x in lines
+    }
+
+
+def test_audit_show_next_page_keeps_the_filters(home: Home, io: Fixtures) -> None:
+    for name in ("alice", "bob", "carol"):
+        assert invoke(["principal", "add", name], home.env(), *io).code == 0
+    res = invoke(["audit", "show", "--action", "principal.add", "--limit", "2"], home.env(), *io)
+    more = res.out.strip().splitlines()[-1]
+    assert more.startswith("more: bastion audit show --action principal.add --start "), more

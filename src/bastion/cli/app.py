@@ -127,15 +127,9 @@ def verify(
     if model is not None:
         _verify_model(home, model, json_out)
         return
-    with c.workspace(home) as ws, c.progress() as bar:
-        tasks: dict[str, int] = {}
-
-        def step(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=total or None)
-            bar.update(tasks[name], completed=done, total=total or None)
-
-        report = ws.verify(checkpoint=checkpoint, progress=step)  # authorized and audited
+    # a terminal: Rich progress; else one line per check on stderr as it ends
+    with c.workspace(home) as ws, c.StageProgress("verify") as shown:
+        report = ws.verify(checkpoint=checkpoint, progress=shown.check)  # authorized, audited
     if json_out:
         c.emit(
             {

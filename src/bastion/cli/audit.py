@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -97,10 +98,12 @@ def show(
     if json_out:
         c.emit({"entries": items, "next_start": next_start or None})
         return
-    _table(items, next_start, oldest_first)
+    kept = [("--actor", actor), ("--action", action), ("--since", since), ("--until", until)]
+    again = "".join(f" {flag} {shlex.quote(value)}" for flag, value in kept if value)
+    _table(items, next_start, again + (" --oldest-first" if oldest_first else ""))
 
 
-def _table(items: list[dict[str, Any]], next_start: int | None, oldest_first: bool) -> None:
+def _table(items: list[dict[str, Any]], next_start: int | None, again: str) -> None:
     """Readable at 80 columns: one line per entry, long cells cut with an ellipsis (seq,
     time and outcome never); details only in --json."""
     from rich.table import Table
@@ -133,9 +136,8 @@ def _table(items: list[dict[str, Any]], next_start: int | None, oldest_first: bo
     out.print(table)
     if not items:
         out.print("no entries")
-    if next_start:
-        more = " --oldest-first" if oldest_first else ""
-        out.print(f"more: bastion audit show{more} --start {next_start}")
+    if next_start:  # the same filters, from the next entry on
+        out.print(f"more: bastion audit show{c.esc(again)} --start {next_start}")
 
 
 def _widths(rows: Sequence[tuple[str, ...]], total: int) -> list[int]:
