@@ -187,15 +187,17 @@ class Workspace(Operations):
     (passphrase *and* token), then :meth:`close`.
 
     Public API: ``home``, ``identity`` (who this workspace acts as), ``models`` (the model
-    registry: ``list``, ``verify`` and ``load`` check ``model:read``), :meth:`authorize`,
+    registry: ``list``, ``verify`` and ``load`` check ``model:read``), ``blocks`` (the
+    server's blocks: ``list`` and ``lift`` check ``serve:admin``), :meth:`authorize`,
     :meth:`authenticate`, :meth:`verify`, :meth:`rotate_keys`, :meth:`attest`, the
     operations of :class:`bastion._operations.Operations` (tokens, principals, artifacts,
     the audit log, keys, statements, models) and :meth:`close`. Each one checks its
     permission through :meth:`authorize` (refusals audited) and acts as ``identity``.
 
-    ``store``, ``audit``, ``access``, ``keyring``, ``engine``, ``statements`` and ``rows``
-    are the library's internal services: they check no permission and take the actor they
-    are given. Stages, the runner and the server use them; callers of the API should not.
+    ``store``, ``audit``, ``access``, ``keyring``, ``engine``, ``statements``, ``rows`` and
+    ``block_store`` are the library's internal services: they check no permission and take
+    the actor they are given. Stages, the runner and the server use them; callers of the API
+    should not.
     """
 
     def __init__(self, home: Path, keyring: LocalKeyring, database_url: str | URL) -> None:

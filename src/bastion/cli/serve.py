@@ -91,7 +91,8 @@ def serve(
     on_extraction: Annotated[
         str,
         typer.Option(
-            help="On an extraction alarm: block (403 until restart), throttle (rate / 10) "
+            help="On an extraction alarm: block (403 with a block id until an admin lifts it: "
+            "bastion blocks lift), throttle (rate / 10) "
             "or notify (alert only). Always audited."
         ),
     ] = "block",
