@@ -199,3 +199,15 @@ def test_models_show_json_gives_the_report_and_model_card_paths(
     for key in ("report", "report_json", "model_card"):
         assert shown[key] == run[key]
         assert _inside(shown[key], home) and Path(shown[key]).is_file()
+
+
+def test_a_run_row_whose_record_is_not_json_is_named(adult_home: Home, tmp_path: Path) -> None:
+    home = copy_home(adult_home, tmp_path / "home")
+    run_id = _only_run(home)["run_id"]
+    with sqlite3.connect(home.path / "bastion.db") as db:
+        db.execute("UPDATE runs SET record = '{not json' WHERE id = ?", (run_id,))
+    for args in (["runs", "list"], ["runs", "show", run_id]):
+        res = run_cli(args, home.env())
+        assert res.code == 1, res.err
+        assert f"runs row '{run_id}': its record is not valid JSON" in res.err
+        assert "Traceback" not in res.err

@@ -249,9 +249,9 @@ class Runs:
         try:
             doc = json.loads(row.record)
         except ValueError:
-            raise IntegrityError(f"runs row {row.id}: its record is not valid JSON") from None
+            raise IntegrityError(f"runs row {row.id!r}: its record is not valid JSON") from None
         if not isinstance(doc, dict):
-            raise IntegrityError(f"runs row {row.id}: its record is not a JSON object")
+            raise IntegrityError(f"runs row {row.id!r}: its record is not a JSON object")
         stages, gates = doc.get("stages"), doc.get("gates")
         stages = stages if isinstance(stages, builtins.list) else []
         gates = gates if isinstance(gates, builtins.list) else []
@@ -265,6 +265,6 @@ class Runs:
             stages=tuple(s for s in map(_stage, stages) if s is not None),
             gates=tuple(g for g in map(_gate, gates) if g is not None),
             model=_text(doc.get("model")),
-            error=_text(doc.get("error")),
+            error=(_text(doc.get("error")) or "")[:500] or None,  # as the audit entry keeps it
             files=report_files(self.ws.home, row.id),
         )
