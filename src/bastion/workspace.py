@@ -557,6 +557,7 @@ class Workspace(Operations):
             ("file", self._check_files),
             ("row", self._check_rows),
             ("row", self._check_access_rows),
+            ("row", self._check_blocks),
         ]
 
     def _check_artifacts(self, report: WorkspaceVerifyReport, state: _VerifyState) -> None:
@@ -616,6 +617,13 @@ class Workspace(Operations):
                 message = "does not match its MAC: written or edited outside Bastion"
                 report.problems.append(Problem("row", f"{row.table}:{row.key}", message))
         state.step("rows", 1, 1)
+
+    def _check_blocks(self, report: WorkspaceVerifyReport, state: _VerifyState) -> None:
+        """Blocks the audit log records whose ``blocks`` row was deleted (security.blocks)."""
+        for blk in self.block_store.missing():
+            message = f"block of {blk.principal} is in the audit log (serve.block); its row is gone"
+            report.problems.append(Problem("row", f"blocks:id={blk.id}", message))
+        state.step("blocks", 1, 1)
 
     def _check_access_rows(self, report: WorkspaceVerifyReport, state: _VerifyState) -> None:
         """The access-control rows against their sealed state: deleted or put back."""

@@ -144,6 +144,26 @@ def test_a_forged_lift_in_the_database_is_refused(served: tuple[Home, str]) -> N
     assert refused and all(d["table"] == "blocks" for _, _, d in refused)
 
 
+def test_a_deleted_block_row_is_still_enforced_and_verify_reports_it(
+    served: tuple[Home, str],
+) -> None:
+    home, token = served
+    srv = start(home, *FAST)
+    try:
+        block_id = _sweep_until_blocked(srv, token, seed=12)["block_id"]
+        with sqlite3.connect(home.path / "bastion.db") as conn:
+            conn.execute("DELETE FROM blocks")
+        time.sleep(3)  # past the server's re-read of the blocks
+        res = srv.post({"instances": [ROW]}, token)
+        assert res.status_code == 403 and res.json()["block_id"] == block_id
+    finally:
+        srv.stop()
+    res = run_cli(["verify", "--json"], home.env())
+    assert res.code == 1
+    problems = res.json()["problems"]
+    assert any(p["subject"] == f"blocks:id={block_id}" for p in problems), problems
+
+
 def test_a_consumer_cannot_list_or_lift_blocks(served: tuple[Home, str]) -> None:
     home, token = served
     res = run_cli(["blocks", "list"], home.env(BASTION_TOKEN=token))

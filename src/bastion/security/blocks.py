@@ -13,7 +13,10 @@ believed. A row that does not check is never read as lifted: :meth:`BlockStore.e
 keeps enforcing a block whose row was edited to look lifted (or forged outright), and
 reports the row once as ``row.refused``; :meth:`BlockStore.lift` refuses to lift (and so to
 launder) a row that does not check; listing one raises :class:`~bastion.errors.ForgedRow`.
-A deleted row is what a MAC cannot see; its ``serve.block`` entry stays in the audit log.
+A deleted row is what a MAC cannot see, but its ``serve.block`` audit entry stays in the
+log: :meth:`BlockStore.enforced` keeps enforcing a block the log records and no
+``serve.unblock`` lifted even when its row is gone (audited once as ``row.missing``), and
+:meth:`BlockStore.missing` lists such blocks for ``bastion verify``.
 
 :class:`Blocks` is the public face (``ws.blocks``): ``list`` and ``lift``, each authorized
 with the ``serve:admin`` permission (only the ``admin`` role holds it).
@@ -36,7 +39,7 @@ import sqlalchemy as sa
 from bastion._canonical import canonical_json
 from bastion.errors import ConfigError, NotFound, StateError
 from bastion.security.rows import RowMac
-from bastion.security.schema import blocks
+from bastion.security.schema import audit_log, blocks
 from bastion.security.sink import AuditSink
 
 __all__ = [
@@ -192,16 +195,56 @@ class BlockStore:
             self._rows.check("blocks", row)
         return [_block(row) for row in found]
 
+    def _audited(self, conn: sa.Connection) -> dict[str, Block]:
+        """Block id → the block its ``serve.block`` audit entry records (lifted when a
+        ``serve.unblock`` entry names it)."""
+        t = audit_log.c
+        query = (
+            sa.select(t.action, t.ts, t.actor, t.resource, t.details)
+            .where(t.action.in_(("serve.block", "serve.unblock")))
+            .order_by(t.action, t.seq)
+        )
+        out: dict[str, Block] = {}
+        for action, ts, actor, resource, details in conn.execute(query):
+            try:
+                doc = json.loads(details)
+            except ValueError:
+                continue
+            if action == "serve.block" and isinstance(doc, dict) and "block" in doc:
+                principal = str(resource).removeprefix("principal:")
+                code = str(doc.get("code", EXTRACTION_SUSPECTED))
+                out[str(doc["block"])] = Block(str(doc["block"]), principal, code, ts, actor, {})
+            elif action == "serve.unblock" and str(resource).removeprefix("block:") in out:
+                blk = out[str(resource).removeprefix("block:")]
+                out[blk.id] = Block(
+                    blk.id, blk.principal, blk.code, blk.created, blk.created_by, {}, ts, actor
+                )
+        return out
+
+    def missing(self) -> builtins.list[Block]:
+        """Blocks the audit log records whose row is gone (deleted outside Bastion)."""
+        with self._engine.connect() as conn:
+            audited = self._audited(conn)
+            present = set(conn.execute(sa.select(blocks.c.id)).scalars())
+        return [b for i, b in audited.items() if i not in present]
+
     def enforced(self) -> dict[str, Block]:
         """Principal → its active block, as the server enforces them.
 
         Fail closed: a row whose MAC does not check counts as active whatever it says
         (a block edited to look lifted stays in force) and is audited once as
-        ``row.refused``.
+        ``row.refused``; a block the audit log records, never lifted, whose row is gone
+        stays in force too (audited once as ``row.missing``).
         """
         with self._engine.connect() as conn:
             found = [row._mapping for row in conn.execute(sa.select(blocks))]
+            audited = self._audited(conn)
         active: dict[str, Block] = {}
+        present = {row["id"] for row in found}
+        for blk in audited.values():
+            if blk.active and blk.id not in present:
+                self._refused(f"id={blk.id}", "enforce", action="row.missing")
+                active.setdefault(blk.principal, blk)
         for row in found:
             bad = self._rows.bad("blocks", row)
             if bad is not None:
@@ -263,13 +306,13 @@ class BlockStore:
             )
         return _block(values)
 
-    def _refused(self, key: str, use: str) -> None:
+    def _refused(self, key: str, use: str, *, action: str = "row.refused") -> None:
         if key in self._reported:
             return
         self._reported.add(key)
         self._audit.record(
             "bastion",
-            "row.refused",
+            action,
             f"blocks:{key}",
             "denied",
             {"table": "blocks", "row": key, "use": use},

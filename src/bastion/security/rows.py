@@ -46,7 +46,8 @@ tables (principals, role_permissions, grants, tokens) the sealed access state ca
 and MAC; a workspace refuses all but ``verify`` on a mismatch, and ``verify`` names each
 row). Deleted or older models and checkpoints are the signed history's job (release
 statements, the audit anchor); a deleted or older artifact row is reported by ``verify``
-against the blobs and statements.
+against the blobs and statements. A deleted block row is still enforced from its
+``serve.block`` audit entry and reported by ``verify`` (:mod:`bastion.security.blocks`).
 
 Homes made before row MACs existed (their keyring lacks ``rows_sealed``): the migration
 cannot compute MACs (it has no key), so on the first open with the passphrase

@@ -134,3 +134,43 @@ def test_only_serve_admin_may_list_or_lift(workspace: Workspace) -> None:
     assert ws.blocks.get(blk.id).active
     denied = [a for a, act, _, o, _ in _actions(ws) if (act, o) == ("serve:admin", "denied")]
     assert denied == [issued.principal] * 2
+
+
+def test_a_deleted_block_row_stays_enforced_from_the_audit_log(workspace: Workspace) -> None:
+    ws = workspace
+    kept = _block(ws, "svc-thief")
+    done = _block(ws, "svc-tester")
+    ws.blocks.lift(done.id, reason="reviewed")
+    with _db(ws) as conn:  # the attacker deletes both rows
+        conn.execute("DELETE FROM blocks")
+    enforced = ws.block_store.enforced()
+    assert set(enforced) == {"svc-thief"} and enforced["svc-thief"].id == kept.id
+    assert [b.id for b in ws.block_store.missing()] == [kept.id, done.id]
+    missing = [(r, d["use"]) for _, act, r, _, d in _actions(ws) if act == "row.missing"]
+    assert missing == [(f"blocks:id={kept.id}", "enforce")]
+    report = ws.verify()
+    gone = [p.subject for p in report.problems if "its row is gone" in p.message]
+    assert not report.ok and gone == [f"blocks:id={kept.id}", f"blocks:id={done.id}"]
+
+
+@pytest.mark.postgres
+def test_blocks_on_postgresql_forged_lift_refused(postgres_url: str, tmp_path: Path) -> None:
+    ws, _ = Workspace.init(
+        tmp_path / "pg-home", PASSPHRASE, database_url=postgres_url, scrypt_log_n=14
+    )
+    try:
+        blk = _block(ws)
+        with ws.engine.begin() as conn:  # the attacker writes the database directly
+            conn.execute(
+                sa.update(blocks)
+                .where(blocks.c.id == blk.id)
+                .values(lifted="2026-12-05T00:00:00+00:00", lifted_by="admin", lift_reason="x")
+            )
+        assert set(ws.block_store.enforced()) == {"svc-thief"}
+        with pytest.raises(ForgedRow):
+            ws.blocks.lift(blk.id, reason="launder it")
+        other = _block(ws, "svc-other")
+        assert not ws.blocks.lift(other.id, reason="reviewed").active
+        assert set(ws.block_store.enforced()) == {"svc-thief"}
+    finally:
+        ws.close()
