@@ -54,6 +54,7 @@ __all__ = [
     "SourceConfig",
     "SplitConfig",
     "ValidationConfig",
+    "file_problems",
     "json_schema",
 ]
 
@@ -388,7 +389,6 @@ class DataConfig(_Strict):
         for i, col in enumerate(self.show_values):
             if col in self.pii:
                 raise _at("show_values", i, what=f"PII column {col!r} is always masked")
-        self._check_label()
         seen: set[str] = set()
         for i, check in enumerate(self.checks):
             if check.name in seen:
@@ -404,31 +404,6 @@ class DataConfig(_Strict):
                 except ConfigError as exc:
                     raise _at("checks", i, "expr", what=str(exc)) from None
         return self
-
-    def _check_label(self) -> None:
-        """``label.positive`` of the label column's type and among its categories."""
-        label = self.label
-        spec = self.schema_[label.column]
-        want = {"int": (int,), "float": (int, float), "bool": (bool,)}.get(spec.type, (str,))
-        given = label.positive
-        if (isinstance(given, bool) and bool not in want) or not isinstance(given, want):
-            raise _at("label", "positive", what=_label_type_hint(spec.type, given))
-        if spec.categories is not None:
-            if given not in spec.categories:
-                raise _at(
-                    "label",
-                    "positive",
-                    what=f"{given!r} is not one of the label's categories {spec.categories}",
-                )
-            for raw, value in label.map.items():
-                if value not in spec.categories:
-                    raise _at(
-                        "label",
-                        "map",
-                        raw,
-                        what=f"maps to {value!r}, which is not one of the label's categories"
-                        f" {spec.categories}",
-                    )
 
 
 def _label_type_hint(kind: str, given: bool | int | float | str) -> str:
@@ -640,33 +615,70 @@ class PipelineConfig(_Strict):
                 "test_source",
                 what=f"{test!r} is not a data source (sources: {', '.join(sources)})",
             )
-        if test is not None and len(sources) != 2:
-            raise _at(
-                "split",
-                "test_source",
-                what=f"expected exactly two data sources (one to train on, {test!r} to test"
-                f" on), got {len(sources)}",
+
+
+Problem = tuple[tuple[str, ...], str]
+
+
+def file_problems(config: PipelineConfig) -> list[Problem]:
+    """What a pipeline FILE must also get right, beyond the models' own checks: each
+    ``(key path, what is wrong; what is expected)``, cited by the loader at that node.
+
+    Kept out of the models so a config built in code for one stage need not be runnable
+    as a whole; every file the loader reads (and so every run) passes them: the label's
+    ``positive`` is of the label column's type and among its categories, ``label.map``
+    maps into those categories, and the split's sources fit its mode.
+    """
+    return _label_problems(config.data) + _split_problems(config)
+
+
+def _label_problems(data: DataConfig) -> list[Problem]:
+    label = data.label
+    spec = data.schema_[label.column]
+    want = {"int": (int,), "float": (int, float), "bool": (bool,)}.get(spec.type, (str,))
+    given = label.positive
+    at = ("data", "label", "positive")
+    if (isinstance(given, bool) and bool not in want) or not isinstance(given, want):
+        return [(at, _label_type_hint(spec.type, given))]
+    if spec.categories is None:
+        return []
+    found: list[Problem] = []
+    if given not in spec.categories:
+        found.append((at, f"{given!r} is not one of the label's categories {spec.categories}"))
+    for raw, value in label.map.items():
+        if value not in spec.categories:
+            found.append(
+                (
+                    ("data", "label", "map", raw),
+                    f"maps to {value!r}, which is not one of the label's categories"
+                    f" {spec.categories}",
+                )
             )
-        if test is None and len(sources) != 1:
-            raise _at(
-                "data",
-                "sources",
-                sources[1],
-                what=f"{len(sources)} data sources and no split.test_source; expected one"
-                " source to split, or split.test_source naming the test set",
-            )
-        if test is not None and "stratify" in self.split.model_fields_set:
-            raise _at(
-                "split",
-                "stratify",
-                what="has no effect with split.test_source (the test set is a whole source)",
-            )
-        if test is not None and "test_size" in self.split.model_fields_set:
-            raise _at(
-                "split",
-                "test_size",
-                what="has no effect with split.test_source (the test set is a whole source)",
-            )
+    return found
+
+
+def _split_problems(config: PipelineConfig) -> list[Problem]:
+    test, sources = config.split.test_source, list(config.data.sources)
+    if test is None:
+        if len(sources) == 1:
+            return []
+        what = (
+            f"{len(sources)} data sources and no split.test_source; expected one source to"
+            " split, or split.test_source naming the test set"
+        )
+        return [(("data", "sources", sources[1]), what)]
+    found: list[Problem] = []
+    if len(sources) != 2:
+        what = (
+            f"expected exactly two data sources (one to train on, {test!r} to test on),"
+            f" got {len(sources)}"
+        )
+        found.append((("split", "test_source"), what))
+    for key in ("stratify", "test_size"):
+        if key in config.split.model_fields_set:
+            what = "has no effect with split.test_source (the test set is a whole source)"
+            found.append((("split", key), what))
+    return found
 
 
 def json_schema() -> dict[str, Any]:

@@ -16,7 +16,10 @@ How it works:
    failure (a bad date, an unhashable key) into a YAML error that carries its position.
 4. :class:`~bastion.spec.config.PipelineConfig` validates the objects; each pydantic
    error's location is looked up in the recorded positions (the parent mapping for a
-   missing key) and rewritten as ``FILE:LINE:COL: dotted.key.path: what is wrong``.
+   missing key) and rewritten as ``FILE:LINE:COL: dotted.key.path: what is wrong``. A
+   cross-field check names its own node (a list item, a key: ``bastion_at`` errors), never
+   its parent mapping; :func:`~bastion.spec.config.file_problems` (the label's positive
+   class against its column, the split against the sources) is checked the same way.
 5. A ``${NAME}`` in a source URL must name a variable the environment allows
    (``BASTION_ALLOW_ENV``; never ``BASTION_*``, see :mod:`bastion.spec._env`); any other
    is refused here, positioned at the reference, before anything runs.
@@ -41,7 +44,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bastion.errors import ConfigError
 from bastion.spec._env import REFERENCE, refusal
-from bastion.spec.config import AT, PipelineConfig, json_schema
+from bastion.spec.config import AT, PipelineConfig, file_problems, json_schema
 
 __all__ = [
     "MAX_BYTES",
@@ -114,9 +117,10 @@ def parse_pipeline(raw: bytes, file: str, *, check_env: bool = True) -> Pipeline
             config = PipelineConfig.model_validate(data)
         except ValidationError as exc:
             raise _Refused([_from_pydantic(err, marks) for err in exc.errors()]) from None
-        env = _env_problems(config, raw, marks) if check_env else []
-        if env:
-            raise _Refused(env)
+        found = [_positioned(path, what, marks) for path, what in file_problems(config)]
+        found += _env_problems(config, raw, marks) if check_env else []
+        if found:
+            raise _Refused(found)
     except _Refused as refused:
         raise ConfigError(_message(file, refused.problems)) from None
     return config
@@ -129,11 +133,12 @@ def config_error_at(
     ``(key path, what is wrong; what is expected)``, cited at its node in ``raw`` as the
     loader cites its own: ``file:line:col: key.path: what``."""
     marks = _marks(raw)
-    found = []
-    for path, what in problems:
-        line, col = _position(path, marks)
-        found.append(_Problem(line, col, _dotted(tuple(str(p) for p in path)), what))
-    return ConfigError(_message(file, found))
+    return ConfigError(_message(file, [_positioned(path, what, marks) for path, what in problems]))
+
+
+def _positioned(path: Sequence[str], what: str, marks: Mapping[_Path, tuple[int, int]]) -> _Problem:
+    line, col = _position(path, marks)
+    return _Problem(line, col, _dotted(tuple(str(p) for p in path)), what)
 
 
 def locate(raw: bytes, file: str, path: Sequence[str]) -> str:
