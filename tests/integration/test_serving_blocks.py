@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -89,6 +90,8 @@ def test_blocked_client_gets_a_code_restart_keeps_it_admin_lift_unblocks(
         assert body["message"] == f"ask the model owner to review block {block_id}"
         again = srv.post({"instances": [ROW]}, token)
         assert again.status_code == 403 and again.json() == body
+        error = httpx.get(srv.url + "/openapi.json", timeout=10).json()["components"]["schemas"]
+        assert {"code", "block_id", "message"} <= set(error["Error"]["properties"])
     finally:
         srv.stop()
     listed = run_cli(["blocks", "list", "--json"], home.env())

@@ -19,11 +19,11 @@ __all__ = ["openapi_document"]
 
 _ERRORS = (
     ("401", "missing, malformed, wrong, expired or revoked token"),
-    ("403", "this token may not use this deployment"),
+    ("403", "this token may not use this deployment, or its principal is blocked (code, block_id)"),
     ("404", "no such model"),
     ("413", "body too large"),
     ("422", "instances do not match the schema"),
-    ("429", "rate limit or query budget exhausted"),
+    ("429", "rate limit or query budget exhausted, or throttled (code)"),
     ("503", "audit log unavailable (fail closed)"),
     ("504", "deadline exceeded"),
 )
@@ -33,7 +33,14 @@ def openapi_document(deployments: dict[str, Deployment]) -> dict[str, Any]:
     """OpenAPI 3.1 for the routes, with each deployment's instance schema."""
     error = {
         "type": "object",
-        "properties": {"error": {"type": "string"}, "problems": {"type": "array"}},
+        "properties": {
+            "error": {"type": "string"},
+            "problems": {"type": "array"},
+            # a control's stable reason code, and a block's id to quote (serving/blocks.py)
+            "code": {"type": "string"},
+            "block_id": {"type": "string"},
+            "message": {"type": "string"},
+        },
         "required": ["error"],
     }
     schemas: dict[str, Any] = {"Error": error}
