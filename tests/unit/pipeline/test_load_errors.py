@@ -332,3 +332,24 @@ def test_bastion_run_on_a_bad_file_exits_2_with_one_line_before_any_secret(
     assert f"{path}:13:22: data.label.positive:" in lines[0]
     assert "write positive: 1" in lines[0]
     assert time.monotonic() - started < 30
+
+
+def test_an_int_label_with_positive_1_passes_validation_and_trains(tmp_path: Path) -> None:
+    """The positive class typed as its column works downstream: validate counts the
+    label's classes as text, train compares the typed values."""
+    import pandas as pd
+
+    from bastion.stages.train import TrainStage
+    from bastion.stages.validate import label_violations
+
+    config = Pipeline.from_yaml(write(tmp_path, BASE)).config
+    assert label_violations({"0": 4, "1": 4}, config.data) == []
+    assert label_violations({"0": 4, "2": 4}, config.data) != []
+    table = pd.read_csv(tmp_path / "data.csv")
+    from sklearn.compose import ColumnTransformer
+
+    transformer = ColumnTransformer([("x", "passthrough", ["x"])]).fit(table)
+    stage = TrainStage(config.model, config.data.label)
+    ctx = StageContext(config, tmp_path, 0, "t", "r", lambda *_: None)
+    out = stage.run(ctx, {"transformer": transformer, "train": table})
+    assert out["training"]["class_balance"]["positive"] == int((table["y"] == 1).sum())
