@@ -95,8 +95,9 @@ def load_pipeline(path: Path, *, check_env: bool = True) -> tuple[PipelineConfig
     digest). Raises :class:`~bastion.errors.ConfigError` naming the file, line, column,
     key path, what was expected and what was given. With ``check_env`` (the default) a
     ``${NAME}`` in a source URL that this environment does not allow (see
-    :mod:`bastion.spec._env`) is refused too; pass False only to read a stored file's
-    contract, never to run it.
+    :mod:`bastion.spec._env`) is refused too, and so is what
+    :func:`~bastion.spec.config.file_problems` finds; pass False only to read a stored
+    file's contract (accepted when it was run), never to run it.
     """
     path = Path(path)
     raw = _read(path)
@@ -117,8 +118,10 @@ def parse_pipeline(raw: bytes, file: str, *, check_env: bool = True) -> Pipeline
             config = PipelineConfig.model_validate(data)
         except ValidationError as exc:
             raise _Refused([_from_pydantic(err, marks) for err in exc.errors()]) from None
-        found = [_positioned(path, what, marks) for path, what in file_problems(config)]
-        found += _env_problems(config, raw, marks) if check_env else []
+        found: list[_Problem] = []
+        if check_env:  # a file about to run; a stored one's contract is read as it was
+            found += [_positioned(path, what, marks) for path, what in file_problems(config)]
+            found += _env_problems(config, raw, marks)
         if found:
             raise _Refused(found)
     except _Refused as refused:

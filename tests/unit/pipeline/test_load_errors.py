@@ -353,3 +353,14 @@ def test_an_int_label_with_positive_1_passes_validation_and_trains(tmp_path: Pat
     ctx = StageContext(config, tmp_path, 0, "t", "r", lambda *_: None)
     out = stage.run(ctx, {"transformer": transformer, "train": table})
     assert out["training"]["class_balance"]["positive"] == int((table["y"] == 1).sum())
+
+
+def test_a_stored_file_read_for_its_contract_skips_the_file_checks(tmp_path: Path) -> None:
+    """A released model's stored pipeline file is read as it was accepted (check_env=False),
+    so a check added later cannot make a released model unservable; a run checks it all."""
+    from bastion.spec.loader import parse_pipeline
+
+    raw = edit("positive: 1}", 'positive: "1"}').encode()
+    assert parse_pipeline(raw, "stored", check_env=False).data.label.positive == "1"
+    with pytest.raises(ConfigError, match=r"^stored:13:22: data\.label\.positive: "):
+        parse_pipeline(raw, "stored")
