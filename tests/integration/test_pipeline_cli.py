@@ -94,7 +94,9 @@ def test_models_list_show_and_verify(ran: tuple[Home, dict[str, Any]]) -> None:
     assert shown.code == 0, shown.err
     data = shown.json()
     assert data["verified"] is True
-    assert data["provenance"][0] == "train"
+    # data-flow order: from the pinned sources' ingest to the stage that made the model
+    assert data["provenance"][0].startswith("ingest.")
+    assert data["provenance"][-1] == "train"
     pins = {s["sha256"] for s in data["sources"]}
     assert "a5b3a620cb7325a48f5090531afd611ce4622440451a5cfbd11c49be2ed868e5" in pins
     ver = run_cli(["verify", "--model", "adult-income:1", "--json"], home.env())
