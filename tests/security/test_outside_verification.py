@@ -188,6 +188,16 @@ def test_outside_verification_recipe_fails_on_tampering(
     )  # fmt: skip
     assert res.returncode == 1 and "do not hash to the signed root" in res.stderr, res.stderr
 
+    entries = json.loads((out / "entries.json").read_text())
+    first, second = entries["entries"][-2], entries["entries"][-1]  # entries 1 and 2
+    first["seq"], second["seq"] = second["seq"], first["seq"]  # reordered by relabelling
+    (tmp_path / "entries.json").write_text(json.dumps(entries))
+    res = recipe(
+        "--keys", keys, "--checkpoint", out / "checkpoint.json",
+        "--entries", tmp_path / "entries.json", cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 1 and "do not hash to the signed root" in res.stderr, res.stderr
+
     only_new = json.loads(keys.read_text())
     only_new["keys"] = only_new["keys"][1:]  # the key that signed the statements, withheld
     (tmp_path / "new.jwk.json").write_text(json.dumps(only_new))
