@@ -125,8 +125,12 @@ class Pipeline:
         out += [ScreenStage(n, cfg.data) for n in training]
         out += [ShiftStage(n, cfg.data) for n in training]
         tables = {n: f"screen.{n}.table" if n in training else f"pii.{n}.table" for n in names}
+        quarantine = None
+        if cfg.split.test_source is None and len(names) == 1:  # split after the screen:
+            tables = {names[0]: f"pii.{names[0]}.table"}  # the test part stays unscreened
+            quarantine = f"screen.{names[0]}.quarantine"
         out += [
-            SplitStage(cfg.split, cfg.data.label.column, names, tables),
+            SplitStage(cfg.split, cfg.data.label.column, names, tables, quarantine),
             FeaturesStage(cfg.features, cfg.data),
             TrainStage(cfg.model, cfg.data.label),
             EvaluateStage(cfg.evaluate, cfg.data.label, list(cfg.data.sensitive)),

@@ -123,3 +123,20 @@ def test_adult_config_uses_the_test_file(adult_config: object) -> None:
         adult_config.split, adult_config.data.label.column, list(adult_config.data.sources)
     )
     assert stage.inputs == {"train": "validate.train.table", "test": "validate.test.table"}
+
+
+def test_quarantined_rows_leave_the_train_part_never_the_test_part(
+    ctx: Callable[..., StageContext],
+) -> None:
+    """The screen ran over the whole single source; its finds must not clean the test set."""
+    data = table()
+    plain = random_split().run(ctx(seed=3), {"data": data})
+    quarantine = pd.DataFrame({"row": np.arange(0, len(data), 7), "reason": "label noise"})
+    stage = SplitStage(SplitConfig(), "Y", ["all"], {"all": "pii.all.table"}, "screen.all.q")
+    assert stage.inputs == {"data": "pii.all.table", "quarantine": "screen.all.q"}
+    out = stage.run(ctx(seed=3), {"data": data, "quarantine": quarantine})
+    pd.testing.assert_frame_equal(out["test"], plain["test"])  # every test row, as it came
+    assert not set(out["train"]["id"]) & set(quarantine["row"])
+    kept = set(plain["train"]["id"]) - set(quarantine["row"])
+    assert set(out["train"]["id"]) == kept
+    assert out["report"]["quarantined_from_train"] == len(plain["train"]) - len(kept) > 0
