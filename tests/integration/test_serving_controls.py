@@ -113,11 +113,15 @@ def test_rate_limit_gives_429_with_integer_retry_after_then_budget(
         res = srv.post({"instances": [ROW]}, tok)
         assert res.status_code == 429, res.text
         assert res.headers["retry-after"].isdigit() and int(res.headers["retry-after"]) >= 1
+        said = res.json()  # which limit, and the setting that raises it
+        assert said["code"] == "RATE_LIMITED" and "at most 5 rows" in said["error"]
+        assert "--rate" in said["error"] and "--burst" in said["error"]
         time.sleep(1.7)  # three rows refill at two a second
         assert srv.post({"instances": [ROW] * 3}, tok).status_code == 200
         res = srv.post({"instances": [ROW]}, tok)  # 8 rows used today: the budget is spent
         assert res.status_code == 429, res.text
-        assert res.json()["error"] == "daily query budget exhausted"
+        assert res.json()["error"].startswith("daily query budget exhausted")
+        assert "--daily-budget" in res.json()["error"]
         assert 1 <= int(res.headers["retry-after"]) <= 86_400
     finally:
         srv.stop()

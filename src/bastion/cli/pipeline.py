@@ -96,7 +96,7 @@ def _summary(result: Any) -> None:
     verdict = "[green]passed[/]" if result.status == "passed" else "[red]failed[/]"
     out.print(f"status: {verdict}; model: {c.esc(result.model or 'not released')}")
     if result.report:
-        out.print(f"report: {c.esc(result.report)}")
+        out.print(f"report: {c.esc(str(Path(result.report).resolve()))}")
 
 
 def schema(

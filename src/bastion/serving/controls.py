@@ -125,9 +125,20 @@ class RateLimit:
         self._counters.refused.labels("budget" if budget else "rate").inc()
         wait = decision.retry_after
         retry = max(1, math.ceil(wait)) if math.isfinite(wait) else 86_400
+        if budget:
+            message = (
+                f"daily query budget exhausted (the server's --daily-budget); retry after {retry} s"
+            )
+        elif code == "RATE_LIMITED":
+            message = (
+                f"rate limit exceeded: at most {self.burst} rows at once per principal, refilled"
+                f" at the server's --rate (--burst and --rate raise it); retry after {retry} s"
+            )
+        else:  # throttled after an alarm: nothing that describes the detector
+            message = "rate limit exceeded"
         raise CodedRefusal(
             429,
-            "daily query budget exhausted" if budget else "rate limit exceeded",
+            message,
             "DAILY_BUDGET_EXHAUSTED" if budget else code,
             decision="budget_exhausted" if budget else "rate_limited",
             headers={"Retry-After": str(retry)},
