@@ -52,8 +52,12 @@ def test_models_show_prints_names_literally_in_data_flow_order(
     flow = json.loads(shown)["provenance"]
     first = {name: flow.index(name) for name in flow}
     assert flow[0].startswith("ingest.")
-    for before, after in [("ingest.train", "validate.train"), ("validate.train", "features")]:
+    # every stage the training data went through, even those that passed the table on
+    # unchanged (same digest): content addressing once let the chain skip pii and split
+    path = ["ingest.train", "validate.train", "pii.train", "screen.train", "split", "features"]
+    for before, after in zip(path, path[1:], strict=False):
         assert first[before] < first[after], flow
+    assert {"ingest.test", "pii.test"} <= set(flow), flow  # split read the test source too
     assert first["features"] < first["train"] == len(flow) - 1, flow
     line = next(x for x in human.out.splitlines() if "pinned source(s) →" in x)
     assert line.index("ingest.train") < line.index("features") < line.rindex("train → model")

@@ -21,8 +21,10 @@ def data_flow(chain: list[dict[str, Any]]) -> list[str]:
     walks the chain from the model back; this sorts it topologically by the statements'
     subjects and artifact materials, ties kept in the walk's reverse order."""
     nodes = list(reversed(chain))
-    producer = {
-        s["digest"]["sha256"]: i for i, st in enumerate(nodes) for s in st.get("subject", [])
+    producer = {  # by name and digest: a pass-through stage's output shares its digest
+        (s.get("name"), s["digest"]["sha256"]): i
+        for i, st in enumerate(nodes)
+        for s in st.get("subject", [])
     }
     order: list[int] = []
     state = [0] * len(nodes)  # 0 new, 1 on the path, 2 placed
@@ -39,7 +41,7 @@ def data_flow(chain: list[dict[str, Any]]) -> list[str]:
             state[i] = 1
             stack.append((i, True))
             for m in reversed(nodes[i]["predicate"].get("materials", [])):
-                j = producer.get(m.get("sha256", ""))
+                j = producer.get((m.get("name"), m.get("sha256", "")))
                 if m.get("kind") == "artifact" and j is not None and state[j] == 0:
                     stack.append((j, False))
     return [nodes[i]["predicate"]["stage"] for i in order]

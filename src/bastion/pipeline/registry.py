@@ -516,7 +516,7 @@ class ModelRegistry:
         chain: list[dict[str, Any]] = []
         sources: list[dict[str, str]] = []
         checked = set() if checked is None else checked
-        memo: dict[str, bool | None] = {}
+        memo: dict[tuple[str, str | None], bool | None] = {}
         if not self._trace(
             rec.digest, trusted, verify_statement, where, memo, chain, sources, checked
         ):
@@ -532,16 +532,24 @@ class ModelRegistry:
         trusted: Mapping[str, Any],
         verify: Any,
         where: str,
-        memo: dict[str, bool | None],
+        memo: dict[tuple[str, str | None], bool | None],
         chain: builtins.list[dict[str, Any]],
         sources: builtins.list[dict[str, str]],
         checked: set[str],
+        name: str | None = None,
     ) -> bool:
         """True when ``digest`` is produced by a verified stage statement whose artifact
-        materials are themselves traced, down to pinned sources. Appends what it used."""
-        if digest in memo:
-            return bool(memo[digest])  # None while in progress: a cycle is not a path
-        memo[digest] = None
+        materials are themselves traced, down to pinned sources. Appends what it used.
+
+        ``name`` is the ``stage.output`` the consumer read it as (its material's name).
+        Stages that pass a table through unchanged give several outputs the same digest
+        (content addressing); the statement that names the output is tried first, so the
+        chain shows every stage the data went through, not a shortcut. Any other statement
+        that verifies and traces is still accepted: the order is all this changes."""
+        key = (digest, name)
+        if key in memo:
+            return bool(memo[key])  # None while in progress: a cycle is not a path
+        memo[key] = None
         if digest not in checked:
             try:
                 self.ws.store.verify(digest)
@@ -549,7 +557,10 @@ class ModelRegistry:
                 raise IntegrityError(f"{where}: artifact {digest[:12]}…: {exc}") from None
             checked.add(digest)
         problems = []
-        for envelope in self.ws.statements.for_subject(digest):
+        envelopes = list(self.ws.statements.for_subject(digest))
+        if name is not None:
+            envelopes.sort(key=lambda e: not _names(e, name, digest))
+        for envelope in envelopes:
             try:
                 statement: dict[str, Any] = verify(envelope, trusted)
             except Error as exc:
@@ -569,17 +580,18 @@ class ModelRegistry:
                         {"name": m["name"], "sha256": m["sha256"], "uri": m.get("uri", "")}
                     )
                 elif not self._trace(
-                    m["sha256"], trusted, verify, where, memo, chain, sources, checked
-                ):
+                    m["sha256"], trusted, verify, where, memo, chain, sources, checked,
+                    m.get("name"),
+                ):  # fmt: skip
                     ok = False
                     break
             if ok:
-                memo[digest] = True
+                memo[key] = True
                 return True
             del chain[mark_chain:], sources[mark_sources:]
         if problems:
             raise IntegrityError(f"{where}: artifact {digest[:12]}…: {problems[0]}")
-        memo[digest] = False
+        memo[key] = False
         return False
 
     def unsafe_load_unverified(self, ref: str) -> tuple[Any, ModelRecord]:
@@ -626,3 +638,20 @@ class ModelRegistry:
         categories = None if spec.categories is None else [str(v) for v in spec.categories]
         labels = class_labels(estimator, data.label.positive_text, categories)
         return LoadedModel(estimator, labels), verified
+
+
+def _names(envelope: Mapping[str, Any], name: str, digest: str) -> bool:
+    """Whether the (not yet verified) statement in ``envelope`` names ``name`` as the
+    subject with ``digest``: only an ordering hint for :meth:`ModelRegistry._trace`, which
+    verifies every statement it uses."""
+    import base64
+    import json
+
+    try:
+        statement = json.loads(base64.b64decode(envelope["payload"]))
+        return any(
+            s.get("name") == name and s.get("digest", {}).get("sha256") == digest
+            for s in statement.get("subject", [])
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
