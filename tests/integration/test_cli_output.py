@@ -3,6 +3,7 @@ order, the audit log newest first and filtered, ``--version``, honest help."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def test_models_show_prints_names_literally_in_data_flow_order(
     # every stage the training data went through, even those that passed the table on
     # unchanged (same digest): content addressing once let the chain skip pii and split
     path = ["ingest.train", "validate.train", "pii.train", "screen.train", "split", "features"]
-    for before, after in zip(path, path[1:], strict=False):
+    for before, after in itertools.pairwise(path):
         assert first[before] < first[after], flow
     assert {"ingest.test", "pii.test"} <= set(flow), flow  # split read the test source too
     assert first["features"] < first["train"] == len(flow) - 1, flow
