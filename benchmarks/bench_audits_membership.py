@@ -218,6 +218,8 @@ def main() -> int:
     print(f"RMIA TPR@1%FPR above LOSS and ART: {_verdict(ok_strength, smoke)}")
     failed |= not smoke and not ok_strength
     print(f"load average at end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+    if smoke:
+        print("smoke: goals not judged")
     if args.json:
         args.json.write_text(json.dumps({"load": load, "scoring": s, "strength": a}, indent=2))
     return 1 if failed else 0
