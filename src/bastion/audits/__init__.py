@@ -2,4 +2,8 @@
 
 - :mod:`bastion.audits.fairness` — per-group rates and the gaps between groups of a
   sensitive attribute (demographic parity, disparate impact, equalized odds).
+- :mod:`bastion.audits.membership` — membership inference (LOSS, RMIA) and attribute
+  inference: how much the model gives away about its training rows.
+- :mod:`bastion.audits.executor` — one ``map`` interface for the audits' independent tasks
+  (local processes; Ray later).
 """

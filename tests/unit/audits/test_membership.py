@@ -166,3 +166,19 @@ def test_outputs_blind_to_the_attribute_give_none() -> None:
     result = attribute_inference(other, s, np.c_[1 - score, score], name="race", resamples=300)
     assert abs(result.advantage) < 0.05
     assert result.advantage_ci[0] < 0.02
+
+
+def test_a_frame_with_text_columns_is_encoded_for_the_attacker() -> None:
+    import pandas as pd
+
+    rng = np.random.default_rng(4)
+    s = rng.integers(0, 2, size=1200)
+    # the text column carries the attribute (a proxy); the model's outputs add nothing
+    proxy = np.where(rng.random(1200) < 0.85, s, 1 - s)
+    frame = pd.DataFrame(
+        {"job": np.array(["clerk", "nurse"], dtype=object)[proxy], "hours": rng.normal(size=1200)}
+    )
+    flat = np.full((1200, 2), 0.5)
+    result = attribute_inference(frame, s, flat, name="sex", resamples=200)
+    assert result.accuracy_without_model == pytest.approx(0.85, abs=0.04)
+    assert abs(result.advantage) < 0.03
