@@ -48,6 +48,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bastion.errors import ConfigError
+
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
     "CONFIDENCE",
@@ -144,7 +146,7 @@ def intersectional_fairness(
         combined = codes if combined is None else combined * len(labels) + codes
         parts.append(labels)
     if combined is None:
-        raise ValueError("intersectional_fairness needs at least one attribute")
+        raise ConfigError("intersectional_fairness: no attributes given; expected at least one")
     present, codes = np.unique(combined, return_inverse=True)
     labels = [_JOIN.join(_digits(int(c), parts)) for c in present]
     codes, labels, distinct = _pool(codes.astype(np.int64), labels, sorted(labels))
@@ -406,7 +408,7 @@ def _add_intervals(
     fixed by the full data; a resample where a rate is undefined is left out of its interval.
     """
     if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
+        raise ConfigError(f"bootstrap confidence {confidence}: expected a number between 0 and 1")
     total = int(cells.sum())
     found["bootstrap"] = {"resamples": n_boot, "confidence": confidence, "seed": seed}
     if total == 0:

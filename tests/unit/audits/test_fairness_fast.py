@@ -208,3 +208,60 @@ def test_mitigation_refuses_an_unknown_method_or_a_missing_fairlearn(
     monkeypatch.setitem(sys.modules, "fairlearn.reductions", None)  # as if not installed
     with pytest.raises(ConfigError, match=r"install the 'fairness' extra"):
         mitigate(LogisticRegression(), x, y, sex)
+
+
+def _by_masks(keys: np.ndarray, y: np.ndarray, pred: np.ndarray) -> dict[str, dict]:
+    """The plain per-group computation the one-bincount pass replaced: a mask per group."""
+    out = {}
+    for g in np.unique(keys):
+        m = keys == g
+        pos, neg = m & (y == 1), m & (y == 0)
+        out[str(g)] = {
+            "count": int(m.sum()),
+            "accuracy": float(np.mean(pred[m] == y[m])),
+            "selection_rate": float(np.mean(pred[m])),
+            "base_rate": float(np.mean(y[m])),
+            "tpr": float(np.mean(pred[pos])) if pos.any() else None,
+            "fpr": float(np.mean(pred[neg])) if neg.any() else None,
+        }
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_one_pass_equals_a_mask_per_group_with_missing_values_and_bins(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(200, 3_000))
+    y = (rng.random(n) < rng.uniform(0.05, 0.6)).astype(np.int64)
+    pred = (rng.random(n) < rng.uniform(0.05, 0.6)).astype(np.int64)
+    names = np.array([f"g{i}" for i in range(int(rng.integers(2, 12)))], dtype=object)
+    column = pd.Series(names[rng.zipf(1.6, n) % len(names)])
+    column[rng.random(n) < 0.05] = None
+    found = group_fairness(column, y, pred, min_group_size=1)
+    keys = column.fillna("(missing)").to_numpy(dtype=str)
+    expected = _by_masks(keys, y, pred)
+    assert {
+        g["group"]: {k: v for k, v in g.items() if k not in ("group", "too_small")}
+        for g in found["groups"]
+    } == expected
+    ages = pd.Series(rng.integers(17, 90, n)).astype("Int64")
+    ages[rng.random(n) < 0.05] = pd.NA
+    binned = group_fairness(ages, y, pred, numeric=True, bins=[30, 50], min_group_size=1)
+    labels = np.where(
+        ages.isna(),
+        "(missing)",
+        np.where(ages.fillna(0) < 30, "<30", np.where(ages.fillna(0) < 50, "[30, 50)", ">=50")),
+    )
+    assert [g["group"] for g in binned["groups"]] == [
+        g for g in ["<30", "[30, 50)", ">=50", "(missing)"] if g in set(labels)
+    ]
+    expected = _by_masks(labels, y, pred)
+    for g in binned["groups"]:
+        assert {k: g[k] for k in expected[g["group"]]} == expected[g["group"]]
+
+
+def test_bad_settings_are_refused_with_what_was_expected() -> None:
+    group, y, pred = _biased(500, seed=1)
+    with pytest.raises(ConfigError, match=r"confidence 1\.5: expected a number between 0 and 1"):
+        group_fairness(group, y, pred, n_boot=10, confidence=1.5)
+    with pytest.raises(ConfigError, match="no attributes given"):
+        intersectional_fairness({}, y, pred)
