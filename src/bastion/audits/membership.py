@@ -152,10 +152,31 @@ def _tpr_at(fpr: np.ndarray, tpr: np.ndarray, target: float) -> np.ndarray:
 
 
 def _summaries(counts_in: np.ndarray, counts_out: np.ndarray) -> np.ndarray:
-    """Per row: AUC (trapezoid, a tie counts half), TPR at 1% and 0.1% FPR."""
-    fpr, tpr = _curves(counts_in.astype(np.float64), counts_out.astype(np.float64))
-    auc = (np.diff(fpr, axis=1) * (tpr[:, 1:] + tpr[:, :-1]) / 2).sum(axis=1)
-    return np.stack([auc, _tpr_at(fpr, tpr, 0.01), _tpr_at(fpr, tpr, 0.001)], axis=1)
+    """Per row: AUC (a tie counts half), TPR at 1% and 0.1% FPR, from integer counts.
+
+    The same numbers as the trapezoid and :func:`_tpr_at` on :func:`_curves`, in fewer
+    passes over the rows × thresholds arrays (this is the bootstrap's inner loop).
+    """
+    fp = np.cumsum(counts_out, axis=1)
+    tp = np.cumsum(counts_in, axis=1)
+    n0, n1 = fp[:, -1].astype(np.float64), tp[:, -1].astype(np.float64)
+    # a member at threshold k beats the non-members below it and ties those at k
+    below_twice = np.einsum("ij,ij->i", counts_in, 2 * fp - counts_out)
+    auc = 1.0 - below_twice / (2.0 * n0 * n1)
+    rows = np.arange(fp.shape[0])
+    found = []
+    for target in (0.01, 0.001):
+        limit = target * n0
+        m = (fp <= limit[:, None]).sum(axis=1)  # points after (0, 0) at or below the target
+        prev = np.maximum(m - 1, 0)
+        f0 = np.where(m > 0, fp[rows, prev], 0)
+        t0 = np.where(m > 0, tp[rows, prev], 0)
+        nxt = np.minimum(m, fp.shape[1] - 1)
+        f1, t1 = fp[rows, nxt], tp[rows, nxt]
+        span = (f1 - f0).astype(np.float64)
+        step = np.where(span > 0, (limit - f0) / np.where(span > 0, span, 1.0), 0.0)
+        found.append((t0 + (t1 - t0) * step) / n1)
+    return np.stack([auc, *found], axis=1)
 
 
 def _resampled_counts(rank: np.ndarray, u: int, rows: int, rng: np.random.Generator) -> np.ndarray:

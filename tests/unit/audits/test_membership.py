@@ -182,3 +182,21 @@ def test_a_frame_with_text_columns_is_encoded_for_the_attacker() -> None:
     result = attribute_inference(frame, s, flat, name="sex", resamples=200)
     assert result.accuracy_without_model == pytest.approx(0.85, abs=0.04)
     assert abs(result.advantage) < 0.03
+
+
+def test_the_bootstrap_summaries_equal_the_curve_they_summarise() -> None:
+    from bastion.audits import membership as m
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        n1, n0 = rng.integers(1, 300, size=2)
+        digits = int(rng.integers(0, 3))
+        s_in = np.round(rng.normal(0.5, 1, n1), digits)
+        s_out = np.round(rng.normal(0, 1, n0), digits)
+        r_in, r_out, u = m._distinct_rank(s_in, s_out)
+        c_in = m._resampled_counts(r_in, u, 10, rng)
+        c_out = m._resampled_counts(r_out, u, 10, rng)
+        fpr, tpr = m._curves(c_in.astype(float), c_out.astype(float))
+        auc = (np.diff(fpr, axis=1) * (tpr[:, 1:] + tpr[:, :-1]) / 2).sum(axis=1)
+        want = np.stack([auc, m._tpr_at(fpr, tpr, 0.01), m._tpr_at(fpr, tpr, 0.001)], axis=1)
+        assert np.allclose(m._summaries(c_in, c_out), want, rtol=0, atol=1e-12)
