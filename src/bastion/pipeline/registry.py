@@ -550,17 +550,8 @@ class ModelRegistry:
         if key in memo:
             return bool(memo[key])  # None while in progress: a cycle is not a path
         memo[key] = None
-        if digest not in checked:
-            try:
-                self.ws.store.verify(digest)
-            except Error as exc:
-                raise IntegrityError(f"{where}: artifact {digest[:12]}…: {exc}") from None
-            checked.add(digest)
         problems = []
-        envelopes = list(self.ws.statements.for_subject(digest))
-        if name is not None:
-            envelopes.sort(key=lambda e: not _names(e, name, digest))
-        for envelope in envelopes:
+        for envelope in self._producers(digest, name, where, checked):
             try:
                 statement: dict[str, Any] = verify(envelope, trusted)
             except Error as exc:
@@ -593,6 +584,22 @@ class ModelRegistry:
             raise IntegrityError(f"{where}: artifact {digest[:12]}…: {problems[0]}")
         memo[key] = False
         return False
+
+    def _producers(
+        self, digest: str, name: str | None, where: str, checked: set[str]
+    ) -> builtins.list[dict[str, Any]]:
+        """The stored artifact checked (once), then the envelopes with ``digest`` as a
+        subject, those naming it ``name`` first (see :meth:`_trace`)."""
+        if digest not in checked:
+            try:
+                self.ws.store.verify(digest)
+            except Error as exc:
+                raise IntegrityError(f"{where}: artifact {digest[:12]}…: {exc}") from None
+            checked.add(digest)
+        envelopes = list(self.ws.statements.for_subject(digest))
+        if name is not None:
+            envelopes.sort(key=lambda e: not _names(e, name, digest))
+        return envelopes
 
     def unsafe_load_unverified(self, ref: str) -> tuple[Any, ModelRecord]:
         """Deserialise WITHOUT checking the signature or provenance: debugging only.

@@ -2,7 +2,11 @@
 
 :func:`dump_model` writes a skops archive (a zip of ``schema.json`` plus ``.npy`` arrays)
 and refuses to write one that :func:`load_model` would refuse to read, so a model that
-trains but cannot be loaded back fails at once, not weeks later in the server.
+trains but cannot be loaded back fails at once, not weeks later in the server. The archive
+is canonical: skops names arrays and shared objects by ``id()`` and stamps the zip entries
+with the time, so the same model dumped twice gave two digests; :func:`dump_model` renumbers
+both in the schema's order and writes every entry with a fixed time, so equal models give
+equal bytes (and the same digest, the same cache hit, the same signature).
 
 :func:`load_model` trusts nothing the archive says about itself. In order:
 
@@ -118,6 +122,7 @@ def dump_model(estimator: Any) -> bytes:
     except (RecursionError, TypeError, ValueError, AttributeError) as exc:
         kind = type(estimator).__name__
         raise ConfigError(f"model: a {kind} cannot be stored with skops ({exc})") from exc
+    data = _canonical(data)
     outside = sorted(set(referenced_types(data)) - set(TRUSTED_TYPES))
     if outside:
         raise ConfigError(
@@ -125,6 +130,71 @@ def dump_model(estimator: Any) -> bytes:
             f" loaded back: {_show(outside)}; choose parameters that avoid them"
         )
     return data
+
+
+_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
+
+
+def _canonical(data: bytes) -> bytes:
+    """The same archive with ``__id__`` values and array file names renumbered in the
+    order the schema first mentions them, entries sorted, and a fixed time on each."""
+    with zipfile.ZipFile(io.BytesIO(data)) as src:
+        names = set(src.namelist())
+        schema = json.loads(src.read("schema.json"))
+        ids: dict[Any, int] = {}
+        files: dict[str, str] = {}
+
+        def walk(node: Any) -> Any:
+            if isinstance(node, list):
+                return [walk(v) for v in node]
+            if not isinstance(node, dict):
+                return node
+            out = {}
+            for key, value in node.items():
+                if key == "__id__" and isinstance(value, int):
+                    value = ids.setdefault(value, len(ids) + 1)
+                elif key == "file" and isinstance(value, str) and value in names:
+                    ext = value[value.rfind(".") :] if "." in value else ""
+                    value = files.setdefault(value, f"{len(files) + 1}{ext}")
+                else:
+                    value = walk(value)
+                out[key] = value
+            return out
+
+        schema = walk(schema)
+        entries = {new: _zero_padding(new, src.read(old)) for old, new in files.items()}
+        left = names - set(files) - {"schema.json"}
+        entries.update({name: src.read(name) for name in left})
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as dst:
+        items = [("schema.json", json.dumps(schema).encode()), *sorted(entries.items())]
+        for name, payload in items:
+            info = zipfile.ZipInfo(name, date_time=_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o600 << 16
+            dst.writestr(info, payload, compresslevel=6)
+    return buf.getvalue()
+
+
+def _zero_padding(name: str, payload: bytes) -> bytes:
+    """A structured array (a tree's ``nodes``) has padding between its fields that numpy
+    leaves uninitialised: whatever was in memory went into the archive. Rewritten with
+    the padding zeroed, field by field; any other array is kept byte for byte."""
+    if not name.endswith(".npy"):
+        return payload
+    try:
+        array = np.load(io.BytesIO(payload), allow_pickle=False)
+    except ValueError:  # not a plain array: kept as skops wrote it
+        return payload
+    if array.dtype.fields is None:
+        return payload
+    fortran = array.flags.f_contiguous and not array.flags.c_contiguous
+    clean = np.zeros(array.shape, dtype=array.dtype, order="F" if fortran else "C")
+    for field in array.dtype.names or ():
+        clean[field] = array[field]
+    out = io.BytesIO()
+    np.save(out, clean, allow_pickle=False)
+    return out.getvalue()
 
 
 def load_model(data: bytes, *, extra_trusted: Sequence[str] = ()) -> Any:

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB
 from sklearn.pipeline import Pipeline
@@ -53,6 +53,34 @@ def test_round_trip_through_the_store_encoding() -> None:
     loaded = decode("model", data)
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     assert load_model(bytearray(data)).predict(X[:2]).shape == (2,)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        LogisticRegression(),
+        HistGradientBoostingClassifier(max_iter=5),
+        RandomForestClassifier(n_estimators=3, random_state=0),
+    ],
+    ids=["logreg", "hgb", "forest"],
+)
+def test_the_same_model_gives_the_same_bytes(model: object) -> None:
+    """skops names arrays and shared objects by id() and stamps the zip with the time: the
+    archive is canonicalised, so one model has one digest (and a copy of it the same)."""
+    import copy
+    import time
+    import zipfile
+    from io import BytesIO
+
+    fitted = _pipeline(model)
+    first = dump_model(fitted)
+    time.sleep(1.1)  # a zip time has 2 s resolution; cross at least one tick sometimes
+    assert dump_model(copy.deepcopy(fitted)) == first == dump_model(fitted)
+    with zipfile.ZipFile(BytesIO(first)) as z:
+        assert {i.date_time for i in z.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+    loaded = load_model(first)
+    np.testing.assert_array_equal(loaded.predict_proba(X), fitted.predict_proba(X))
+    assert dump_model(loaded) == first  # and a round trip does not change it
 
 
 def test_referenced_types_lists_every_class_in_the_archive() -> None:
