@@ -121,6 +121,10 @@ class _Space:
         self.Z0 = self.X[:, self.cols].copy()
         self.raw0 = (self.Z0 - self.offset) / self.slope if self.cols else self.Z0
         self.classes = list(estimator.classes_)
+        mutable = constraints.mutable_numeric
+        self.lo = np.array([constraints.ranges[c][0] for c in mutable])
+        self.hi = np.array([constraints.ranges[c][1] for c in mutable])
+        self.integral = np.array([c in constraints.integer for c in mutable], dtype=bool)
         self._cats = {c: self._category_blocks(c) for c in constraints.mutable_categorical}
 
     def labels(self, y: Any) -> np.ndarray:
@@ -140,12 +144,12 @@ class _Space:
 
     def valid_z(self, Z: np.ndarray) -> np.ndarray:
         """``Z`` (mutable numerics) with ranges and integers applied, toward the original."""
-        out = np.empty_like(Z)
-        for j, col in enumerate(self.c.mutable_numeric):
-            raw = (Z[:, j] - self.offset[j]) / self.slope[j]
-            raw = project_numeric(raw, self.raw0[:, j], self.c.ranges[col], col in self.c.integer)
-            out[:, j] = raw * self.slope[j] + self.offset[j]
-        return out
+        raw = (Z - self.offset) / self.slope
+        clipped = project_numeric(raw, self.raw0, (self.lo, self.hi), False)
+        if self.integral.any():
+            whole = project_numeric(raw, self.raw0, (self.lo, self.hi), True)
+            clipped = np.where(self.integral, whole, clipped)
+        return np.asarray(clipped * self.slope + self.offset)
 
     def with_z(self, X: np.ndarray, Z: np.ndarray) -> np.ndarray:
         out = X.copy()
@@ -190,6 +194,15 @@ _ACT: dict[str, tuple[_Fn, _Fn]] = {
 def margin_grad(est: Any, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the margin (true-class logit minus the best other; ≤ 0 means wrong, up to
     ties) and its gradient with respect to the row ``X`` (transformed space)."""
+    _, margin, g = _logits_grad(est, X, y)
+    return margin, g
+
+
+def _logits_grad(
+    est: Any, X: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Whether the estimator's decision on each row is wrong (as its ``predict`` decides,
+    ties included), the margin, and the margin's gradient."""
     W, b, act = _layers(est)
     fwd, dfwd = _ACT[act]
     pre: list[np.ndarray] = []
@@ -205,6 +218,7 @@ def margin_grad(est: Any, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.
         sign = np.where(y == 1, 1.0, -1.0)
         margin = sign * out[:, 0]
         up = sign[:, None]
+        wrong = (out[:, 0] > 0).astype(int) != y
     else:
         other = out.copy()
         other[rows, y] = -np.inf
@@ -213,12 +227,13 @@ def margin_grad(est: Any, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.
         up = np.zeros_like(out)
         up[rows, y] = 1.0
         up[rows, k] = -1.0
+        wrong = out.argmax(axis=1) != y
     g = up
     for i in range(len(W) - 1, -1, -1):
         g = g @ W[i].T
         if i > 0:
             g = g * dfwd(pre[i - 1], post[i])
-    return margin, g
+    return wrong, margin, g
 
 
 # ---- white-box -----------------------------------------------------------------------------
@@ -273,10 +288,16 @@ def pgd(
     X, cats = _swap_categories(space, space.X, yi, categorical)
     alpha = step_size if step_size is not None else 2.5 * eps / max(steps, 1)
     D = np.zeros_like(space.Z0)
-    best = space.valid_z(space.Z0)
-    found = space.predict_idx(space.with_z(X, best)) != yi
-    for _ in range(steps if eps > 0 and space.cols else 0):
-        _, g = margin_grad(estimator, space.with_z(X, space.Z0 + D), yi)
+    Z = best = space.valid_z(space.Z0)
+    found = np.zeros(len(X), dtype=bool)
+    todo = steps if eps > 0 and space.cols else 0
+    for t in range(todo + 1):  # one forward-backward pass per step, judged at the valid point
+        wrong, _, g = _logits_grad(estimator, space.with_z(X, Z), yi)
+        new = wrong & ~found
+        best[new] = Z[new]
+        found |= new
+        if t == todo:
+            break
         g = g[:, space.cols]
         if norm == "linf":
             D = np.clip(D - alpha * np.sign(g), -eps, eps)
@@ -286,10 +307,7 @@ def pgd(
             length = np.linalg.norm(D, axis=1, keepdims=True)
             D = D * np.minimum(1.0, eps / np.where(length > 0, length, 1.0))
         Z = space.valid_z(space.Z0 + D)
-        new = (space.predict_idx(space.with_z(X, Z)) != yi) & ~found
-        best[new] = Z[new]
-        found |= new
-        best[~found] = Z[~found]
+    best[~found] = Z[~found]
     return _finish(space, y, best, cats)
 
 
