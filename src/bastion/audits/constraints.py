@@ -172,9 +172,10 @@ class Constraints:
 
 
 def project_numeric(
-    new: np.ndarray, old: np.ndarray, bounds: Sequence[float], integral: bool
+    new: np.ndarray, old: np.ndarray, bounds: Sequence[Any], integral: bool
 ) -> np.ndarray:
-    """``new`` clipped to ``bounds`` and, if ``integral``, rounded toward ``old``."""
+    """``new`` clipped to ``bounds`` (numbers, or arrays per column) and, if ``integral``,
+    rounded toward ``old``."""
     lo, hi = bounds
     out = np.clip(new, lo, hi)
     if integral:

@@ -215,3 +215,17 @@ def test_a_weak_attack_fails_the_huge_budget_sanity_check() -> None:
     assert not checks["at most the majority-class rate at a huge budget"]
     assert not curve.sane
     assert "huge budget" in str(curve.to_dict()["sanity"])
+
+
+def test_mutable_integer_columns_stay_whole_and_in_range() -> None:
+    est, tf, _, rows, y = _fitted(LogisticRegression())
+    c = Constraints.from_schema(SCHEMA, tf, sensitive=["sex"])
+    pool, _ = _table(300, seed=5)
+    for r in (
+        pgd(est, tf, c, rows, y, eps=3.0, norm="l2", categorical=2),
+        decision_attack(est, tf, c, rows, y, pool, steps=20),
+    ):
+        assert c.check(r.rows, rows) == []
+        assert (r.rows.age != rows.age).any()  # it did move the integer column
+        assert r.rows.age.between(17, 90).all()
+        assert r.rows.age.dtype == rows.age.dtype
