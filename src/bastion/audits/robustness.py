@@ -378,7 +378,9 @@ def _start(
     """Per row, the nearest pool row (mutable parts only) the model labels differently."""
     P = np.asarray(space.tf.transform(pool), dtype=float)
     Pz = P[:, space.cols]
-    dist = ((space.Z0[:, None, :] - Pz[None, :, :]) ** 2).sum(axis=2)
+    # squared distances as |a|² + |b|² − 2ab: an n×m matrix, never n×m×features
+    dist = (space.Z0**2).sum(axis=1)[:, None] + (Pz**2).sum(axis=1)[None, :]
+    dist = dist - 2.0 * space.Z0 @ Pz.T
     order = np.argsort(dist, axis=1, kind="stable")
     n = len(space.X)
     chosen = np.full(n, -1)
