@@ -7,6 +7,10 @@
   around an estimator, with the fairness numbers before and after.
 - :mod:`bastion.audits.membership` — membership inference (LOSS, RMIA) and attribute
   inference: how much the model gives away about its training rows.
+- :mod:`bastion.audits.constraints` — what an adversarial row may change, from the schema:
+  immutable (sensitive) columns, declared categories, integers, ranges.
+- :mod:`bastion.audits.robustness` — batched FGSM/PGD (linear and MLP models) and a
+  decision-based attack for any model, robust accuracy against budget with sanity checks.
 - :mod:`bastion.audits.executor` — one ``map`` interface for the audits' independent tasks
   (local processes; Ray later).
 """
