@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.helpers.required import required
+
 if TYPE_CHECKING:
     from bastion import Workspace
 
@@ -122,7 +124,7 @@ def postgres_url() -> Iterator[str]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except OperationalError as exc:
         admin.dispose()
-        if os.environ.get("BASTION_REQUIRE_POSTGRES") == "1":
+        if required("POSTGRES"):
             pytest.fail(f"PostgreSQL required but unreachable at {server.host}: {exc}")
         pytest.skip(f"PostgreSQL not reachable on loopback ({server.host}:{server.port})")
     try:

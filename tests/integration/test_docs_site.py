@@ -21,12 +21,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Home, run_cli
+from tests.helpers.required import required
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "loan-default"
 
 needs_mkdocs = pytest.mark.skipif(
-    importlib.util.find_spec("mkdocs") is None and os.environ.get("BASTION_REQUIRE_DOCS") != "1",
+    importlib.util.find_spec("mkdocs") is None and not required("DOCS"),
     reason="mkdocs is not installed (pip install -e '.[docs]'); BASTION_REQUIRE_DOCS=1 fails",
 )
 

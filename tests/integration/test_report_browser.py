@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Home
+from tests.helpers.required import required
 
 CHROMIUM = Path(os.environ.get("BASTION_TEST_CHROMIUM", "/usr/bin/chromium"))
 ARGS = [
@@ -43,7 +44,7 @@ Array.from(document.images)
 
 
 def _unavailable(reason: str) -> None:
-    if os.environ.get("BASTION_REQUIRE_BROWSER") == "1":
+    if required("BROWSER"):
         pytest.fail(f"a browser is required (BASTION_REQUIRE_BROWSER=1) but {reason}")
     pytest.skip(reason)
 
