@@ -44,6 +44,7 @@ import sqlalchemy as sa
 
 from bastion.errors import ConfigError, Error, IntegrityError, NotFound
 from bastion.pipeline.provenance import RELEASE_PREDICATE, STAGE_PREDICATE
+from bastion.spec.labels import class_labels, label_names
 from bastion.store.db import models, statements
 
 if TYPE_CHECKING:
@@ -166,21 +167,6 @@ class LoadedModel:
 
     def __repr__(self) -> str:
         return f"LoadedModel(classes={list(self.classes_)!r}, estimator={self.estimator!r})"
-
-
-def class_labels(
-    estimator: Any, positive: str, categories: builtins.list[str] | None
-) -> builtins.list[str]:
-    """Class index → label name: 0/1 mean not-positive/positive (the train stage); the
-    negative is the label's other category when it declares exactly two, else
-    ``not <positive>``. String classes are kept as they are."""
-    classes = builtins.list(getattr(estimator, "classes_", []))
-    if classes and all(isinstance(c, str) for c in classes):
-        return [str(c) for c in classes]
-    if [int(c) for c in classes] != [0, 1]:
-        raise ConfigError(f"model: expected a binary model (classes 0/1), got {classes}")
-    others = [c for c in (categories or []) if c != positive]
-    return [others[0] if len(others) == 1 else f"not {positive}", positive]
 
 
 @dataclass(frozen=True)
@@ -641,10 +627,7 @@ class ModelRegistry:
         data = parse_pipeline(
             self.ws.store.read_bytes(config), f"stored pipeline file {config}", check_env=False
         ).data
-        spec = data.schema_[data.label.column]
-        categories = None if spec.categories is None else [str(v) for v in spec.categories]
-        labels = class_labels(estimator, data.label.positive_text, categories)
-        return LoadedModel(estimator, labels), verified
+        return LoadedModel(estimator, label_names(estimator, data)), verified
 
 
 def _names(envelope: Mapping[str, Any], name: str, digest: str) -> bool:

@@ -31,6 +31,7 @@ from bastion.serving.auth import DEFAULT_CACHE_TTL, JwtSettings
 from bastion.serving.batching import MicroBatcher
 from bastion.serving.controls import ACTIONS
 from bastion.serving.requests import RequestSchema
+from bastion.spec.labels import label_names
 
 if TYPE_CHECKING:
     from bastion.serving.controls import Control
@@ -227,8 +228,7 @@ def _deployment(
         drop_declared=options.drop_declared_fields,
         batch_limit=limit,
     )
-    label_spec = data.schema_[data.label.column]
-    labels = _labels(model, data.label.column, data.label.positive, label_spec.categories)
+    labels = label_names(model, data)  # the same names ws.models.load answers with
     served = {c: data.schema_[c] for c in schema.columns}
     profile = _training_profile(ws, contract, served, data.label.column)
     batcher: MicroBatcher[Any] = MicroBatcher(
@@ -292,20 +292,6 @@ def server_summary(
         "models": models,
         "endpoints": {route.strip("/").split(".")[0]: url + route for route in _ROUTES},
     }
-
-
-def _labels(
-    model: Any, label_column: str, positive: str, categories: list[str] | None
-) -> list[str]:
-    """Class index → label string: classes 0/1 mean not-positive/positive (the train stage)."""
-    classes = list(getattr(model, "classes_", []))
-    if classes and all(isinstance(c, str) for c in classes):
-        return [str(c) for c in classes]
-    others = [c for c in (categories or []) if c != positive]
-    negative = others[0] if len(others) == 1 else f"not {positive}"
-    if [int(c) for c in classes] != [0, 1]:
-        raise ConfigError(f"{label_column}: expected a binary model (classes 0/1), got {classes}")
-    return [negative, positive]
 
 
 def _predictor(model: Any, columns: Sequence[str]) -> Callable[..., Any]:
