@@ -27,6 +27,8 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from bastion.spec.audits import AuditsConfig
+
 __all__ = [
     "DETECTORS",
     "METRICS",
@@ -560,6 +562,10 @@ class PipelineConfig(_Strict):
     features: FeaturesConfig
     model: ModelConfig
     evaluate: EvaluateConfig = Field(default_factory=lambda: EvaluateConfig())
+    audits: AuditsConfig = Field(
+        default_factory=lambda: AuditsConfig(),
+        description="Attacks and measurements of the trained model, each with its gates.",
+    )
     release: ReleaseConfig
 
     @model_validator(mode="after")

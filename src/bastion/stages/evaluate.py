@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
+from bastion.audits.base import check_gates
 from bastion.audits.fairness import group_fairness
 from bastion.errors import ConfigError
 from bastion.spec.config import EvaluateConfig, LabelConfig
@@ -132,31 +133,6 @@ class EvaluateStage(Stage):
             min_group_size=fairness.min_group_size,
             max_groups=fairness.max_groups,
         )
-
-
-def check_gates(
-    gates: Mapping[str, float], metrics: Mapping[str, float | None]
-) -> list[dict[str, Any]]:
-    """One result per ``min_<metric>``/``max_<metric>`` gate; a missing value fails."""
-    results = []
-    for gate in sorted(gates):
-        kind, _, metric = gate.partition("_")
-        threshold = float(gates[gate])
-        value = metrics.get(metric)
-        if value is None:
-            passed = False
-        else:
-            passed = value >= threshold if kind == "min" else value <= threshold
-        results.append(
-            {
-                "gate": gate,
-                "metric": metric,
-                "threshold": threshold,
-                "value": value,
-                "passed": bool(passed),
-            }
-        )
-    return results
 
 
 def _predict(model: Any, x: Any) -> tuple[np.ndarray, np.ndarray, bool]:
