@@ -59,6 +59,7 @@ class Operations:
             predicate: dict[str, Any],
             *,
             actor: str | None = None,
+            approval: str | None = None,
         ) -> str: ...
 
     # -- who --------------------------------------------------------------------------

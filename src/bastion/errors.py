@@ -21,6 +21,7 @@ fits it derives from that too, so ``except ValueError`` keeps working::
     ├── KeyringError                    key lifecycle misuse (retiring a key in use, ...)
     ├── StateError(RuntimeError)        the home is missing, locked, or of another version
     └── GateFailed                      a check or release gate failed (exit code 1)
+        └── EvaluationFailed            a model's signed evaluation failed, not overridden
 
 Exit codes (``exit_code`` on each class; the CLI exits with it, README "Exit codes"):
 
@@ -51,6 +52,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "Error",
+    "EvaluationFailed",
     "ForgedCredential",
     "ForgedRow",
     "GateFailed",
@@ -169,6 +171,11 @@ class GateFailed(Error):
     def __init__(self, message: str, failures: list[str] | None = None) -> None:
         super().__init__(message)
         self.failures = list(failures or [])
+
+
+class EvaluationFailed(GateFailed):
+    """A model's newest signed evaluation failed its gates and no approver overrode it:
+    the server will not serve it (exit 1)."""
 
 
 class ForgedCredential(ForgedRow, AuthError, AccessDenied):

@@ -63,6 +63,7 @@ from bastion.store.db import ensure_schema, make_engine, migrate, sqlite_url
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
+    from bastion.pipeline.evaluation import Evaluations
     from bastion.pipeline.registry import ModelRegistry
     from bastion.pipeline.runs import Runs
 
@@ -411,6 +412,14 @@ class Workspace(Operations):
         return ModelRegistry(self)
 
     @functools.cached_property
+    def evaluations(self) -> Evaluations:
+        """Signed evaluations of registered models: ``run`` (``bastion evaluate``),
+        ``show``, ``approve`` (an approver's override) and the server's ``require_passed``."""
+        from bastion.pipeline.evaluation import Evaluations
+
+        return Evaluations(self)
+
+    @functools.cached_property
     def runs(self) -> Runs:
         """Pipeline runs, newest first: ``list`` and ``show`` (``model:read``), with the
         paths of each run's report and model card."""
@@ -497,15 +506,21 @@ class Workspace(Operations):
         predicate: Mapping[str, Any],
         *,
         actor: str | None = None,
+        approval: str | None = None,
     ) -> str:
         """Sign an in-toto statement about artifacts ``(name, sha256)`` and keep it.
 
         Every subject must already be in the store. Returns the statement's id. Needs
-        ``artifact:write``; signed and recorded as the workspace's principal (an ``actor``
-        that names anyone else is refused, and the refusal audited).
+        ``artifact:write`` — or, for an approver's override of a failed evaluation
+        (``approval``: the model's name), ``model:approve`` on that model; signed and
+        recorded as the workspace's principal (an ``actor`` that names anyone else is
+        refused, and the refusal audited).
         """
         actor = self._actor(actor)
-        self.authorize("artifact:write")
+        if approval is None:
+            self.authorize("artifact:write")
+        else:
+            self.authorize("model:approve", resource_type="model", resource=approval)
         for name, digest in subjects:
             if not self.store.exists(digest):
                 raise ConfigError(f"subject {name}: artifact {digest} is not in the store")

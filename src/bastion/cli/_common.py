@@ -119,6 +119,25 @@ def progress() -> Any:
     )
 
 
+def print_gates(out: Any, gates: list[dict[str, Any]]) -> None:
+    """The gates table: stage, gate, value (``-`` when not measured), threshold, result."""
+    from rich.table import Table
+
+    if not gates:
+        return
+    table = Table("stage", "gate", "value", "threshold", "result", title="gates")
+    for g in gates:
+        value = g.get("value")
+        table.add_row(
+            esc(g.get("stage", "")),
+            esc(g.get("gate")),
+            "-" if value is None else f"{value:.4f}",
+            esc(g.get("threshold")),
+            "[green]pass[/]" if g.get("passed") else "[red]FAIL[/]",
+        )
+    out.print(table)
+
+
 class StageProgress:
     """What long commands show while they work, on stderr: a Rich progress display (the
     current stage, and the steps a stage reports inside it) when stderr is a terminal;

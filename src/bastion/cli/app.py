@@ -12,6 +12,7 @@ from bastion.cli.artifacts import artifact_app
 from bastion.cli.audit import audit_app
 from bastion.cli.blocks import blocks_app
 from bastion.cli.data import data_app
+from bastion.cli.evaluate import evaluate as evaluate_command
 from bastion.cli.keys import keys_app
 from bastion.cli.pipeline import data_flow, flow_text, models_app
 from bastion.cli.pipeline import run as run_command
@@ -34,6 +35,7 @@ app.add_typer(artifact_app, name="artifact")
 app.add_typer(audit_app, name="audit")
 app.add_typer(blocks_app, name="blocks")
 app.add_typer(data_app, name="data")
+app.command("evaluate")(evaluate_command)
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
 app.command("run")(run_command)

@@ -55,6 +55,15 @@ def flow_text(stages: list[str], sources: int) -> str:
 def run(
     pipeline: Annotated[Path, typer.Argument(help="The pipeline file (YAML).")],
     force: Annotated[bool, typer.Option(help="Rerun every stage, ignoring the cache.")] = False,
+    override_gates: Annotated[
+        str | None,
+        typer.Option(
+            "--override-gates",
+            metavar="REASON",
+            help="Release even if gates fail, for this reason (needs model:approve too;"
+            " signed and audited).",
+        ),
+    ] = None,
     home: c.Home = None,
     json_out: c.Json = False,
     debug: c.Debug = False,
@@ -63,9 +72,15 @@ def run(
     from bastion import Pipeline
 
     pipe = Pipeline.from_yaml(pipeline)  # validate before asking for any secret
+    if override_gates is not None:
+        from bastion.pipeline.evaluation import check_reason
+
+        check_reason(override_gates)
     # a terminal: Rich progress with the steps inside a stage; else one line per stage
     with c.workspace(home) as ws, c.StageProgress("stage") as shown:
-        result = pipe.run(ws, progress=shown.stage, steps=shown.step, force=force)
+        result = pipe.run(
+            ws, progress=shown.stage, steps=shown.step, force=force, override_gates=override_gates
+        )
     if json_out:
         c.emit(result.to_json())
     else:
@@ -84,18 +99,11 @@ def _summary(result: Any) -> None:
             c.esc(s.name), c.esc(s.status), "yes" if s.cached else "", f"{s.seconds:.2f}"
         )
     out.print(stages)
-    if result.gates:
-        gates = Table("gate", "value", "threshold", "result", title="gates")
-        for g in result.gates:
-            ok = g.get("passed")
-            gates.add_row(
-                c.esc(g.get("gate")),
-                f"{g.get('value'):.4f}",
-                c.esc(g.get("threshold")),
-                "[green]pass[/]" if ok else "[red]FAIL[/]",
-            )
-        out.print(gates)
+    c.print_gates(out, result.gates)
     verdict = "[green]passed[/]" if result.status == "passed" else "[red]failed[/]"
+    override = result.record.get("override")
+    if override:
+        verdict += f" (gates overridden by {c.esc(override['by'])}: {c.esc(override['reason'])})"
     out.print(f"status: {verdict}; model: {c.esc(result.model or 'not released')}")
     if result.report:
         out.print(f"report: {c.esc(str(Path(result.report).resolve()))}")

@@ -109,8 +109,11 @@ def release_predicate(
     config_digest: str,
     stages: Mapping[str, str],
     metrics: Mapping[str, Any],
+    evaluation: str | None = None,
 ) -> dict[str, Any]:
-    """The body of a release statement; ``metrics`` is the gating stage's output."""
+    """The body of a release statement; ``metrics`` is the combined verdict of the gating
+    stages (``gates``, ``metrics``, ``passed``, ``override``), ``evaluation`` the signed
+    evaluation statement of the model."""
     return {
         "model": ref,
         "name": name,
@@ -123,6 +126,8 @@ def release_predicate(
         "gates": metrics.get("gates", []),
         "metrics": dict(metrics.get("metrics", {})),
         "passed": bool(metrics.get("passed")),
+        "override": metrics.get("override"),
+        "evaluation": evaluation,
     }
 
 

@@ -78,6 +78,8 @@ class RunResult:
             "gates": self.gates,
             "report": str(self.report) if self.report else None,
             "stages": [s.to_json() for s in self.stages],
+            "evaluation": self.record.get("evaluation"),
+            "override": self.record.get("override"),
         }
 
 

@@ -488,8 +488,8 @@ class ModelRegistry:
 
         where = f"model {rec.ref}"
         release = self._release(rec)
-        if not release["predicate"].get("passed"):
-            raise IntegrityError(f"{where}: released without passing its gates")
+        if not release["predicate"].get("passed") and not release["predicate"].get("override"):
+            raise IntegrityError(f"{where}: released without passing its gates or an override")
         contract = Contract.from_release(release, rec.ref)
         for key in ("config", "train_table"):
             said = rec.record.get(key)

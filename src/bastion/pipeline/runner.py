@@ -43,7 +43,7 @@ import sqlalchemy as sa
 
 from bastion._fs import atomic_write, private_dir
 from bastion.errors import Error
-from bastion.pipeline import cache, provenance
+from bastion.pipeline import cache, evaluation, provenance
 from bastion.pipeline.provenance import RELEASE_PREDICATE, STAGE_PREDICATE
 from bastion.pipeline.record import (
     RunResult,
@@ -106,6 +106,7 @@ class Pipeline:
 
     def stages(self) -> list[Stage]:
         """The stages in run order."""
+        from bastion.stages.audit import AuditStage
         from bastion.stages.evaluate import EvaluateStage
         from bastion.stages.features import FeaturesStage
         from bastion.stages.ingest import IngestStage
@@ -134,8 +135,14 @@ class Pipeline:
             FeaturesStage(cfg.features, cfg.data),
             TrainStage(cfg.model, cfg.data.label),
             EvaluateStage(cfg.evaluate, cfg.data.label, list(cfg.data.sensitive)),
-            ReleaseStage(cfg.release, training, cfg.name),
         ]
+        audits = cfg.audits.enabled()
+        fairness, workers = cfg.evaluate.fairness, cfg.audits.workers
+        out += [
+            AuditStage(name, audit, cfg.data, fairness=fairness, workers=workers)
+            for name, audit in audits.items()
+        ]
+        out.append(ReleaseStage(cfg.release, training, cfg.name, audits=list(audits)))
         return out
 
     # -- running ----------------------------------------------------------------------
@@ -147,6 +154,7 @@ class Pipeline:
         progress: Progress | None = None,
         force: bool = False,
         steps: StepProgress | None = None,
+        override_gates: str | None = None,
     ) -> RunResult:
         """Run every stage (reusing cached ones unless ``force``); return the run record.
 
@@ -154,10 +162,22 @@ class Pipeline:
         run is recorded, signed and audited as the workspace's authenticated principal.
         A failed gate gives a result with status ``failed``; other failures raise.
         ``progress`` hears each stage start and end, ``steps`` the steps inside a stage.
+
+        ``override_gates``: an approver's reason to release even if gates fail; the caller
+        must also hold ``model:approve`` on the model (checked before anything runs). The
+        override is audited (``gates.override``) and signed into the evaluation and the
+        release; with every gate passed it is not used.
         """
+        from bastion.pipeline.evaluation import check_reason
+
         actor = workspace.authorize("pipeline:run").principal
+        if override_gates is not None:
+            override_gates = check_reason(override_gates)
+            name = self.config.release.name
+            workspace.authorize("model:approve", resource_type="model", resource=name)
         run = _Run(self, workspace, actor, progress, force)
         run.steps = steps
+        run.override_gates = override_gates
         return run.execute()
 
 
@@ -180,7 +200,11 @@ class _Run:
         self.materials: dict[str, list[dict[str, str]]] = {}
         self.config_ref = ""  # digest of the pipeline file, stored at the start of the run
         self.previous_release: str | None = None  # release statement of the version before
-        self.gates: list[dict[str, Any]] = []  # the gating stage's gates, once it ran
+        self.gates: list[dict[str, Any]] = []  # every gating stage's gates, once they ran
+        self.override_gates: str | None = None  # an approver's reason to pass failed gates
+        self.verdicts: dict[str, Mapping[str, Any]] = {}  # gating stage → its gates output
+        self.evaluation: str | None = None  # the signed evaluation statement
+        self.override: dict[str, Any] | None = None  # the override used, if any
         self.stages: list[Stage] = []  # the pipeline's stages, once the run started
         self._pseudo: Any = None
         self._pending: list[Future[int]] = []  # audit entries queued, not yet confirmed
@@ -426,6 +450,7 @@ class _Run:
                 config_digest=self.p.config_digest,
                 stages=chain,
                 metrics=metrics,
+                evaluation=self.evaluation,
             ),
             actor=self.actor,
         )
@@ -509,37 +534,90 @@ class _Run:
                 log.warning("%s: running with %s", stage.name, setting)
                 self._audit("unsafe.setting", f"stage:{stage.name}", "ok", {"setting": setting})
 
-    def _gates(self, stage: Stage, output: str) -> Mapping[str, Any]:
-        """The gating stage's verdict; a failed gate is audited."""
-        metrics: Mapping[str, Any] = self._value(f"{stage.name}.{output}")
-        if not metrics.get("passed"):
+    def _gates(self, stage: Stage, output: str) -> None:
+        """Keep the gating stage's verdict; a failed gate is audited."""
+        verdict: Mapping[str, Any] = self._value(f"{stage.name}.{output}")
+        self.verdicts[stage.name] = verdict
+        self.gates = evaluation.combine(self.verdicts)["gates"]
+        if not verdict.get("passed"):
             self._audit(
                 "gates.fail",
                 f"pipeline:{self.p.config.name}",
                 "failed",
-                {"failed": [g for g in metrics.get("gates", []) if not g.get("passed")]},
+                {
+                    "stage": stage.name,
+                    "failed": [g for g in verdict.get("gates", []) if not g.get("passed")],
+                },
             )
-        return metrics
+
+    def _verdict(self) -> dict[str, Any]:
+        """Every gating stage's verdict in one (``passed``, ``gates``, ``metrics``: each
+        stage's numbers), the override applied when gates failed and one was given."""
+        verdict = evaluation.combine(self.verdicts)
+        metrics: dict[str, Any] = {}
+        for out in self.verdicts.values():
+            metrics.update(out.get("metrics") or out.get("values") or {})
+        verdict["metrics"] = metrics
+        if not verdict["passed"] and self.override_gates is not None and self.override is None:
+            self.override = {"by": self.actor, "reason": self.override_gates}
+            self._audit(
+                "gates.override",
+                f"pipeline:{self.p.config.name}",
+                "ok",
+                {
+                    "failed": evaluation.failed_gates(verdict["gates"]),
+                    "reason": self.override_gates,
+                },
+            )
+        verdict["override"] = self.override
+        return verdict
+
+    def _sign_evaluation(
+        self, released: Mapping[str, str], verdict: Mapping[str, Any], ref: str | None
+    ) -> None:
+        """The signed evaluation of the model about to be released (or held back)."""
+        self._settle()
+        results = {
+            name: self.produced[f"{name}.{stage.gates_output}"][0]
+            for stage in self.stages
+            if (name := stage.name) in self.verdicts and stage.gates_output is not None
+        }
+        self.evaluation = evaluation.sign_evaluation(
+            self.ws,
+            self.actor,
+            digest=self.produced[released["model"]][0],
+            ref=ref,
+            pipeline=self.p.config.name,
+            results=results,
+            verdict=verdict,
+            run_id=self.run_id,
+            override=self.override,
+        )
 
     def _run_stages(self, stages: list[Stage]) -> tuple[Mapping[str, Any], str | None]:
-        """Run the stages in order; (the gates' verdict, the released model's ref)."""
-        metrics: Mapping[str, Any] = {}
+        """Run the stages in order; (the gates' verdict, the released model's ref).
+
+        Before the releasing stage, every gating stage's verdict is combined and signed as
+        the model's evaluation; the release runs only when it passed or was overridden."""
+        verdict: dict[str, Any] = {"passed": True, "gates": [], "metrics": {}}
         model_ref = None
         for i, stage in enumerate(stages):
             released = stage.releases
             if released is not None:
-                if not metrics.get("passed"):
+                verdict = self._verdict()
+                if not verdict["passed"] and self.override is None:
+                    self._sign_evaluation(released, verdict, None)
                     self.records.append(StageRecord(stage.name, status="skipped"))
                     continue
                 model = self._model_ref(released)
                 self.summary["model_ref"] = f"{model[0]}:{model[1]}"
+                self._sign_evaluation(released, verdict, self.summary["model_ref"])
             self.records.append(self._run_stage(stage, i, len(stages)))
             if stage.gates_output is not None:
-                metrics = self._gates(stage, stage.gates_output)
-                self.gates = list(metrics.get("gates", []))
+                self._gates(stage, stage.gates_output)
             if released is not None:
-                model_ref = self._register(released, model, metrics)
-        return metrics, model_ref
+                model_ref = self._register(released, model, verdict)
+        return verdict, model_ref
 
     def execute(self) -> RunResult:
         record = self._start()
@@ -547,7 +625,9 @@ class _Run:
         self._announce_unsafe(stages)
         try:
             metrics, model_ref = self._run_stages(stages)
-            status = "passed" if metrics.get("passed") else "failed"
+            status = "passed" if metrics.get("passed") or self.override else "failed"
+            record["evaluation"] = self.evaluation
+            record["override"] = self.override
         except Error as exc:
             record["error"] = str(exc)
             self._finish(record, "error", None, self.gates)
@@ -556,7 +636,8 @@ class _Run:
             record["error"] = f"{type(exc).__name__}: {exc}"
             self._finish(record, "error", None, self.gates)
             raise
-        report = self._report(record, metrics, status, model_ref, self.gates)
+        first = next(iter(self.verdicts.values()), {})  # the first gating stage's whole output
+        report = self._report(record, first, status, model_ref, self.gates)
         self._finish(record, status, model_ref, self.gates, report)
         return RunResult(self.run_id, status, model_ref, self.gates, report, self.records, record)
 
@@ -571,7 +652,13 @@ class _Run:
         from bastion.compliance.report import render_run_report
 
         validation: dict[str, Any] = {}  # per source: its base report + the other sections
+        audits: dict[str, Any] = {}  # audit name → its result
         for stage in self.stages:  # in run order: the base report of a source comes first
+            if (
+                stage.audit_result is not None
+                and f"{stage.name}.{stage.audit_result[1]}" in self.produced
+            ):
+                audits[stage.audit_result[0]] = self._value(f"{stage.name}.{stage.audit_result[1]}")
             key = f"{stage.name}.report"
             if stage.data_report is None or key not in self.produced:
                 continue
@@ -582,6 +669,8 @@ class _Run:
                 validation[source] = dict(self._value(key))
         run = dict(
             record,
+            evaluation=self.evaluation,
+            override=self.override,
             status=status,
             model=model_ref,
             gates=gates,
@@ -594,7 +683,12 @@ class _Run:
                 if f"{stage.name}.{output}" in self.produced:
                     atomic_write(out_dir / filename, self._value(f"{stage.name}.{output}").encode())
         return render_run_report(
-            run, metrics, validation, out_dir, plot_cache=self.ws.home / "reports" / ".plots"
+            run,
+            metrics,
+            validation,
+            out_dir,
+            plot_cache=self.ws.home / "reports" / ".plots",
+            audits=audits,
         )
 
     def _finish(

@@ -347,13 +347,17 @@ def _load(ws: Workspace, ref: str, options: ServeOptions, actor: str) -> tuple[A
     try:
         if not options.unsafe_skip_verify:
             model, verified = ws.models.load(ref)
-            return model, verified.record, verified.contract, True
-        log.warning("UNSAFE: serving %s without verifying its signature and provenance", ref)
-        ws.audit.record(actor, "serve.unsafe_skip_verify", f"model:{ref}", "ok", {})
-        model, record = ws.models.unsafe_load_unverified(ref)
-        return model, record, ws.models.signed_contract(record), False
+            loaded = model, verified.record, verified.contract, True
+        else:
+            log.warning("UNSAFE: serving %s without verifying its signature and provenance", ref)
+            ws.audit.record(actor, "serve.unsafe_skip_verify", f"model:{ref}", "ok", {})
+            model, record = ws.models.unsafe_load_unverified(ref)
+            loaded = model, record, ws.models.signed_contract(record), False
     except IntegrityError as exc:
         raise IntegrityError(f"refusing to serve {ref}: {exc}") from None
+    # its newest signed evaluation must have passed or been overridden (EvaluationFailed)
+    ws.evaluations.require_passed(loaded[1])
+    return loaded
 
 
 def audit_start(ws: Workspace, deployments: dict[str, Deployment], options: ServeOptions) -> None:

@@ -126,6 +126,8 @@ class Stage:
     - ``data_report``: ``(source, section)`` when the stage's ``report`` output belongs in
       the run report's section for that data source (``""``: the section's base, which the
       other stages' reports of that source join under their ``section`` name);
+    - ``audit_result``: ``(audit name, output name)`` when the stage's output is an audit's
+      result, which the run report shows in that audit's section;
     - ``unsafe()``: the ``unsafe_`` settings the stage runs with; the runner logs and audits
       each on every run, cached or not;
     - ``load_problems(base_dir)``: what the stage can decide from the pipeline file alone
@@ -146,6 +148,7 @@ class Stage:
     releases: Mapping[str, str] | None = None
     report_files: Mapping[str, str] = {}
     data_report: tuple[str, str] | None = None
+    audit_result: tuple[str, str] | None = None
 
     def unsafe(self) -> list[str]:
         """The ``unsafe_`` settings this stage runs with (none by default)."""

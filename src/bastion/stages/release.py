@@ -36,19 +36,25 @@ class ReleaseStage(Stage):
     """Build the model card for the model the runner is registering."""
 
     name = "release"
-    version = "2"  # 2: the card's data-defenses section
+    version = "3"  # 2: the card's data-defenses section; 3: its audits section
     outputs: Mapping[str, Kind] = {"card_md": "text", "card_html": "text"}
     releases: Mapping[str, str] | None = {"model": "train.model", "train_table": "split.train"}
     report_files: Mapping[str, str] = {"card_md": "model_card.md", "card_html": "model_card.html"}
 
     def __init__(
-        self, release: ReleaseConfig, screened: Sequence[str] = (), pipeline: str = ""
+        self,
+        release: ReleaseConfig,
+        screened: Sequence[str] = (),
+        pipeline: str = "",
+        audits: Sequence[str] = (),
     ) -> None:
         """``screened``: the training sources whose screen and PII reports the card shows;
-        ``pipeline``: the pipeline's name, which the card shows (default: the context's)."""
+        ``pipeline``: the pipeline's name, which the card shows (default: the context's);
+        ``audits``: the audits whose results the card summarises."""
         self.release = release
         self.screened = list(screened)
         self.pipeline = pipeline
+        self.audits = list(audits)
         self.inputs: Mapping[str, str] = {
             "model": "train.model",
             "metrics": "evaluate.metrics",
@@ -56,6 +62,7 @@ class ReleaseStage(Stage):
             "training": "train.training",
             **{f"screen:{s}": f"screen.{s}.report" for s in self.screened},
             **{f"pii:{s}": f"pii.{s}.report" for s in self.screened},
+            **{f"audit:{a}": f"audit.{a}.result" for a in self.audits},
         }
 
     def fingerprint(self) -> Mapping[str, Any]:
@@ -89,6 +96,7 @@ class ReleaseStage(Stage):
                 s: {"screen": inputs.get(f"screen:{s}"), "pii": inputs.get(f"pii:{s}")}
                 for s in self.screened
             },
+            audits={a: inputs[f"audit:{a}"] for a in self.audits},
         )
         return {"card_md": card.to_markdown(), "card_html": card.to_html()}
 
