@@ -150,6 +150,14 @@ CASES: dict[tuple[str, ...], dict[int, Case]] = {
         1: _denied(["models", "list"]),
         0: Case(_same(["models", "list", "--json"])),
     },
+    ("evaluate",): {
+        2: Case(_same(["evaluate", "Not A Ref!"])),
+        1: _denied(["evaluate", "adult-income:1"]),
+    },
+    ("models", "approve"): {
+        2: Case(_same(["models", "approve", "adult-income:1", "--reason", "short"])),
+        1: _denied(["models", "approve", "adult-income:1", "--reason", "accepted by the board"]),
+    },
     ("models", "show"): {
         2: Case(_same(["models", "show", "Not A Ref!"])),
         1: _denied(["models", "show", "adult-income:1"]),
