@@ -16,7 +16,8 @@ Numeric columns are also given their *unit*: the transformer maps a raw value ``
 ``a·x + b`` (a standard scaler gives ``a = 1/std``), so a budget of ε is ε standard
 deviations of a standard-scaled column. :meth:`Constraints.project` makes any candidate
 valid (moving each value toward its original, so a candidate inside a budget stays inside
-it); :meth:`Constraints.check` lists what a row breaks.
+it); :meth:`Constraints.check` lists what a row breaks (a value missing in the original may
+stay missing; an attack never creates a gap).
 """
 
 from __future__ import annotations
@@ -161,14 +162,26 @@ class Constraints:
             same = rows[col].to_numpy() == original[col].to_numpy()
             add(~same, col, "is immutable but changed")
         for col in self.categorical:
-            add(~rows[col].isin(self.categories[col]).to_numpy(), col, "not a declared category")
+            kept = _still_missing(rows[col], original[col])
+            bad = ~rows[col].isin(self.categories[col]).to_numpy() & ~kept
+            add(bad, col, "not a declared category")
         for col in self.numeric:
             values = rows[col].to_numpy(dtype=float)
+            kept = _still_missing(rows[col], original[col])
             lo, hi = self.ranges[col]
-            add((values < lo) | (values > hi), col, f"outside [{lo}, {hi}]")
+            add(
+                ((values < lo) | (values > hi) | np.isnan(values)) & ~kept,
+                col,
+                f"outside [{lo}, {hi}]",
+            )
             if col in self.integer:
-                add(values != np.round(values), col, "must be an integer")
+                add((values != np.round(values)) & ~np.isnan(values), col, "must be an integer")
         return found
+
+
+def _still_missing(new: pd.Series, old: pd.Series) -> np.ndarray:
+    """A value missing in the row and in its original (the attack left a gap as it was)."""
+    return np.asarray(new.isna().to_numpy() & old.isna().to_numpy())
 
 
 def project_numeric(

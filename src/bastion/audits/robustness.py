@@ -24,7 +24,8 @@ over the samples: one matrix operation per step, no per-sample Python loop.
 - :func:`robustness_curve`: robust accuracy against a list of budgets, with the sanity checks
   that run every time — no flips at budget 0, robust accuracy non-increasing in the budget,
   and (white-box) at a huge budget no higher than the majority-class rate; a failed check is
-  in ``sanity`` with its detail, never silently dropped.
+  in ``sanity`` with its detail, never silently dropped. Budget 0 is the row unchanged;
+  at every budget above 0 an attack may also swap up to ``categorical`` categorical columns.
 
 The numbers are measurements; gates decide.
 """
@@ -82,6 +83,8 @@ class RobustnessResult:
     n: int
     categorical: int
     sanity: list[dict[str, Any]] = field(default_factory=list)
+    # every attack's adversarial rows (not in to_dict), so a caller can check them
+    adversarial: list[pd.DataFrame] = field(default_factory=list, repr=False)
 
     @property
     def sane(self) -> bool:
@@ -514,11 +517,12 @@ def robustness_curve(
                 eps=b,
                 norm=norm,
                 steps=steps,
-                categorical=categorical,
+                categorical=categorical if b > 0 else 0,  # budget 0: the row unchanged
             )
             for b in sorted({0.0, *budgets})
         }
         zero = runs[0.0]
+        adversarial = [run.rows for run in runs.values()]
         acc = [float(np.mean(runs[b].correct & ~runs[b].flipped)) for b in budgets]
         clean = float(np.mean(zero.correct))
         at_zero = float(np.mean(zero.correct & ~zero.flipped))
@@ -529,11 +533,15 @@ def robustness_curve(
             estimator, transformer, constraints, rows, y, pool, norm=norm, steps=steps, seed=seed
         )
         dist = r.linf if norm == "linf" else r.l2
+        adversarial = [r.rows]
         hit = r.flipped & r.correct
         allowed = r.categorical_changes <= categorical
-        acc = [float(np.mean(r.correct & ~(hit & allowed & (dist <= b)))) for b in budgets]
+        acc = [
+            float(np.mean(r.correct & ~(hit & allowed & (dist <= b) & (b > 0)))) for b in budgets
+        ]
         clean = float(np.mean(r.correct))
-        at_zero = float(np.mean(r.correct & ~(hit & allowed & (dist <= 0))))
+        unchanged = (r.categorical_changes == 0) & (dist <= 0)  # flipped with no change: a bug
+        at_zero = float(np.mean(r.correct & ~(hit & unchanged)))
     sanity = [
         {
             "check": "no flips at budget 0",
@@ -559,6 +567,7 @@ def robustness_curve(
             categorical=len(constraints.mutable_categorical),
         )
         at_huge = float(np.mean(huge.correct & ~huge.flipped))
+        adversarial.append(huge.rows)
         sanity.append(
             {
                 "check": "at most the majority-class rate at a huge budget",
@@ -568,5 +577,5 @@ def robustness_curve(
             }
         )
     return RobustnessResult(
-        attack, norm, budgets, acc, clean, majority, len(truth), categorical, sanity
+        attack, norm, budgets, acc, clean, majority, len(truth), categorical, sanity, adversarial
     )
