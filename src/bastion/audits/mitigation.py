@@ -6,7 +6,8 @@ estimator, with the fairness numbers before and after.
 given) and measures both with :func:`bastion.audits.fairness.group_fairness` (one sensitive
 column) or :func:`~bastion.audits.fairness.intersectional_fairness` (several). fairlearn is
 imported only when this runs: without it, a :class:`~bastion.errors.ConfigError` names the
-extra to install (``pip install 'bastion-ml[fairness]'``). Not wired into the pipeline yet.
+extra to install (``pip install 'bastion-ml[fairness]'``). The ``fairness`` audit
+(:mod:`bastion.audits.suite.fairness`) runs it when ``mitigation`` is configured.
 """
 
 from __future__ import annotations
