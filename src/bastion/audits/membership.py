@@ -1,5 +1,5 @@
-# Over 400 lines, because the attack, its metrics with vectorised bootstrap intervals, the
-# attribute-inference audit and the log-log ROC plot share one result model and are read together.
+# Over 400 lines, because the attack, its metrics with vectorised bootstrap intervals and the
+# attribute-inference audit share one result model and are read together.
 """Membership and attribute inference: how much a trained model gives away about its rows.
 
 :func:`membership_audit` attacks a fitted model with the rows it was trained on (members),
@@ -30,7 +30,8 @@ ROC is the step curve of every distinct score threshold, from (0, 0) to (1, 1));
 a percentile bootstrap interval (members and non-members resampled separately, all
 resamples of a chunk drawn in one array). With fewer than 1,000 non-members the 0.1% figure
 is an interpolation below the first step and ``warnings`` says so. ``roc`` holds the curve
-at log-spaced FPRs for :func:`plot_roc_loglog`.
+at log-spaced FPRs, which the run report draws on log-log axes
+(:func:`bastion.compliance.plots.plot_membership_roc`, from the result's JSON).
 
 :func:`attribute_inference` measures, for one sensitive attribute, how much better an
 attacker predicts it from the other features plus the model's output scores than from the
@@ -41,7 +42,6 @@ Measurements, not decisions: gates decide.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -59,7 +59,6 @@ __all__ = [
     "attribute_inference",
     "loss_scores",
     "membership_audit",
-    "plot_roc_loglog",
     "rmia_scores",
     "true_label_probability",
 ]
@@ -476,37 +475,3 @@ def attribute_inference(
         advantage_ci=[float(low), float(high)],
         confidence=confidence,
     )
-
-
-# ---------------------------------------------------------------- the plot
-
-
-def plot_roc_loglog(result: MembershipResult) -> bytes:
-    """Each attack's ROC on log-log axes (the low-FPR region is what matters), as PNG."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.0, 4.0), dpi=100, layout="constrained")
-    ax = fig.add_subplot()
-    floor = 1 / max(2, result.nonmembers)
-    for name, metrics in result.attacks.items():
-        fpr = np.asarray(metrics.roc["fpr"])
-        tpr = np.maximum(np.asarray(metrics.roc["tpr"]), floor)
-        label = f"{name} (AUC {metrics.auc:.3f}, TPR@1% {metrics.tpr_at_1pct_fpr:.3f})"
-        ax.plot(fpr, tpr, label=label)
-    grid = np.geomspace(floor, 1, 50)
-    ax.plot(grid, grid, linestyle="--", color="grey", label="chance")
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="False positive rate",
-        ylabel="True positive rate",
-        title="Membership inference ROC (log-log)",
-        xlim=(floor, 1),
-        ylim=(floor, 1.01),
-    )
-    ax.legend(loc="lower right", fontsize="small")
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    return buf.getvalue()

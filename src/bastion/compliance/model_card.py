@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bastion.compliance.audit_summary import audit_summary
 from bastion.compliance.page import html_page
 from bastion.compliance.sections import fairness_text
 
@@ -94,6 +95,7 @@ def build_model_card(
     sources: Sequence[Mapping[str, Any]],
     provenance: Mapping[str, Any],
     defenses: Mapping[str, Mapping[str, Any]] | None = None,
+    audits: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ModelCard:
     """Assemble a card from the pipeline's records (see :mod:`bastion.stages.release`).
 
@@ -101,7 +103,8 @@ def build_model_card(
     ``spec``, ``metrics`` the evaluate stage's ``metrics``; ``sources`` holds dicts with
     ``name``, ``sha256`` and optionally ``role``, ``uri``, ``format``, ``rows``;
     ``provenance`` any of ``run_id``, ``pipeline``, ``config_digest``, ``seed``, ``actor``;
-    ``defenses`` maps each training source to ``{"screen": report, "pii": report}``.
+    ``defenses`` maps each training source to ``{"screen": report, "pii": report}``;
+    ``audits`` maps each audit's name to its result JSON (``AuditResult.to_json()``).
     """
     version = model_ref.partition(":")[2] if ":" in model_ref else "unregistered"
     params = training.get("params") or {}
@@ -123,6 +126,7 @@ def build_model_card(
         Section("Evaluation", _evaluation_blocks(metrics)),
         Section("Per-group metrics", _group_blocks(metrics.get("groups") or {})),
         Section("Calibration", _calibration_blocks(metrics.get("calibration"))),
+        Section("Audits", [Block(*b) for b in audit_summary(audits or {})]),
         Section("Provenance", [_kv([(_PROVENANCE.get(k, k), v) for k, v in provenance.items()])]),
         Section(
             "How to verify",
@@ -394,5 +398,5 @@ def _html_block(block: Block) -> str:
 
 def _html_cell(value: Any) -> str:
     text = str(value)
-    css = {"pass": "pass", "FAIL": "fail"}.get(text)
+    css = {"pass": "pass", "PASS": "pass", "FAIL": "fail"}.get(text)
     return f'<td class="{css}">{_esc(text)}</td>' if css else f"<td>{_esc(text)}</td>"

@@ -3,15 +3,30 @@ state, no display) and returned as PNG bytes, or None when its data is missing.
 
 Data text on a plot (group names, labels) is cut to 30 characters and its ``$`` escaped, so
 it is never parsed as math.
+
+The audits' plots (``plot_group_selection``, ``plot_robustness``, ``plot_membership_roc``,
+``plot_extraction``) draw from an audit result's JSON ``details`` alone; a series whose
+numbers are missing or malformed is left out, and a plot with no series is None.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["plot_calibration", "plot_confusion", "plot_roc", "plot_screen", "plot_selection_rate"]
+__all__ = [
+    "plot_calibration",
+    "plot_confusion",
+    "plot_extraction",
+    "plot_group_selection",
+    "plot_membership_roc",
+    "plot_robustness",
+    "plot_roc",
+    "plot_screen",
+    "plot_selection_rate",
+]
 
 
 def _figure(width: float = 5.0, height: float = 4.0) -> Any:
@@ -149,4 +164,153 @@ def plot_screen(report: Mapping[str, Any]) -> bytes | None:
         xlim=(0, 1.3 * max(b[1] for b in bars) + 1),
     )
     ax.invert_yaxis()
+    return _png(fig)
+
+
+# -- audits ---------------------------------------------------------------------------
+
+
+def _floats(values: Any) -> list[float] | None:
+    """``values`` as a list of finite floats, or None if it is not a list of numbers."""
+    if not isinstance(values, list | tuple) or not values:
+        return None
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            return None
+        out.append(float(v))
+    return out
+
+
+def _pair(value: Any) -> tuple[float, float] | None:
+    pair = _floats(value)
+    return (pair[0], pair[1]) if pair is not None and len(pair) == 2 else None
+
+
+def plot_group_selection(title: str, found: Mapping[str, Any]) -> bytes | None:
+    """One attribute's scored groups: selection rate with its interval as an error bar."""
+    rows = [
+        r
+        for r in found.get("groups") or []
+        if isinstance(r, Mapping) and not r.get("too_small") and _floats([r.get("selection_rate")])
+    ]
+    if not rows:
+        return None
+    names = [_label(r.get("group")) for r in rows]
+    rates = [float(r["selection_rate"]) for r in rows]
+    low, high = [], []
+    for r, rate in zip(rows, rates, strict=True):
+        ci = _pair((r.get("interval") or {}).get("selection_rate"))
+        low.append(max(0.0, rate - ci[0]) if ci else 0.0)
+        high.append(max(0.0, ci[1] - rate) if ci else 0.0)
+    fig = _figure(5.5, 1.4 + 0.32 * len(rows))
+    ax = fig.subplots()
+    ax.barh(names, rates, xerr=[low, high], color="#4c72b0", ecolor="#1b1f24", capsize=3)
+    ax.set(xlim=(0, 1), xlabel="Selection rate (predicted positive)", title=_label(title))
+    ax.invert_yaxis()
+    return _png(fig)
+
+
+def plot_robustness(details: Mapping[str, Any]) -> bytes | None:
+    """Robust accuracy against the perturbation budget, with the clean accuracy, the
+    majority-class rate and the gated budget marked."""
+    curve = [p for p in details.get("curve") or [] if isinstance(p, Mapping)]
+    budgets = _floats([p.get("budget") for p in curve])
+    accuracy = _floats([p.get("robust_accuracy") for p in curve])
+    if budgets is None or accuracy is None:
+        return None
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.plot(budgets, accuracy, marker="o", label="robust accuracy")
+    for key, label, style in (
+        ("clean_accuracy", "clean accuracy", "--"),
+        ("majority_rate", "majority-class rate", ":"),
+    ):
+        if _floats([details.get(key)]):
+            ax.axhline(details[key], linestyle=style, color="grey", label=label)
+    if _floats([details.get("budget")]):
+        ax.axvline(details["budget"], linestyle="-.", color="#c44e52", label="gated budget")
+    norm = _label(details.get("norm", "?"))
+    ax.set(
+        xlabel=f"Perturbation budget ({norm}, standard deviations)",
+        ylabel="Accuracy under attack",
+        title=f"Robustness ({_label(details.get('attack', '?'))} attack)",
+        ylim=(0, 1.02),
+    )
+    ax.legend(loc="lower left", fontsize="small")
+    return _png(fig)
+
+
+def plot_membership_roc(details: Mapping[str, Any]) -> bytes | None:
+    """Each attack's ROC on log-log axes (the low-FPR region is what matters)."""
+    found_attacks = details.get("attacks")
+    attacks: Mapping[str, Any] = found_attacks if isinstance(found_attacks, Mapping) else {}
+    series = []
+    for name, found in attacks.items():
+        roc = found.get("roc") if isinstance(found, Mapping) else None
+        fpr = _floats(roc.get("fpr")) if isinstance(roc, Mapping) else None
+        tpr = _floats(roc.get("tpr")) if isinstance(roc, Mapping) else None
+        if fpr and tpr and len(fpr) == len(tpr):
+            series.append((name, found, fpr, tpr))
+    if not series:
+        return None
+    nonmembers = details.get("nonmembers")
+    smallest = min((f for _, _, fpr, _ in series for f in fpr if f > 0), default=0.5)
+    floor = 1 / max(2, nonmembers) if isinstance(nonmembers, int) else min(0.5, smallest)
+    fig = _figure()
+    ax = fig.add_subplot()
+    for name, found, fpr, tpr in series:
+        auc, tpr1 = found.get("auc"), found.get("tpr_at_1pct_fpr")
+        label = _label(name)
+        if _floats([auc, tpr1]):
+            label += f" (AUC {auc:.3f}, TPR@1% {tpr1:.3f})"
+        points = [(f, max(t, floor)) for f, t in zip(fpr, tpr, strict=True) if f > 0]
+        ax.plot([p[0] for p in points], [p[1] for p in points], label=label)
+    ax.plot([floor, 1], [floor, 1], linestyle="--", color="grey", label="chance")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="False positive rate",
+        ylabel="True positive rate",
+        title="Membership inference ROC (log-log)",
+        xlim=(floor, 1),
+        ylim=(floor, 1.01),
+    )
+    ax.legend(loc="lower right", fontsize="small")
+    return _png(fig)
+
+
+def plot_extraction(details: Mapping[str, Any]) -> bytes | None:
+    """Surrogate fidelity against queries, per strategy, with its interval and the 0.9 line."""
+    strategies = details.get("strategies")
+    if not isinstance(strategies, Mapping):
+        return None
+    series = []
+    for name, found in strategies.items():
+        if not isinstance(found, Mapping):
+            continue
+        queries, fidelity = _floats(found.get("queries")), _floats(found.get("fidelity"))
+        if queries and fidelity and len(queries) == len(fidelity):
+            bands = [_pair(ci) for ci in found.get("fidelity_ci") or []]
+            band = bands if len(bands) == len(queries) and all(bands) else None
+            series.append((name, queries, fidelity, band))
+    if not series:
+        return None
+    fig = _figure()
+    ax = fig.add_subplot()
+    for name, queries, fidelity, band in series:
+        (line,) = ax.plot(queries, fidelity, marker="o", label=_label(name))
+        if band:
+            lows = [b[0] for b in band if b]
+            highs = [b[1] for b in band if b]
+            ax.fill_between(queries, lows, highs, color=line.get_color(), alpha=0.2)
+    ax.axhline(0.9, linestyle="--", color="#c44e52", label="90% agreement")
+    ax.set(
+        xscale="log",
+        xlabel="Queries to the served model",
+        ylabel="Agreement with the model (held-out rows)",
+        title="Model extraction",
+        ylim=(0, 1.02),
+    )
+    ax.legend(loc="lower right", fontsize="small")
     return _png(fig)

@@ -11,6 +11,10 @@ the PNGs as ``data:`` URIs, so it can be mailed on its own, and also links the f
 Every value from the run, the config or the data is HTML-escaped, and the page carries a
 Content-Security-Policy that forbids scripts.
 
+``audits`` maps each audit's name to its result JSON (``AuditResult.to_json()``): each gets
+a section with its gates and plots (:mod:`bastion.compliance.audit_sections`, files named
+``audit_*.png``), and the results go into ``report.json`` under ``audits``.
+
 The ``run`` mapping the runner passes (every key optional; unknown keys go to the JSON
 unchanged and to the HTML's run table when they are scalars):
 
@@ -30,7 +34,6 @@ unchanged and to the HTML's run table when they are scalars):
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -38,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion._fs import atomic_write, private_dir
+from bastion.compliance.audit_sections import audit_plots, audit_sections
 from bastion.compliance.page import html_page
 from bastion.compliance.plots import (
     plot_calibration,
@@ -49,11 +53,13 @@ from bastion.compliance.plots import (
 from bastion.compliance.sections import (
     esc,
     fairness_section,
+    figure,
     num,
     pii_section,
     report_json,
     scalar,
     screen_section,
+    slug,
     table,
     validation_section,
 )
@@ -85,12 +91,14 @@ def render_run_report(
     out_dir: Path,
     *,
     plot_cache: Path | None = None,
+    audits: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write ``report.html``, ``report.json`` and the PNG plots into ``out_dir``.
 
     Returns the path of ``report.html``. ``out_dir`` is created (0700) if missing. With
     ``plot_cache``, each plot is drawn once per distinct input (the metrics, or a screen's
-    counts and policies) and reused: a no-change rerun draws nothing.
+    counts and policies, an audit's details) and reused: a no-change rerun draws nothing.
+    ``audits`` (audit name → result JSON) adds a section per audit and goes into the JSON.
     """
     private_dir(out_dir)
     metrics = metrics or {}
@@ -114,7 +122,9 @@ def render_run_report(
         screen = report.get("screen") if isinstance(report, Mapping) else None
         if isinstance(screen, Mapping) and screen.get("counts"):
             shown = {k: screen.get(k) for k in ("counts", "policies")}  # all the plot uses
-            plot(f"screen_{_slug(source)}.png", shown, partial(plot_screen, screen))
+            plot(f"screen_{slug(source)}.png", shown, partial(plot_screen, screen))
+    for name, inputs, draw_audit in audit_plots(audits or {}):
+        plot(name, inputs, draw_audit)
     gates = run.get("gates") or metrics.get("gates") or []
     document = {
         "run": dict(run),
@@ -122,9 +132,10 @@ def render_run_report(
         "metrics": dict(metrics),
         "validation": dict(validation) if validation else None,
         "plots": sorted(plots),
+        "audits": dict(audits) if audits is not None else None,
     }
     atomic_write(out_dir / "report.json", report_json(document).encode("utf-8"))
-    page = _html(run, metrics, validation, gates, plots)
+    page = _html(run, metrics, validation, gates, plots, audits or {})
     atomic_write(out_dir / "report.html", page.encode("utf-8"))
     return out_dir / "report.html"
 
@@ -138,6 +149,7 @@ def _html(
     validation: Mapping[str, Any] | None,
     gates: Sequence[Mapping[str, Any]],
     plots: Mapping[str, bytes],
+    audits: Mapping[str, Any],
 ) -> str:
     title = f"Run report: {run.get('pipeline', '?')} {run.get('run_id', '')}".strip()
     status = str(run.get("status", "unknown"))
@@ -200,26 +212,27 @@ def _html(
         ("selection_rate.png", "Selection rate by group"),
     ):
         if name in plots:
-            parts += [f"<h2>{esc(caption)}</h2>", _figure(name, caption, plots[name])]
+            parts += [f"<h2>{esc(caption)}</h2>", figure(name, caption, plots[name])]
     cal = metrics.get("calibration")
     if cal:
         parts.append(f"<p>Expected calibration error: {num(cal.get('ece'))}.</p>")
     for attr, found in (metrics.get("groups") or {}).items():
         parts += fairness_section(attr, found)
+    parts += audit_sections(audits, plots)
     for source, report in (validation or {}).items():
         parts += [f"<h2>Validation: {esc(source)}</h2>", *validation_section(report)]
         if isinstance(report, Mapping):
             if isinstance(report.get("pii"), Mapping):
                 parts += [f"<h3>Personal data: {esc(source)}</h3>", *pii_section(report["pii"])]
             if isinstance(report.get("screen"), Mapping):
-                plot = plots.get(f"screen_{_slug(source)}.png")
+                plot = plots.get(f"screen_{slug(source)}.png")
                 parts += [
                     f"<h3>Poisoning screen: {esc(source)}</h3>",
                     *screen_section(report["screen"]),
                 ]
                 if plot is not None:
-                    name = f"screen_{_slug(source)}.png"
-                    parts.append(_figure(name, f"Poisoning screen findings: {source}", plot))
+                    name = f"screen_{slug(source)}.png"
+                    parts.append(figure(name, f"Poisoning screen findings: {source}", plot))
     env = run.get("environment")
     if isinstance(env, Mapping):
         packages = env.get("packages") or {}
@@ -229,21 +242,7 @@ def _html(
     return html_page(title, "\n".join(parts))
 
 
-def _figure(name: str, caption: str, png: bytes) -> str:
-    """A plot embedded as a ``data:`` URI (the page's CSP allows no other image), with a
-    link to its PNG file beside the report."""
-    data = base64.b64encode(png).decode("ascii")
-    return (
-        f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{data}"><figcaption>'
-        f'<a href="{esc(name)}">{esc(name)}</a></figcaption></figure>'
-    )
-
-
 # -- plot cache ---------------------------------------------------------------------
-
-
-def _slug(text: Any) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(text))
 
 
 def _cached_png(cache: Path | None, key_doc: Any, draw: Callable[[], bytes | None]) -> bytes | None:

@@ -1,11 +1,12 @@
 """The HTML pieces of the run report: escaping, tables and cells, number formatting, the
-report's JSON encoding, the per-source sections (validation, personal data, poisoning
-screen, shift) and the per-attribute fairness section. Every value is HTML-escaped here,
-once.
+report's JSON encoding, embedded figures, the per-source sections (validation, personal
+data, poisoning screen, shift) and the per-attribute fairness section. Every value is
+HTML-escaped here, once.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import math
@@ -17,12 +18,14 @@ __all__ = [
     "esc",
     "fairness_section",
     "fairness_text",
+    "figure",
     "num",
     "pii_section",
     "report_json",
     "scalar",
     "screen_section",
     "shift_section",
+    "slug",
     "table",
     "validation_section",
 ]
@@ -44,13 +47,17 @@ def fairness_text(found: Mapping[str, Any]) -> list[str]:
             )
         else:
             out.append(f"Numeric attribute, cut at the declared bin edges {edges}.")
-    small = [g for g in found.get("groups") or [] if g.get("too_small")]
+    groups = found.get("groups")
+    groups = groups if isinstance(groups, list) else []
+    small = [g for g in groups if isinstance(g, Mapping) and g.get("too_small")]
     if small:
         out.append(
             f"{len(small)} group(s) of fewer than {found.get('min_group_size')} rows are marked"
             " too small: counted, not scored, and left out of the differences."
         )
-    out += [f"Warning: {w}" for w in found.get("warnings") or []]
+    warnings = found.get("warnings")
+    warnings = warnings if isinstance(warnings, list) else []
+    out += [f"Warning: {w}" for w in warnings]
     return out
 
 
@@ -193,9 +200,25 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     )
 
 
+def figure(name: str, caption: str, png: bytes) -> str:
+    """A plot embedded as a ``data:`` URI (the page's CSP allows no other image), with a
+    link to its PNG file beside the report."""
+    data = base64.b64encode(png).decode("ascii")
+    return (
+        f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{data}"><figcaption>'
+        f'<a href="{esc(name)}">{esc(name)}</a></figcaption></figure>'
+    )
+
+
+def slug(text: Any) -> str:
+    """``text`` as a file-name part: letters, digits, ``-`` and ``_`` kept, the rest ``_``."""
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(text))
+
+
 def cell(value: Any) -> str:
+    """One table cell; ``pass``/``PASS`` and ``FAIL`` are coloured."""
     text = "" if value is None else str(value)
-    css = {"pass": "pass", "FAIL": "fail"}.get(text)
+    css = {"pass": "pass", "PASS": "pass", "FAIL": "fail"}.get(text)
     return f'<td class="{css}">{esc(text)}</td>' if css else f"<td>{esc(text)}</td>"
 
 
