@@ -104,8 +104,7 @@ def build_model_card(
     ``name``, ``sha256`` and optionally ``role``, ``uri``, ``format``, ``rows``;
     ``provenance`` any of ``run_id``, ``pipeline``, ``config_digest``, ``seed``, ``actor``;
     ``defenses`` maps each training source to ``{"screen": report, "pii": report}``;
-    ``audits`` maps each audit's name to its result JSON (``AuditResult.to_json()``).
-    """
+    ``audits`` each audit's name to its result JSON (``AuditResult.to_json()``)."""
     version = model_ref.partition(":")[2] if ":" in model_ref else "unregistered"
     params = training.get("params") or {}
     details = [
@@ -397,6 +396,5 @@ def _html_block(block: Block) -> str:
 
 
 def _html_cell(value: Any) -> str:
-    text = str(value)
-    css = {"pass": "pass", "PASS": "pass", "FAIL": "fail"}.get(text)
+    css = {"pass": "pass", "PASS": "pass", "FAIL": "fail"}.get(text := str(value))
     return f'<td class="{css}">{_esc(text)}</td>' if css else f"<td>{_esc(text)}</td>"
