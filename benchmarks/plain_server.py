@@ -9,6 +9,12 @@ ranges; fnlwgt, education, race and sex optional and unused), and answers
 ``{"predictions": [label, ...]}`` from ``POST /predict``. One uvicorn worker, plain HTTP on
 loopback, ``OMP_NUM_THREADS=1`` unless already set.
 
+The model call is the SAME compiled model Bastion serves when the compiled inference path
+exists (``bastion.spec.compiled.compile_model`` of the loaded pipeline, inputs decoded from
+the pydantic instances straight into its arrays), so the comparison is of everything
+around the model; ``--sklearn`` (or a Bastion without the compiled path) uses the
+scikit-learn pipeline on a DataFrame instead. The start line says which.
+
     BASTION_MASTER_KEY=... python benchmarks/plain_server.py --home HOME [--model adult-income]
         [--port 8000]
 """
@@ -57,8 +63,36 @@ class PredictResponse(BaseModel):
     predictions: list[str]
 
 
-def build_app(model: Any) -> Any:
-    """The FastAPI app around a fitted scikit-learn pipeline."""
+def compiled_predictor(model: Any) -> Any:
+    """``rows -> probabilities`` through the compiled model, or None where there is none."""
+    try:
+        import numpy as np
+
+        from bastion.spec.compiled import compile_model
+
+        compiled = compile_model(model)
+    except Exception as exc:  # no compiled path in this Bastion, or this model has none
+        print(f"plain: scikit-learn model ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return None
+    numeric, categorical = list(compiled.numeric), list(compiled.categorical)
+
+    def predict(rows: list[dict[str, Any]]) -> Any:
+        num = np.array(
+            [[np.nan if r[c] is None else r[c] for c in numeric] for r in rows], dtype=np.float64
+        )
+        codes = np.array(
+            [[compiled.code_of(j, r[c]) for j, c in enumerate(categorical)] for r in rows],
+            dtype=np.int64,
+        ).reshape(len(rows), len(categorical))
+        return compiled.predict_proba(num, codes)
+
+    print("plain: compiled model", file=sys.stderr)
+    return predict
+
+
+def build_app(model: Any, *, sklearn: bool = False) -> Any:
+    """The FastAPI app around a fitted scikit-learn pipeline (its compiled form unless
+    ``sklearn``)."""
     import numpy as np
     import pandas as pd
     from fastapi import FastAPI
@@ -68,12 +102,14 @@ def build_app(model: Any) -> Any:
     names = classes if classes and all(isinstance(c, str) for c in classes) else LABELS
     table = np.array(names, dtype=object)
     app = FastAPI(title="plain Adult endpoint")
+    fast = None if sklearn else compiled_predictor(model)
 
     @app.post("/predict", response_model=PredictResponse)
     def predict(req: PredictRequest) -> PredictResponse:
         rows = [i.model_dump(by_alias=True) for i in req.instances]
-        frame = pd.DataFrame(rows)[columns]
-        labels = table[np.argmax(model.predict_proba(frame), axis=1)]
+        frame = None if fast is not None else pd.DataFrame(rows)[columns]
+        proba = fast(rows) if fast is not None else model.predict_proba(frame)
+        labels = table[np.argmax(proba, axis=1)]
         return PredictResponse(predictions=list(labels))
 
     @app.get("/healthz")
@@ -88,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", type=Path, required=True, help="the Bastion home")
     parser.add_argument("--model", default="adult-income", help="NAME[:VERSION]")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--sklearn", action="store_true", help="not the compiled model")
     args = parser.parse_args(argv)
     passphrase = os.environ.get("BASTION_MASTER_KEY")
     if not passphrase:
@@ -103,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         model, _ = ws.models.load(args.model)
     threadpool_limits(limits=1)
     uvicorn.run(
-        build_app(model),
+        build_app(model, sklearn=args.sklearn),
         host="127.0.0.1",
         port=args.port,
         workers=1,

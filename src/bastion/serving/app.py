@@ -8,8 +8,16 @@ callable, :class:`ServerApp`. Routes::
     POST /v1/models/{name}/predict   {"instances": [...]} -> {"predictions": [...], "model": ...}
     GET  /healthz                    liveness, no auth
     GET  /readyz                     models loaded and the audit log reachable
-    GET  /metrics                    Prometheus text       admin token unless from loopback
-    GET  /openapi.json               OpenAPI 3.1 document  admin token unless from loopback
+    GET  /metrics                    Prometheus text       token with audit:read, unless
+                                                           from loopback
+    GET  /openapi.json               OpenAPI 3.1 document  any valid token, unless from
+                                                           loopback
+
+Beyond loopback, ``/metrics`` needs ``audit:read`` (roles admin, auditor, approver,
+data-steward): its figures are counts of what the audit log records one by one, so a caller
+who may read the log learns nothing new, while a consumer cannot watch the alarm counters
+to calibrate an extraction attack. ``/openapi.json`` needs any valid token: it describes the
+request contract every caller needs and holds no data. No new permission, so no migration.
 
 One predict request, in order: bearer token (401, ``WWW-Authenticate: Bearer``) → model
 known (404, only after authentication) → ``deployment:predict`` on it (403) → body read
@@ -79,11 +87,13 @@ from bastion.serving.tls import is_loopback
 if TYPE_CHECKING:
     from bastion.workspace import Workspace
 
-__all__ = ["ServerApp", "create_app"]
+__all__ = ["ADMIN_PERMISSIONS", "ServerApp", "create_app"]
 
 log = logging.getLogger("bastion.serving")
 
 _ADMIN_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json")
+#: What a caller beyond loopback needs for each admin route (None: any valid token).
+ADMIN_PERMISSIONS: dict[str, str | None] = {"/metrics": "audit:read", "/openapi.json": None}
 
 
 def create_app(
@@ -270,11 +280,15 @@ class ServerApp:
             try:
                 token = self.auth.bearer(header(scope, b"authorization"))
                 caller, key = await self.auth.authenticate(token)
-                await self.auth.authorize(caller, key, "serve:admin")
+                permission = ADMIN_PERMISSIONS[path]
+                if permission is not None:
+                    await self.auth.authorize(caller, key, permission)
             except AuthError:
+                self.metrics.auth_failure("admin", 401)
                 await respond(send, 401, {"error": "unauthorized"}, CHALLENGE)
                 return
             except AccessDenied:
+                self.metrics.auth_failure("admin", 403)
                 await respond(send, 403, {"error": "forbidden"})
                 return
         if path == "/openapi.json":
@@ -309,6 +323,8 @@ class ServerApp:
             payload: dict[str, Any] = {"predictions": predictions, "model": ref}
         except Exception as exc:
             status, outcome, decision, payload, extra = _refusal(exc, ref)
+            if status in (401, 403) and decision in ("unauthenticated", "forbidden"):
+                self.metrics.auth_failure("predict", status)
         details = {
             "model": ref,
             "rows": call.rows,
@@ -318,12 +334,15 @@ class ServerApp:
             "latency_ms": round((time.perf_counter() - started) * 1000, 3),
             **call.notes,
         }
+        submitted = time.perf_counter()
         try:
             await self.ws.audit.arecord(
                 call.principal, "model.predict", f"deployment:{audit_name(name)}", outcome, details
             )
+            self.metrics.audit_write.observe(time.perf_counter() - submitted)
         except (AuditError, Error) as exc:
             log.error("audit log unavailable, request refused (fail closed): %s", exc)
+            self.metrics.audit_failures.inc()
             status, payload, extra = 503, {"error": "audit log unavailable"}, ()
         self.metrics.observe(
             name if dep is not None else "-", status, time.perf_counter() - started

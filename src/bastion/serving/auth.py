@@ -253,6 +253,8 @@ class Authenticator:
             return True
         if permission not in held:
             return False
+        if resource_type is None:  # a permission on no resource (audit:read): the role's
+            return True
         # a JWT's deployments claim is a grant on ("deployment", each name it lists)
         return any(covers("deployment", d, resource_type, resource) for d in caller.deployments)
 

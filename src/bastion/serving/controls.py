@@ -122,7 +122,8 @@ class RateLimit:
         if decision.allowed:
             return
         budget = decision.reason == "budget"
-        self._counters.refused.labels("budget" if budget else "rate").inc()
+        code = "DAILY_BUDGET_EXHAUSTED" if budget else code
+        self._counters.refused.labels(code).inc()
         wait = decision.retry_after
         retry = max(1, math.ceil(wait)) if math.isfinite(wait) else 86_400
         if budget:
@@ -139,7 +140,7 @@ class RateLimit:
         raise CodedRefusal(
             429,
             message,
-            "DAILY_BUDGET_EXHAUSTED" if budget else code,
+            code,
             decision="budget_exhausted" if budget else "rate_limited",
             headers={"Retry-After": str(retry)},
         )
