@@ -22,7 +22,8 @@ The architecture in one screen::
       └─ security.signing      DSSE envelopes, in-toto statements (provenance)
     pipeline.runner            stages in order, cached, stored, signed and audited:
       ingest → validate → pii → screen (training sources) → split → features → train
-      → evaluate → release
+      → evaluate → audits (fairness, robustness, membership, attribute inference,
+      extraction) → signed evaluation → release
     defenses/                  detectors and protections the stages use: poisoning screen,
                                shift, PII (scan, pseudonymize, generalize)
     data                       the same screen and checks on a file, outside a pipeline

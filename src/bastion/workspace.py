@@ -73,6 +73,7 @@ __all__ = [
     "RotationReport",
     "Workspace",
     "WorkspaceVerifyReport",
+    "check_override_reason",
     "covers",
     "default_home",
     "localhost_certificate",
@@ -150,6 +151,14 @@ def parse_model_ref(ref: str) -> tuple[str, int | None]:
     from bastion.pipeline.registry import parse_ref
 
     return parse_ref(ref)
+
+
+def check_override_reason(reason: str | None) -> str:
+    """An approver's reason to pass failed gates: required, at least 10 characters;
+    ConfigError otherwise (so the CLI refuses it before asking for any secret)."""
+    from bastion.pipeline.verdict import check_reason
+
+    return check_reason(reason)
 
 
 def default_home() -> Path:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from bastion.errors import AccessDenied, ConfigError, EvaluationFailed, IntegrityError
-from bastion.pipeline.evaluation import EVALUATION_PREDICATE, OVERRIDE_PREDICATE
+from bastion.pipeline.verdict import EVALUATION_PREDICATE, OVERRIDE_PREDICATE
 from tests.conftest import PASSPHRASE, Home, copy_home, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -78,11 +78,10 @@ def approve(
 ) -> None:
     """Override a model's failed evaluation (needs model:approve): signed and audited, and
     the server serves the model again."""
-    from bastion.pipeline.evaluation import check_reason
-    from bastion.workspace import parse_model_ref
+    from bastion.workspace import check_override_reason, parse_model_ref
 
     parse_model_ref(ref)
-    check_reason(reason)
+    check_override_reason(reason)
     with c.workspace(home) as ws:
         statement = ws.evaluations.approve(ref, reason)
     if json_out:

@@ -73,9 +73,9 @@ def run(
 
     pipe = Pipeline.from_yaml(pipeline)  # validate before asking for any secret
     if override_gates is not None:
-        from bastion.pipeline.evaluation import check_reason
+        from bastion.workspace import check_override_reason
 
-        check_reason(override_gates)
+        check_override_reason(override_gates)
     # a terminal: Rich progress with the steps inside a stage; else one line per stage
     with c.workspace(home) as ws, c.StageProgress("stage") as shown:
         result = pipe.run(

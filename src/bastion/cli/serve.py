@@ -238,6 +238,9 @@ def _started_text(summary: dict[str, Any], tls: str) -> str:
             f"    predict    POST {model['predict']}"
             f"  (1 to {model['max_batch']} instances per request)"
         )
+        if "inference" in model:
+            why = model.get("inference_reason")
+            lines.append(f"    inference  {model['inference']}" + (f" ({why})" if why else ""))
         inputs = ", ".join(f"{i['name']}:{i['type']}" for i in model["inputs"])
         lines += textwrap.wrap(
             inputs,

@@ -100,8 +100,8 @@ def audit_summary(audits: Mapping[str, Any]) -> list[SummaryBlock]:
         out.append(
             (
                 "text",
-                f"{name}: {verdict} ({fmt_seconds(result.get('seconds'))} s)."
-                f" {meaning(name, values, _map(result.get('details')))}",
+                # no timing here: the card is the same for the same model (the report has it)
+                f"{name}: {verdict}. {meaning(name, values, _map(result.get('details')))}",
             )
         )
         intervals = _map(result.get("intervals"))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bastion.errors import ConfigError, IntegrityError
-from bastion.pipeline.evaluation import EvaluationReport, combine, sign_evaluation
+from bastion.pipeline.verdict import EvaluationReport, combine, sign_evaluation
 from bastion.spec.stage import KINDS, Stage, StageContext, decode, encode
 
 if TYPE_CHECKING:
@@ -98,27 +98,8 @@ def reevaluate(
     }
     run_id = f"eval-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
     ws.audit.record(actor, "evaluate.start", f"model:{rec.ref}", "started", {"run": run_id})
-    outputs: dict[str, Mapping[str, Any]] = {}
-    audits: dict[str, Mapping[str, Any]] = {}
-    results: dict[str, str] = {}
-    stages = _gating_stages(config)
-    for i, stage in enumerate(stages):
-        out_name = stage.gates_output or "result"
-        ctx = _context(ws, config, actor, run_id, rec.ref, stage.name, steps)
-        if progress is not None:
-            progress(stage.name, "running", i, len(stages))
-        value = stage.run(ctx, {name: tables[name] for name in stage.inputs})[out_name]
-        if progress is not None:
-            progress(stage.name, "done", i, len(stages))
-        outputs[stage.name] = value
-        if stage.audit_result is not None:
-            audits[stage.audit_result[0]] = value
-        results[stage.name] = ws.store.put(
-            encode("json", value),
-            actor=actor,
-            media_type=KINDS["json"],
-            name=f"{rec.name}/evaluations/{run_id}/{stage.name}",
-        ).digest
+    where = (actor, run_id, rec.ref, rec.name)
+    outputs, audits, results = _run_gating(ws, config, tables, where, progress, steps)
     verdict = combine(outputs)
     statement = sign_evaluation(
         ws,
@@ -139,6 +120,40 @@ def reevaluate(
         {n: dict(v) for n, v in outputs.items()},
         report,
     )
+
+
+def _run_gating(
+    ws: Workspace,
+    config: PipelineConfig,
+    tables: Mapping[str, Any],
+    where: tuple[str, str, str, str],
+    progress: Callable[[str, str, int, int], None] | None,
+    steps: Callable[[str, int, int, str], None] | None,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """Run evaluate and each audit on the model's tables; (stage → result, audit name →
+    result, stage → digest of the stored result). ``where``: actor, run id, ref, name."""
+    actor, run_id, ref, name = where
+    outputs: dict[str, Any] = {}
+    audits: dict[str, Any] = {}
+    results: dict[str, str] = {}
+    stages = _gating_stages(config)
+    for i, stage in enumerate(stages):
+        ctx = _context(ws, config, actor, run_id, ref, stage.name, steps)
+        if progress is not None:
+            progress(stage.name, "running", i, len(stages))
+        value = stage.run(ctx, {n: tables[n] for n in stage.inputs})[stage.gates_output or ""]
+        if progress is not None:
+            progress(stage.name, "done", i, len(stages))
+        outputs[stage.name] = value
+        if stage.audit_result is not None:
+            audits[stage.audit_result[0]] = value
+        results[stage.name] = ws.store.put(
+            encode("json", value),
+            actor=actor,
+            media_type=KINDS["json"],
+            name=f"{name}/evaluations/{run_id}/{stage.name}",
+        ).digest
+    return outputs, audits, results
 
 
 def _context(

@@ -43,7 +43,7 @@ import sqlalchemy as sa
 
 from bastion._fs import atomic_write, private_dir
 from bastion.errors import Error
-from bastion.pipeline import cache, evaluation, provenance
+from bastion.pipeline import cache, provenance
 from bastion.pipeline.provenance import RELEASE_PREDICATE, STAGE_PREDICATE
 from bastion.pipeline.record import (
     RunResult,
@@ -54,6 +54,7 @@ from bastion.pipeline.record import (
     now,
     start_run,
 )
+from bastion.pipeline.verdict import combine, failed_gates, sign_evaluation
 from bastion.spec.config import PipelineConfig
 from bastion.spec.stage import KINDS, Kind, Stage, StageContext, decode, encode
 from bastion.store.db import models
@@ -168,7 +169,7 @@ class Pipeline:
         override is audited (``gates.override``) and signed into the evaluation and the
         release; with every gate passed it is not used.
         """
-        from bastion.pipeline.evaluation import check_reason
+        from bastion.pipeline.verdict import check_reason
 
         actor = workspace.authorize("pipeline:run").principal
         if override_gates is not None:
@@ -538,7 +539,7 @@ class _Run:
         """Keep the gating stage's verdict; a failed gate is audited."""
         verdict: Mapping[str, Any] = self._value(f"{stage.name}.{output}")
         self.verdicts[stage.name] = verdict
-        self.gates = evaluation.combine(self.verdicts)["gates"]
+        self.gates = combine(self.verdicts)["gates"]
         if not verdict.get("passed"):
             self._audit(
                 "gates.fail",
@@ -553,7 +554,7 @@ class _Run:
     def _verdict(self) -> dict[str, Any]:
         """Every gating stage's verdict in one (``passed``, ``gates``, ``metrics``: each
         stage's numbers), the override applied when gates failed and one was given."""
-        verdict = evaluation.combine(self.verdicts)
+        verdict = combine(self.verdicts)
         metrics: dict[str, Any] = {}
         for out in self.verdicts.values():
             metrics.update(out.get("metrics") or out.get("values") or {})
@@ -565,7 +566,7 @@ class _Run:
                 f"pipeline:{self.p.config.name}",
                 "ok",
                 {
-                    "failed": evaluation.failed_gates(verdict["gates"]),
+                    "failed": failed_gates(verdict["gates"]),
                     "reason": self.override_gates,
                 },
             )
@@ -582,7 +583,7 @@ class _Run:
             for stage in self.stages
             if (name := stage.name) in self.verdicts and stage.gates_output is not None
         }
-        self.evaluation = evaluation.sign_evaluation(
+        self.evaluation = sign_evaluation(
             self.ws,
             self.actor,
             digest=self.produced[released["model"]][0],

@@ -30,7 +30,7 @@ from bastion.audits.membership import (
 )
 from bastion.spec.audits import AttributeInferenceAuditConfig, MembershipAuditConfig
 
-__all__ = ["AttributeInferenceAudit", "MembershipAudit"]
+__all__ = ["AttributeInferenceAudit", "MembershipAudit", "membership_split"]
 
 #: gated value → the field of :class:`~bastion.audits.membership.AttackMetrics` it reads
 _MEMBERSHIP_FIELDS = {
