@@ -153,6 +153,8 @@ def test_evaluate_rejudges_the_server_refuses_and_an_approver_overrides(
         rec = ws.models.get(ref)
         with pytest.raises(EvaluationFailed, match="bastion models approve"):
             ws.evaluations.require_passed(rec)
+    shown = run_cli(["models", "show", ref, "--json"], home.env()).json()["evaluation"]
+    assert shown["passed"] is False and not shown["overridden"] and shown["failed"]
     served = run_cli(["serve", ref, "--port", "0", "--tls-self-signed"], home.env(), timeout=120)
     assert served.code == 1 and "evaluation" in served.err, served.err
 
@@ -172,6 +174,7 @@ def test_evaluate_rejudges_the_server_refuses_and_an_approver_overrides(
         ev = ws.evaluations.require_passed(rec)
         assert ev is not None and ev.override is not None and ev.override["reason"] == reason
         assert _statement(ws, ok.json()["override"])["predicateType"] == OVERRIDE_PREDICATE
+        assert ws.evaluations.show(ref).override["by"] == ws.identity.principal
         with pytest.raises(ConfigError, match="already overridden"):
             ws.evaluations.approve(ref, reason)
 

@@ -177,6 +177,7 @@ def show(
         verified = ws.show_model(ref)  # authorized (model:read) and audited
         files = ws.runs.files(verified.record.run_id, model=verified.record.name)
         inputs = model_inputs(ws, verified.contract)  # from the signed pipeline file
+        evaluation = ws.evaluations.current(verified.record)  # newest signed verdict
     rec = verified.record
     data: dict[str, Any] = {
         "model": rec.ref,
@@ -191,6 +192,7 @@ def show(
         "sources": verified.sources,
         **files.to_json(),  # report, report_json, model_card(_md): absolute paths or None
         "inputs": inputs,  # the fields of one predict instance: name, type, range/categories
+        "evaluation": evaluation.to_json() if evaluation is not None else None,
     }
     if json_out:
         c.emit(data)
@@ -204,3 +206,11 @@ def show(
     for k, v in (data["metrics"] or {}).items():
         out.print(f"  {c.esc(k)}: {c.esc(v)}")
     print_inputs(out, inputs)  # cli/serve.py: the input schema, escaped
+    if evaluation is not None:
+        verdict = "passed" if evaluation.passed else "FAILED"
+        if evaluation.override:
+            verdict += f", overridden by {evaluation.override.get('by')}"
+        serve = "served" if evaluation.allows_serving else "REFUSED by the server"
+        out.print(f"evaluation {c.esc(evaluation.statement[:12])}: {c.esc(verdict)} ({serve})")
+        for line in evaluation.failed:
+            out.print(f"  failed: {c.esc(line)}")

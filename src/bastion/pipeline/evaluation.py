@@ -138,7 +138,10 @@ class Evaluations:
         return ev
 
     def show(self, ref: str) -> Evaluation | None:
-        """The newest evaluation of ``ref`` (``model:read``)."""
+        """The newest evaluation of ``ref`` (``model:read`` on the model)."""
+        from bastion.pipeline.registry import parse_ref
+
+        self.ws.authorize("model:read", resource_type="model", resource=parse_ref(ref)[0])
         return self.current(self.ws.models.get(ref))
 
     # -- writing ----------------------------------------------------------------------
