@@ -84,9 +84,13 @@ table.add_column("value")
 for name, value in metrics.items():
     if isinstance(value, (int, float)):
         table.add_row(name, f"{value:.4f}")
-for gate in run["gates"]:
+for gate in run["gates"]:  # evaluate's gates, then each audit's (stage audit.<name>)
     mark = "pass" if gate["passed"] else "FAIL"
-    table.add_row(f"gate {gate['gate']}", f"{gate['value']:.4f} vs {gate['threshold']} ({mark})")
+    value = "not measured" if gate["value"] is None else f"{gate['value']:.4f}"
+    where = gate.get("stage", "evaluate")
+    table.add_row(f"{where}: {gate['gate']}", f"{value} vs {gate['threshold']} ({mark})")
+for name, result in (doc.get("audits") or {}).items():
+    table.add_row(f"audit {name}", f"{'passed' if result['passed'] else 'FAILED'} in {result['seconds']:.1f} s")
 stages = run["stages"]
 cached = sum(1 for s in stages if s["cached"])
 artifacts = sum(len(s.get("outputs", {})) for s in doc.get("run", {}).get("stages", []))
