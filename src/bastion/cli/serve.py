@@ -21,6 +21,12 @@ import typer
 
 from bastion.cli import _common as c
 
+#: Rows a principal may query per UTC day unless ``--daily-budget`` says otherwise: 10,000
+#: is about three hours of one analyst's interactive use at a request a second, and caps
+#: what a thief whose queries look benign (real rows replayed from a public pool) learns
+#: per token and day (docs/extraction-detection.md).
+DEFAULT_DAILY_BUDGET = 10_000
+
 if TYPE_CHECKING:
     import uvicorn
 
@@ -75,8 +81,13 @@ def serve(
         int, typer.Option(help="Bucket size: rows a principal may send at once.", min=1)
     ] = 200,
     daily_budget: Annotated[
-        int | None, typer.Option(help="Rows per principal per UTC day (default: no budget).", min=1)
-    ] = None,
+        int,
+        typer.Option(
+            help="Rows per principal per UTC day (429 DAILY_BUDGET_EXHAUSTED beyond it); "
+            "on by default, raise it for batch-scoring principals.",
+            min=1,
+        ),
+    ] = DEFAULT_DAILY_BUDGET,
     screen: Annotated[
         str, typer.Option(help="Rows unlike the training data: flag (audited) or reject (422).")
     ] = "flag",

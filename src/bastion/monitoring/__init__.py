@@ -2,8 +2,9 @@
 
 - :mod:`bastion.monitoring.screening` — the training profile (shipped with the model's
   signed release) and the input screen: is a request row like the training data?
-- :mod:`bastion.monitoring.extraction` — the model-extraction monitor (PRADA plus
-  input-space coverage, per principal).
+- :mod:`bastion.monitoring.extraction` — the model-extraction detector, per principal:
+  coverage, off-profile, synthetic-value, neighbourhood and one-feature statistics of its
+  distinct queries against the training profile, one decision with a reason code.
 
 Detectors return findings and alarms; the server's configured policy decides (flag or
 reject a row; block, throttle or notify a principal: :mod:`bastion.serving.controls`).

@@ -1,47 +1,58 @@
-"""Model-extraction monitor: PRADA plus input-space coverage, per principal.
+"""Model-extraction detector: per principal, is the query stream one a thief would send?
 
-PRADA (Juuti, Szyller, Marchal, Asokan: "PRADA: Protecting Against DNN Model Stealing
-Attacks", IEEE EuroS&P 2019) observes that the distances between a benign client's
-successive queries follow a roughly normal distribution, while the synthetic queries of an
-extraction attack (Papernot et al.'s Jacobian-based augmentation, small steps around a few
-seeds) do not: tiny steps mixed with jumps between seeds. For every new query of a
-principal we take its minimum L2 distance, in the space of
-:meth:`~bastion.monitoring.screening.TrainingProfile.encode` (numeric z-scores, one-hot
-categories), to that principal's previous queries — the last ``window`` of them, so the
-cost is O(window) per query and the memory bounded. Once ``min_queries`` distances are
-known, a Shapiro–Wilk test (:func:`scipy.stats.shapiro`) runs on the last ``window``
-distances; the monitor alarms (reason ``"prada"``) when ``W < delta``. Before the test the
-distances are log-transformed (``log1p``), which keeps a benign stream's occasional rare
-row (Adult's ``capital-gain == 99999``) from dominating the statistic; attack streams stay
-far from normal.
+An extraction attack needs queries that teach a surrogate the model's decision function
+fast, and that shows in the inputs long before the surrogate is good (Tramèr et al. 2016;
+Papernot et al. 2017; Juuti et al., PRADA, 2019; Pal et al., ActiveThief, 2020). For every
+principal the detector keeps its last ``window`` *distinct* queries and five statistics
+over them, each compared with what rows drawn from the training profile
+(:class:`~bastion.monitoring.screening.TrainingProfile`) would give:
 
-Queries drawn uniformly from the input space look *normal* to PRADA (random points are
-about equally far apart), so a second signal catches them: **coverage**, the fraction of
-occupied cells when every numeric column's training range is cut into ``coverage_bins``
-equal-width bins, over the principal's last ``window`` queries. Real data piles up in a few
-bins of skewed columns (income, weights); a random sweep fills them all. The monitor alarms
-(reason ``"coverage"``) when coverage exceeds ``coverage_limit``.
+``off_profile``     mean surprisal of the queries, in bits per column, minus the training
+                    rows' expectation. Uniform probes and synthetic boundary points are
+                    unlikely under the training marginals (old ages with doctorates and
+                    large capital losses...): several tenths of a bit above; any sample of
+                    real rows is within a few hundredths.
+``synthetic``       the share of the training distribution's atoms (values that hold a large
+                    part of a column: ``capital-gain == 0``, ``hours-per-week == 40``) that
+                    the queries miss. Perturbing a real row moves its values off the atoms;
+                    real rows land on them at the training rate.
+``neighbourhood``   the fraction of queries within ``near`` (L2, in the encoded space: numeric
+                    z-scores and one-hot categories) of an earlier query of the same
+                    principal: synthetic neighbourhoods around seed rows (Jacobian-style
+                    augmentation, small steps). Real rows are rarely that close.
+``one_feature``     the fraction of queries that differ from their nearest earlier query in
+                    exactly one column: low-entropy perturbation (one feature varied at a
+                    time, line search along an axis).
+``coverage``        the fraction of occupied cells when every numeric column's training
+                    range is cut into ``coverage_bins`` bins: a sweep of the input space
+                    fills cells that real data never reaches.
 
-**Exact repeats** are not evidence of extraction (an ordinary batch test sends one row 200
-times; a repeat reveals nothing the first answer did not): a row whose encoded feature
-vector equals one the principal already sent is not counted again toward either statistic.
-Each principal keeps a bounded set (the last ``4 * window`` distinct rows) of 64-bit
-BLAKE2b hashes of those vectors, keyed with a random per-process key, so the hashes say
-nothing about the values and cannot be precomputed. Repeats are counted in
-:meth:`ExtractionMonitor.stats` (``repeats``).
+The decision combines them: once ``min_queries`` distinct queries are known, the principal
+alarms when any statistic reaches its limit (:data:`DEFAULT_LIMITS`); the :class:`Alarm`
+names that statistic as its ``reason`` (a reason code, the first of :data:`REASONS` over
+its limit when several are) with its value. A detector that is not sure stays quiet:
+limits sit well above what any benign pattern measured on UCI Adult reaches (replays of
+``adult.test``, small pools, hot keys).
 
-Defaults were calibrated on UCI Adult: three principals replaying ``adult.test`` in order,
-1,000 single-row queries each, raise no alarm, while uniform random queries and JbDA-style
-perturbations of a few seed rows are detected well within 1,000 queries (see
-``tests/security/test_extraction_attack.py``). The monitor reports; the server's configured
-action (throttle, block, notify) decides. After an alarm the principal's statistics keep
-running, and further alarms are reported at most once per ``window`` queries.
+**Exact repeats are not evidence** (a batch test sends one row 200 times; a repeat reveals
+nothing the first answer did not): a row whose encoded vector equals one the principal sent
+before is not counted (64-bit keyed BLAKE2b hashes of the last ``4 * window`` distinct rows,
+keyed per process so they say nothing about the values). A small pool of rows cycled many
+times is therefore a handful of distinct queries, however long the load test runs.
+
+The detector cannot tell a principal who replays real rows from a public pool (as an
+attacker holding similar data would) from a customer sending its own real rows: the inputs
+are the same. The daily budget (``bastion serve --daily-budget``) bounds what such a
+stream learns per day. Cost: one nearest-neighbour search over ``window`` vectors and a few
+vectorised per-column lookups per distinct row (tens of microseconds; see
+``benchmarks/bench_extraction.py``). After an alarm the statistics keep running, and
+further alarms are reported at most once per ``window`` queries. The detector reports; the
+server's configured action (throttle, block, notify) decides.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import secrets
 from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
@@ -50,22 +61,28 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sstats
 
 from bastion.errors import ConfigError
+from bastion.monitoring._extraction_signals import Reference
 from bastion.monitoring.screening import RowsByColumn, Table, TrainingProfile
 
 __all__ = [
-    "DEFAULT_COVERAGE_LIMIT",
-    "DEFAULT_DELTA",
+    "DEFAULT_LIMITS",
+    "REASONS",
     "Alarm",
     "ExtractionMonitor",
 ]
 
-#: Shapiro–Wilk W below which a principal's distance stream is not normal (Adult-calibrated).
-DEFAULT_DELTA = 0.65  # benign Adult replay went as low as W = 0.749; step attacks sit near 0.4
-#: Fraction of occupied numeric bins above which a principal is sweeping the input space.
-DEFAULT_COVERAGE_LIMIT = 0.80
+#: Reason codes of an alarm, in order of precedence when several statistics are over.
+REASONS: tuple[str, ...] = ("coverage", "off_profile", "synthetic", "neighbourhood", "one_feature")
+#: Limit per statistic (Adult-calibrated; benign maxima and attack values in the docs).
+DEFAULT_LIMITS: dict[str, float] = {
+    "coverage": 0.85,
+    "off_profile": 0.25,
+    "synthetic": 0.30,
+    "neighbourhood": 0.30,
+    "one_feature": 0.30,
+}
 
 
 @dataclass(frozen=True)
@@ -73,30 +90,44 @@ class Alarm:
     """A principal's queries look like an extraction attack."""
 
     principal: str
-    reason: str  # "prada" or "coverage"
-    statistic: float  # W for prada, the occupied fraction for coverage
-    queries: int  # how many queries the principal had made when the alarm fired
+    reason: str  # one of REASONS: the statistic furthest over its limit
+    statistic: float  # that statistic's value
+    queries: int  # distinct queries the principal had made when the alarm fired
 
 
 class _State:
-    """One principal's bounded history: ring buffers of vectors, distances and bins, and
-    the keyed hashes of the distinct rows seen (oldest first in ``order``)."""
+    """One principal's bounded history: ring buffers of the last ``window`` distinct
+    queries, running sums of their per-query features, and the keyed row hashes."""
 
     __slots__ = (
+        "atom_sums",
+        "atoms",
         "bins",
+        "bits",
+        "codes",
         "counts",
-        "dists",
         "last_alarm",
+        "narrow",
+        "near",
         "order",
         "queries",
         "repeats",
         "seen",
+        "sums",
         "vectors",
     )
 
-    def __init__(self, window: int, dim: int, n_numeric: int, n_bins: int) -> None:
+    def __init__(
+        self, window: int, dim: int, n_cols: int, n_atoms: int, n_numeric: int, n_bins: int
+    ) -> None:
         self.vectors = np.zeros((window, dim), dtype=np.float32)
-        self.dists = np.zeros(window, dtype=np.float64)
+        self.codes = np.zeros((window, n_cols))
+        self.bits = np.zeros(window)
+        self.atoms = np.zeros((window, n_atoms))
+        self.near = np.zeros(window)
+        self.narrow = np.zeros(window)
+        self.sums = np.zeros(3)  # bits, near, narrow over the window
+        self.atom_sums = np.zeros(n_atoms)  # queries on each atom column's atoms
         self.bins = np.zeros((window, n_numeric), dtype=np.intp)
         self.counts = np.zeros((n_numeric, n_bins), dtype=np.int32)
         self.queries = 0
@@ -117,11 +148,17 @@ class _State:
         return True
 
 
-class ExtractionMonitor:
-    """Per-principal PRADA and coverage statistics; see the module docstring.
+def _check_int(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
 
-    ``max_principals`` bounds memory: the least recently seen principal is forgotten
-    when a new one arrives beyond it.
+
+class ExtractionMonitor:
+    """Per-principal extraction detector; see the module docstring.
+
+    ``limits`` overrides some of :data:`DEFAULT_LIMITS` (keys from :data:`REASONS`).
+    ``max_principals`` bounds memory: the least recently seen principal is forgotten when a
+    new one arrives beyond it.
     """
 
     def __init__(
@@ -129,35 +166,40 @@ class ExtractionMonitor:
         profile: TrainingProfile,
         *,
         window: int = 200,
-        delta: float = DEFAULT_DELTA,
         min_queries: int = 50,
+        near: float = 0.25,
         coverage_bins: int = 10,
-        coverage_limit: float = DEFAULT_COVERAGE_LIMIT,
+        limits: Mapping[str, float] | None = None,
         max_principals: int = 10_000,
     ) -> None:
-        if not (isinstance(window, int) and window >= 3):
-            raise ConfigError(f"window: expected an integer >= 3, got {window!r}")
-        if not (isinstance(min_queries, int) and 3 <= min_queries <= window):
+        _check_int("window", window, 3)
+        _check_int("coverage_bins", coverage_bins, 2)
+        _check_int("max_principals", max_principals, 1)
+        if isinstance(min_queries, bool) or not (
+            isinstance(min_queries, int) and 3 <= min_queries <= window
+        ):
             raise ConfigError(
                 f"min_queries: expected an integer in [3, window], got {min_queries!r}"
             )
-        if not (isinstance(delta, int | float) and 0.0 < delta < 1.0):
-            raise ConfigError(f"delta: expected a number in (0, 1), got {delta!r}")
-        if not (isinstance(coverage_bins, int) and coverage_bins >= 2):
-            raise ConfigError(f"coverage_bins: expected an integer >= 2, got {coverage_bins!r}")
-        if not (isinstance(coverage_limit, int | float) and 0.0 < coverage_limit <= 1.0):
-            raise ConfigError(
-                f"coverage_limit: expected a number in (0, 1], got {coverage_limit!r}"
-            )
-        if not (isinstance(max_principals, int) and max_principals >= 1):
-            raise ConfigError(f"max_principals: expected an integer >= 1, got {max_principals!r}")
+        if not (isinstance(near, int | float) and near > 0):
+            raise ConfigError(f"near: expected a positive distance, got {near!r}")
+        merged = dict(DEFAULT_LIMITS)
+        for key, value in (limits or {}).items():
+            if key not in merged:
+                raise ConfigError(f"limits: unknown statistic {key!r}; expected one of {REASONS}")
+            if not (isinstance(value, int | float) and value > 0):
+                raise ConfigError(f"limits[{key!r}]: expected a positive number, got {value!r}")
+            merged[key] = float(value)
+        if merged["coverage"] > 1 or merged["neighbourhood"] > 1 or merged["one_feature"] > 1:
+            raise ConfigError("limits: coverage, neighbourhood and one_feature are fractions <= 1")
         self.profile = profile
         self.window = window
-        self.delta = float(delta)
         self.min_queries = min_queries
+        self.near = float(near)
         self.coverage_bins = coverage_bins
-        self.coverage_limit = float(coverage_limit)
+        self.limits = merged
         self.max_principals = max_principals
+        self._ref = Reference(profile)
         self._lo = np.array([s.min for s in profile.numeric.values()])
         span = np.array([s.max - s.min for s in profile.numeric.values()])
         self._span = np.where(span > 0, span, 1.0)
@@ -168,7 +210,15 @@ class ExtractionMonitor:
     def _state(self, principal: str) -> _State:
         st = self._states.get(principal)
         if st is None:
-            st = _State(self.window, self.profile.dim, len(self._lo), self.coverage_bins)
+            ref = self._ref
+            st = _State(
+                self.window,
+                self.profile.dim,
+                ref.n_columns,
+                ref.expected_atoms.size,
+                ref.n_numeric,
+                self.coverage_bins,
+            )
             self._states[principal] = st
             while len(self._states) > self.max_principals:
                 self._states.popitem(last=False)
@@ -191,86 +241,94 @@ class ExtractionMonitor:
 
     def _observe(self, principal: str, frame: Table) -> Alarm | None:
         st = self._state(principal)
-        raw = self.profile.numeric_matrix(frame)
-        vecs = self.profile._encode(frame, raw)
-        cells = np.floor((raw - self._lo) / self._span * self.coverage_bins)
-        cells = np.clip(np.nan_to_num(cells, nan=0.0), 0, self.coverage_bins - 1).astype(np.intp)
-        w = self.window
-        cols = np.arange(cells.shape[1])
+        f = self._ref.features(frame)
+        raw_cells = (f.codes[:, : self._ref.n_numeric] - self._lo) / self._span
+        cells = np.clip(np.floor(raw_cells * self.coverage_bins), 0, self.coverage_bins - 1)
+        cells = cells.astype(np.intp)
         before = st.queries
-        for v, c in zip(vecs, cells, strict=True):
-            digest = hashlib.blake2b(
-                np.ascontiguousarray(v).tobytes(), digest_size=8, key=self._row_key
-            ).digest()
-            if not st.first_time(digest, self._seen_capacity):
-                continue  # an exact repeat: no new information, not counted
-            n_prev = min(st.queries, w)
-            slot = st.queries % w
-            if n_prev:
-                diff = st.vectors[:n_prev] - v
-                st.dists[slot] = math.sqrt(float(np.min(np.einsum("ij,ij->i", diff, diff))))
-            if st.queries >= w:
-                st.counts[cols, st.bins[slot]] -= 1
-            st.vectors[slot] = v
-            st.bins[slot] = c
-            st.counts[cols, c] += 1
-            st.queries += 1
+        for i in range(f.vectors.shape[0]):
+            v = f.vectors[i]
+            digest = hashlib.blake2b(v.tobytes(), digest_size=8, key=self._row_key).digest()
+            if st.first_time(digest, self._seen_capacity):
+                self._add(st, v, f.codes[i], f.bits[i], f.atoms[i], cells[i])
         if st.queries == before:
             return None  # only repeats: the statistics did not move
         return self._check(principal, st)
 
-    def _w(self, st: _State) -> float:
-        # Distance k is defined from the second query on; use the last `window` of them.
-        n = min(st.queries - 1, self.window - 1)
-        if n < 3:
-            return 1.0
-        idx = (np.arange(st.queries - n, st.queries)) % self.window
-        d = np.log1p(st.dists[idx])
-        if float(np.ptp(d)) == 0.0:
-            return 0.0  # every step identical: as far from a benign stream as it gets
-        return float(sstats.shapiro(d).statistic)
+    def _add(
+        self,
+        st: _State,
+        v: np.ndarray,
+        code: np.ndarray,
+        bits: float,
+        atoms: np.ndarray,
+        cell: np.ndarray,
+    ) -> None:
+        w = self.window
+        n_prev = min(st.queries, w)
+        slot = st.queries % w
+        near = narrow = 0.0
+        if n_prev:
+            diff = st.vectors[:n_prev] - v
+            d2 = np.einsum("ij,ij->i", diff, diff)
+            nn = int(np.argmin(d2))
+            near = float(d2[nn] < self.near * self.near)
+            narrow = float(np.count_nonzero(st.codes[nn] != code) == 1)
+        if st.queries >= w:
+            st.sums -= (st.bits[slot], st.near[slot], st.narrow[slot])
+            st.atom_sums -= st.atoms[slot]
+            st.counts[np.arange(cell.size), st.bins[slot]] -= 1
+        st.sums += (bits, near, narrow)
+        st.atom_sums += atoms
+        st.vectors[slot] = v
+        st.codes[slot] = code
+        st.bits[slot], st.near[slot], st.narrow[slot] = bits, near, narrow
+        st.atoms[slot] = atoms
+        st.bins[slot] = cell
+        st.counts[np.arange(cell.size), cell] += 1
+        st.queries += 1
 
-    def _coverage(self, st: _State) -> float:
-        if st.counts.size == 0:
-            return 0.0
-        return float(np.count_nonzero(st.counts) / st.counts.size)
+    def _statistics(self, st: _State) -> dict[str, float]:
+        n = max(min(st.queries, self.window), 1)
+        ref = self._ref
+        bits, near, narrow = st.sums / n
+        synthetic = 0.0  # the largest share of an atom column's atoms missed
+        if ref.expected_atoms.size:
+            synthetic = max(0.0, float(np.max(1.0 - st.atom_sums / n / ref.expected_atoms)))
+        return {
+            "coverage": float(np.count_nonzero(st.counts) / st.counts.size)
+            if st.counts.size
+            else 0.0,
+            "off_profile": float(bits - ref.expected_bits),
+            "synthetic": float(synthetic),
+            "neighbourhood": float(near),
+            "one_feature": float(narrow),
+        }
 
     def _check(self, principal: str, st: _State) -> Alarm | None:
         if st.queries < self.min_queries:
             return None
         if st.last_alarm is not None and st.queries - st.last_alarm < self.window:
             return None
-        alarm = None
-        cov = self._coverage(st)
-        if cov > self.coverage_limit:
-            alarm = Alarm(principal, "coverage", cov, st.queries)
-        else:
-            w = self._w(st)
-            if w < self.delta:
-                alarm = Alarm(principal, "prada", w, st.queries)
-        if alarm is not None:
-            st.last_alarm = st.queries
-        return alarm
+        values = self._statistics(st)
+        reason = next((r for r in REASONS if values[r] >= self.limits[r]), None)
+        if reason is None:
+            return None
+        st.last_alarm = st.queries
+        return Alarm(principal, reason, values[reason], st.queries)
 
     def stats(self, principal: str) -> dict[str, Any]:
-        """Current statistics of a principal (zeros for one never seen)."""
+        """A principal's counts and statistics (zeros for one never seen): ``queries``
+        (distinct), ``repeats``, ``alarmed_at`` and one entry per reason in :data:`REASONS`
+        (None before ``min_queries``)."""
         st = self._states.get(principal)
+        out: dict[str, Any] = {"queries": 0, "repeats": 0, "alarmed_at": None}
         if st is None:
-            return {
-                "queries": 0,
-                "repeats": 0,
-                "shapiro_w": None,
-                "coverage": 0.0,
-                "alarmed_at": None,
-            }
-        w = self._w(st) if st.queries >= self.min_queries else None
-        return {
-            "queries": st.queries,
-            "repeats": st.repeats,
-            "shapiro_w": w,
-            "coverage": self._coverage(st),
-            "alarmed_at": st.last_alarm,
-        }
+            return out | dict.fromkeys(REASONS)
+        values = self._statistics(st)
+        ready = st.queries >= self.min_queries
+        out.update(queries=st.queries, repeats=st.repeats, alarmed_at=st.last_alarm)
+        return out | {r: (values[r] if ready else None) for r in REASONS}
 
     def forget(self, principal: str) -> None:
         """Drop a principal's history (after an operator cleared it)."""

@@ -1,42 +1,125 @@
-"""Extraction monitor unit behaviour: warm-up, alarms, statistics, bounded memory."""
+"""Extraction detector unit behaviour: each signal on its own, the combined decision,
+warm-up, statistics, bounded memory, parameters."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from bastion.errors import ConfigError
-from bastion.monitoring.extraction import Alarm, ExtractionMonitor
-from tests.unit.monitoring.test_screening import benign_rows, profile
+from bastion.monitoring.extraction import DEFAULT_LIMITS, REASONS, Alarm, ExtractionMonitor
+from tests.unit.monitoring.test_screening import benign_rows, profile, schema, uniform_rows
+
+NUMERIC = ("age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week")
+
+
+def _only(reason: str) -> dict[str, float]:
+    """Limits that let only ``reason`` fire (the others out of reach)."""
+    return {r: (DEFAULT_LIMITS[r] if r == reason else 1e9) for r in REASONS} | {
+        r: 1.0 for r in ("coverage", "neighbourhood", "one_feature") if r != reason
+    }
+
+
+def _feed(mon: ExtractionMonitor, rows: list[dict]) -> Alarm | None:
+    for row in rows:
+        alarm = mon.observe("p", [row])
+        if alarm is not None:
+            return alarm
+    return None
+
+
+def _perturbed(n: int, seed: int, scale: float = 0.1) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    rows, spec, prof = benign_rows(), schema(), profile()
+    out = []
+    for i in rng.integers(len(rows), size=n):
+        row = dict(rows[int(i)])
+        for c in NUMERIC:
+            v = row[c] + scale * prof.numeric[c].std * rng.normal()
+            row[c] = round(min(max(v, spec[c].min or 0), spec[c].max or 0))
+        out.append(row)
+    return out
+
+
+def _one_at_a_time(n: int, seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    rows, prof = benign_rows(), profile()
+    seeds = [rows[int(i)] for i in rng.integers(len(rows), size=10)]
+    out = []
+    for _ in range(n):
+        row = dict(seeds[int(rng.integers(10))])
+        c = "age" if rng.uniform() < 0.5 else "fnlwgt"
+        row[c] = round(row[c] + prof.numeric[c].std * rng.normal())
+        out.append(row)
+    return out
+
+
+def _neighbourhood(n: int, seed: int) -> list[dict]:
+    """Small steps in two columns at once around a few seeds (not one at a time)."""
+    rng = np.random.default_rng(seed)
+    rows, prof = benign_rows(), profile()
+    seeds = [rows[int(i)] for i in rng.integers(len(rows), size=5)]
+    out = []
+    for _ in range(n):
+        row = dict(seeds[int(rng.integers(5))])
+        for c in ("age", "fnlwgt"):
+            row[c] = round(row[c] + 0.1 * prof.numeric[c].std * rng.normal())
+        out.append(row)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("reason", "stream"),
+    [
+        ("coverage", lambda: uniform_rows(300, np.random.default_rng(0))),
+        ("off_profile", lambda: uniform_rows(300, np.random.default_rng(1))),
+        ("synthetic", lambda: _perturbed(300, 2)),
+        ("neighbourhood", lambda: _neighbourhood(300, 3)),
+        ("one_feature", lambda: _one_at_a_time(300, 4)),
+    ],
+)
+def test_each_signal_alone_catches_its_attack_and_spares_a_replay(reason: str, stream) -> None:
+    alarm = _feed(ExtractionMonitor(profile(), limits=_only(reason)), stream())
+    assert isinstance(alarm, Alarm) and alarm.reason == reason
+    assert 50 <= alarm.queries <= 300 and alarm.statistic >= DEFAULT_LIMITS[reason]
+    assert _feed(ExtractionMonitor(profile(), limits=_only(reason)), benign_rows()[:1500]) is None
+
+
+def test_the_decision_names_the_first_statistic_over_its_limit() -> None:
+    mon = ExtractionMonitor(profile())
+    alarm = _feed(mon, uniform_rows(100, np.random.default_rng(5)))
+    assert alarm is not None and alarm.reason == "coverage"  # off_profile is over too
+    stats = mon.stats("p")
+    assert stats["off_profile"] > DEFAULT_LIMITS["off_profile"]
 
 
 def test_no_verdict_before_min_queries() -> None:
     mon = ExtractionMonitor(profile(), min_queries=50)
-    row = benign_rows()[0]
-    for i in range(49):
-        assert mon.observe("p", [{**row, "age": 20 + (i % 2)}]) is None
-    assert mon.stats("p")["shapiro_w"] is None
-
-
-def test_a_constant_step_walk_raises_a_prada_alarm() -> None:
-    mon = ExtractionMonitor(profile(), min_queries=50)
-    row = benign_rows()[0]
-    alarm = None
-    for i in range(60):
-        alarm = alarm or mon.observe("p", [{**row, "fnlwgt": 100_000 + 1000 * i}])
-    assert isinstance(alarm, Alarm)
-    assert (alarm.principal, alarm.reason, alarm.queries) == ("p", "prada", 50)
-    assert alarm.statistic < mon.delta
+    rows = _one_at_a_time(49, 6)
+    assert all(mon.observe("p", [r]) is None for r in rows)
+    assert mon.stats("p")["one_feature"] is None
 
 
 def test_stats_and_batches_count_rows() -> None:
     mon = ExtractionMonitor(profile())
-    assert mon.stats("nobody")["queries"] == 0
+    assert mon.stats("nobody") == {"queries": 0, "repeats": 0, "alarmed_at": None} | dict.fromkeys(
+        REASONS
+    )
     mon.observe("p", benign_rows()[:120])
     s = mon.stats("p")
-    assert s["queries"] == 120 and 0 < s["coverage"] <= 1 and 0 < s["shapiro_w"] <= 1
+    assert s["queries"] == 120 and 0 < s["coverage"] <= 1
+    assert abs(s["off_profile"]) < 0.1 and s["synthetic"] < 0.1
     assert mon.observe("p", []) is None
     mon.forget("p")
     assert mon.stats("p")["queries"] == 0
+
+
+def test_alarms_repeat_at_most_once_per_window() -> None:
+    mon = ExtractionMonitor(profile(), window=100)
+    alarms = [
+        a for r in uniform_rows(400, np.random.default_rng(8)) if (a := mon.observe("p", [r]))
+    ]
+    assert [a.queries for a in alarms] == [50, 150, 250, 350]
 
 
 def test_memory_is_bounded() -> None:
@@ -54,9 +137,11 @@ def test_memory_is_bounded() -> None:
     [
         ({"window": 2}, "window"),
         ({"min_queries": 500}, "min_queries"),
-        ({"delta": 1.5}, "delta"),
+        ({"near": 0}, "near"),
         ({"coverage_bins": 1}, "coverage_bins"),
-        ({"coverage_limit": 0}, "coverage_limit"),
+        ({"limits": {"prada": 0.5}}, "prada"),
+        ({"limits": {"off_profile": -1}}, "off_profile"),
+        ({"limits": {"coverage": 1.5}}, "coverage"),
         ({"max_principals": 0}, "max_principals"),
     ],
 )

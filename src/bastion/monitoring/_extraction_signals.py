@@ -1,0 +1,138 @@
+"""Per-query features for the extraction detector, read from the training profile.
+
+Everything here is derived once from a :class:`~bastion.monitoring.screening.TrainingProfile`
+(no training rows are needed) and then evaluated on a request's rows with a few vectorised
+NumPy calls per column:
+
+* :meth:`Reference.features` turns rows into their encoded vectors (numeric z-scores and
+  one-hot categories, the profile's :meth:`~TrainingProfile.encode` space), a per-column
+  *code* (the raw numeric value or the category's index; used to count how many columns two
+  queries differ in), the row's mean **surprisal** in bits under the profile (the same
+  quantity as the input screen's ``ood_score``), and how many of the row's numeric values
+  sit on an **atom** of the training distribution (a value that holds a large share of the
+  column, such as ``capital-gain == 0`` or ``hours-per-week == 40``).
+* :attr:`Reference.expected_bits` and :attr:`Reference.expected_atoms` are what rows drawn
+  from the training distribution score on average, computed from the profile's quantile
+  grid and category frequencies (each column's expectation depends only on its marginal).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from bastion.monitoring.screening import QUANTILE_LEVELS, Table, TrainingProfile
+
+#: A numeric value holding at least this share of its training column is an atom.
+ATOM_MASS = 0.2
+_NULL_CODE = -1e300  # a numeric null's code (never a real value)
+
+
+@dataclass(frozen=True)
+class Features:
+    """Features of a batch of rows, one entry (or row of a matrix) per row."""
+
+    vectors: np.ndarray  # float32, rows x profile.dim
+    codes: np.ndarray  # float64, rows x columns (numeric value or category index)
+    bits: np.ndarray  # float64, rows: mean surprisal per column
+    atoms: np.ndarray  # float64, rows x atom columns: 1 where the value is on an atom
+
+
+class Reference:
+    """The training profile's view of a query: see the module docstring."""
+
+    def __init__(self, profile: TrainingProfile) -> None:
+        self.profile = profile
+        self.n_numeric = len(profile.numeric)
+        self.n_columns = self.n_numeric + len(profile.categorical)
+        floor = profile._floor
+        self._groups: list[tuple[int, int, np.ndarray, float]] = []
+        offset = self.n_numeric
+        expected = 0.0
+        for name, stats in profile.categorical.items():
+            index = profile._cat_index[name]
+            freqs = np.array([stats.frequencies[v] for v in sorted(index, key=index.__getitem__)])
+            bits = -np.log2(np.clip(freqs, floor, 1.0))
+            null_bits = -math.log2(max(stats.null_fraction, floor))
+            self._groups.append((offset, offset + len(index), bits, null_bits))
+            expected += float(np.sum(freqs * bits)) + stats.null_fraction * null_bits
+            offset += len(index)
+        levels = np.asarray(QUANTILE_LEVELS)
+        grid = np.linspace(0.0, 1.0, 4001)
+        self._atoms: list[np.ndarray] = []
+        self._atom_columns: list[int] = []
+        expected_atoms: list[float] = []
+        for j, (name, num) in enumerate(profile.numeric.items()):
+            q = np.asarray(num.quantiles)
+            sample = np.interp(grid, levels, q)  # values drawn through the quantile grid
+            expected += (1.0 - num.null_fraction) * float(
+                np.mean(profile._numeric_surprisal(name, sample))
+            ) + num.null_fraction * -math.log2(max(num.null_fraction, floor))
+            atoms, masses = [], []
+            for value in np.unique(q):
+                on = levels[q == value]
+                if on[-1] - on[0] >= ATOM_MASS:
+                    atoms.append(value)
+                    masses.append(on[-1] - on[0])
+            if atoms:
+                self._atoms.append(np.asarray(atoms, dtype=np.float64))
+                self._atom_columns.append(j)
+                expected_atoms.append((1.0 - num.null_fraction) * float(sum(masses)))
+        self.expected_bits = expected / max(self.n_columns, 1)
+        self._levels = levels
+        self._q = np.array([s.quantiles for s in profile.numeric.values()]).reshape(
+            self.n_numeric, len(levels)
+        )
+        self._null_tail = np.array([max(s.null_fraction, floor) for s in profile.numeric.values()])
+        g = len(self._groups)
+        self._cat_matrix = np.zeros((profile.dim - self.n_numeric, 3 * g))
+        for k, (start, stop, table, _) in enumerate(self._groups):
+            rows = np.arange(start, stop) - self.n_numeric
+            self._cat_matrix[rows, k] = 1.0
+            self._cat_matrix[rows, g + k] = np.arange(stop - start) + 1.0
+            self._cat_matrix[rows, 2 * g + k] = table
+        self._null_bits = np.array([nb for *_, nb in self._groups])
+        #: Per atom column, the share of training rows on an atom (a lower bound: the grid
+        #: is coarse, so real rows land on atoms at least this often).
+        self.expected_atoms = np.asarray(expected_atoms)
+
+    def features(self, frame: Table) -> Features:
+        """The features of every row of ``frame`` (a DataFrame or rows by column)."""
+        prof = self.profile
+        raw = prof.numeric_matrix(frame)
+        vectors = prof._encode(frame, raw)
+        n = vectors.shape[0]
+        codes = np.empty((n, self.n_columns))
+        codes[:, : self.n_numeric] = np.nan_to_num(raw, nan=_NULL_CODE)
+        bits = np.zeros(n)
+        if self.n_numeric:
+            bits += self._numeric_bits(raw).sum(axis=1)
+        atoms = np.zeros((n, len(self._atoms)))
+        for k, (j, values) in enumerate(zip(self._atom_columns, self._atoms, strict=True)):
+            atoms[:, k] = np.isin(raw[:, j], values)
+        if self._groups:
+            # one matrix product gives, per categorical column: hit?, position + 1, bits
+            out = vectors[:, self.n_numeric :].astype(np.float64) @ self._cat_matrix
+            g = len(self._groups)
+            hit = out[:, :g] > 0
+            codes[:, self.n_numeric :] = np.where(hit, out[:, g : 2 * g] - 1, -1)
+            bits += np.where(hit, out[:, 2 * g :], self._null_bits).sum(axis=1)
+        return Features(vectors, codes, bits / max(self.n_columns, 1), atoms)
+
+    def _numeric_bits(self, raw: np.ndarray) -> np.ndarray:
+        """Per numeric column surprisal, all columns at once (the profile's
+        ``_numeric_surprisal``, vectorised across columns)."""
+        q = self._q  # columns x levels
+        x = raw[:, :, None]
+        with np.errstate(invalid="ignore"):
+            i = np.sum(q[None] <= x, axis=2)  # searchsorted side="right"
+            j = np.sum(q[None] < x, axis=2)  # side="left"
+        levels = self._levels
+        p_le = np.where(i < q.shape[1], levels[np.minimum(i, q.shape[1] - 1)], 1.0)
+        p_ge = np.where(j > 0, 1.0 - levels[np.maximum(j - 1, 0)], 1.0)
+        tail = np.clip(2.0 * np.minimum(p_le, p_ge), self.profile._floor, 1.0)
+        tail = np.where(np.isnan(raw), self._null_tail, tail)
+        bits: np.ndarray = -np.log2(tail)
+        return bits
