@@ -20,10 +20,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from bastion.monitoring.screening import QUANTILE_LEVELS, Table, TrainingProfile
+from bastion.monitoring.screening import (
+    QUANTILE_LEVELS,
+    Table,
+    TrainingProfile,
+    _has,
+    _is_null,
+)
 
 #: A numeric value holding at least this share of its training column is an atom.
 ATOM_MASS = 0.2
@@ -38,6 +46,14 @@ class Features:
     codes: np.ndarray  # float64, rows x columns (numeric value or category index)
     bits: np.ndarray  # float64, rows: mean surprisal per column
     atoms: np.ndarray  # float64, rows x atom columns: 1 where the value is on an atom
+
+
+def _position(index: dict[str, int], value: Any) -> int:
+    """The category's index, -1 for a null or a value unseen in training (as the
+    profile's encoder reads them: ``str(value).strip()``)."""
+    if type(value) is str and value in index:
+        return index[value]
+    return -1 if _is_null(value) else index.get(str(value).strip(), -1)
 
 
 class Reference:
@@ -86,39 +102,55 @@ class Reference:
             self.n_numeric, len(levels)
         )
         self._null_tail = np.array([max(s.null_fraction, floor) for s in profile.numeric.values()])
-        g = len(self._groups)
-        self._cat_matrix = np.zeros((profile.dim - self.n_numeric, 3 * g))
-        for k, (start, stop, table, _) in enumerate(self._groups):
-            rows = np.arange(start, stop) - self.n_numeric
-            self._cat_matrix[rows, k] = 1.0
-            self._cat_matrix[rows, g + k] = np.arange(stop - start) + 1.0
-            self._cat_matrix[rows, 2 * g + k] = table
+        # categorical columns: name -> value index, offset of the one-hot block, bits per
+        # position in the encoded vector (numeric positions unused)
+        self._cats = [(name, dict(profile._cat_index[name])) for name in profile.categorical]
+        self._offsets = np.array([start for start, *_ in self._groups], dtype=np.intp)
+        self._flat_bits = np.zeros(profile.dim)
+        for start, stop, table, _ in self._groups:
+            self._flat_bits[start:stop] = table
         self._null_bits = np.array([nb for *_, nb in self._groups])
+        self._atom_values = [
+            (k, j, float(v))
+            for k, (j, vs) in enumerate(zip(self._atom_columns, self._atoms, strict=True))
+            for v in vs
+        ]
         #: Per atom column, the share of training rows on an atom (a lower bound: the grid
         #: is coarse, so real rows land on atoms at least this often).
         self.expected_atoms = np.asarray(expected_atoms)
 
     def features(self, frame: Table) -> Features:
-        """The features of every row of ``frame`` (a DataFrame or rows by column)."""
+        """The features of every row of ``frame`` (a DataFrame or rows by column).
+
+        The vectors equal :meth:`TrainingProfile.encode`'s; built here from the category
+        indices directly (a few dict lookups per row), as the detector runs per request.
+        """
         prof = self.profile
         raw = prof.numeric_matrix(frame)
-        vectors = prof._encode(frame, raw)
-        n = vectors.shape[0]
+        n, nn = raw.shape
+        null = np.isnan(raw)
+        vectors = np.zeros((n, prof.dim), dtype=np.float32)
+        vectors[:, :nn] = np.where(null, 0.0, (raw - prof._mean) / prof._std)
         codes = np.empty((n, self.n_columns))
-        codes[:, : self.n_numeric] = np.nan_to_num(raw, nan=_NULL_CODE)
-        bits = np.zeros(n)
-        if self.n_numeric:
-            bits += self._numeric_bits(raw).sum(axis=1)
+        codes[:, :nn] = np.where(null, _NULL_CODE, raw)
+        bits = self._numeric_bits(raw).sum(axis=1) if nn else np.zeros(n)
         atoms = np.zeros((n, len(self._atoms)))
-        for k, (j, values) in enumerate(zip(self._atom_columns, self._atoms, strict=True)):
-            atoms[:, k] = np.isin(raw[:, j], values)
-        if self._groups:
-            # one matrix product gives, per categorical column: hit?, position + 1, bits
-            out = vectors[:, self.n_numeric :].astype(np.float64) @ self._cat_matrix
-            g = len(self._groups)
-            hit = out[:, :g] > 0
-            codes[:, self.n_numeric :] = np.where(hit, out[:, g : 2 * g] - 1, -1)
-            bits += np.where(hit, out[:, 2 * g :], self._null_bits).sum(axis=1)
+        for k, j, value in self._atom_values:
+            atoms[:, k] += raw[:, j] == value  # a column's atoms are distinct values
+        if self._cats:
+            pos = np.empty((n, len(self._cats)), dtype=np.intp)
+            for k, (name, index) in enumerate(self._cats):
+                if not _has(frame, name):
+                    pos[:, k] = -1
+                    continue
+                values = frame[name].tolist() if isinstance(frame, pd.DataFrame) else frame[name]
+                pos[:, k] = [_position(index, v) for v in values]
+            hit = pos >= 0
+            flat = np.where(hit, pos + self._offsets, 0)
+            r, c = np.nonzero(hit)
+            vectors[r, flat[r, c]] = 1.0
+            codes[:, nn:] = pos
+            bits += np.where(hit, self._flat_bits[flat], self._null_bits).sum(axis=1)
         return Features(vectors, codes, bits / max(self.n_columns, 1), atoms)
 
     def _numeric_bits(self, raw: np.ndarray) -> np.ndarray:
