@@ -442,6 +442,7 @@ def report(
     load = os.getloadavg()
     print(f"load: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if smoke:
+        print("smoke: goals not judged")
         return 0
     print("goals:", "all met" if ok else "MISSED")
     return 0 if ok else 1
