@@ -77,7 +77,7 @@ __all__ = [
 REASONS: tuple[str, ...] = ("coverage", "off_profile", "synthetic", "neighbourhood", "one_feature")
 #: Limit per statistic (Adult-calibrated; benign maxima and attack values in the docs).
 DEFAULT_LIMITS: dict[str, float] = {
-    "coverage": 0.85,
+    "coverage": 0.80,
     "off_profile": 0.25,
     "synthetic": 0.30,
     "neighbourhood": 0.30,
