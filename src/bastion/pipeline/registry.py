@@ -108,6 +108,8 @@ class Contract:
     gates: list[dict[str, Any]]
     passed: bool
     metrics: dict[str, Any]
+    compiled: str | None = None  # sha256 of the compiled form (release stage), if released
+    parity: str | None = None  # sha256 of its signed parity check against scikit-learn
 
     @classmethod
     def from_release(cls, statement: Mapping[str, Any], ref: str) -> Contract:
@@ -124,6 +126,8 @@ class Contract:
             list(predicate.get("gates") or []),
             bool(predicate.get("passed")),
             dict(predicate.get("metrics") or {}),
+            subjects.get(f"{ref}/compiled"),
+            subjects.get(f"{ref}/parity"),
         )
 
 

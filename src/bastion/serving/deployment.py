@@ -13,6 +13,8 @@ The rows of one request are bounded by ``max_batch``: by default the smaller of
 burst could never pass), and an explicit ``max_batch`` above the burst is refused at start.
 :func:`server_summary` is what ``bastion serve`` prints once it listens; :func:`model_inputs`
 is the input schema ``bastion models show`` prints.
+Each deployment predicts with the compiled form its release signed when its signed parity
+passed, else with scikit-learn, and says which and why (``serving/compiled.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from bastion.monitoring.screening import TrainingProfile
 from bastion.serving.asgi import PREDICT_PREFIX, PREDICT_SUFFIX
 from bastion.serving.auth import DEFAULT_CACHE_TTL, JwtSettings
 from bastion.serving.batching import MicroBatcher
+from bastion.serving.compiled import ENGINES, SKLEARN, choose_engine
 from bastion.serving.controls import ACTIONS
 from bastion.serving.requests import RequestSchema
 from bastion.spec.labels import label_names
@@ -93,6 +96,8 @@ class ServeOptions:
     # Accept and drop request fields that the data schema declares but the model does not
     # take (data minimisation); undeclared fields are refused whatever this says.
     drop_declared_fields: bool = False
+    # "auto": the release's compiled form when its signed parity passed; or "scikit-learn".
+    inference: str = "auto"
 
 
 @dataclass
@@ -108,6 +113,8 @@ class Deployment:
     classes: list[str]
     profile: TrainingProfile | None = None
     digest: str = ""  # sha256 of the model artifact that was verified and loaded
+    inference: str = SKLEARN  # compiled | scikit-learn
+    inference_reason: str = ""  # why not compiled, when not
 
 
 def check_options(models: Sequence[str], options: ServeOptions) -> OutputPolicy:
@@ -126,6 +133,10 @@ def check_options(models: Sequence[str], options: ServeOptions) -> OutputPolicy:
         )
     if options.screen not in ("flag", "reject"):
         raise ConfigError(f"--screen: expected flag or reject, got {options.screen!r}")
+    if options.inference not in ENGINES:
+        raise ConfigError(
+            f"inference: expected one of {', '.join(ENGINES)}, got {options.inference!r}"
+        )
     if options.on_extraction not in ACTIONS:
         raise ConfigError(
             f"--on-extraction: expected one of {', '.join(ACTIONS)}, got {options.on_extraction!r}"
@@ -231,8 +242,14 @@ def _deployment(
     labels = label_names(model, data)  # the same names ws.models.load answers with
     served = {c: data.schema_[c] for c in schema.columns}
     profile = _training_profile(ws, contract, served, data.label.column)
+    try:
+        engine = choose_engine(
+            ws.store.read_bytes, record.ref, contract, model, schema, prefer=options.inference
+        )
+    except IntegrityError as exc:
+        raise IntegrityError(f"refusing to serve {ref}: {exc}") from None
     batcher: MicroBatcher[Any] = MicroBatcher(
-        _predictor(model, schema.columns),
+        engine.predict,
         max_wait=options.batch_max_wait,
         max_rows=max(options.batch_max_rows, max_batch),
         on_batch=on_batch,
@@ -248,6 +265,8 @@ def _deployment(
         labels,
         profile,
         str(record.digest),
+        engine.name,
+        engine.reason,
     )
 
 
@@ -282,6 +301,8 @@ def server_summary(
             "predict": f"{url}{PREDICT_PREFIX}{dep.name}{PREDICT_SUFFIX}",
             "max_batch": dep.schema.max_batch,
             "drop_declared_fields": dep.schema.drop_declared,
+            "inference": dep.inference,
+            **({"inference_reason": dep.inference_reason} if dep.inference_reason else {}),
             "inputs": dep.schema.describe(),
         }
         for dep in deployments.values()
@@ -292,18 +313,6 @@ def server_summary(
         "models": models,
         "endpoints": {route.strip("/").split(".")[0]: url + route for route in _ROUTES},
     }
-
-
-def _predictor(model: Any, columns: Sequence[str]) -> Callable[..., Any]:
-    """Rows → the probability matrix (rows × classes); the output policy runs after."""
-    import pandas as pd
-
-    names = list(columns)
-
-    def predict(data: dict[str, list[Any]]) -> Any:
-        return model.predict_proba(pd.DataFrame(data, columns=names))
-
-    return predict
 
 
 def _training_profile(ws: Workspace, contract: Any, schema: Any, label: str) -> TrainingProfile:
@@ -382,6 +391,7 @@ def audit_start(ws: Workspace, deployments: dict[str, Deployment], options: Serv
             "max_body": options.max_body,
             "max_batch": batch_limit(options)[0],
             "drop_declared_fields": options.drop_declared_fields,
+            "inference": {d.ref: d.inference for d in deployments.values()},
         },
     )
     if options.tls == "unsafe-no-tls":

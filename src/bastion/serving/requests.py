@@ -13,27 +13,35 @@ may opt to accept and drop the declared ones (``drop_declared``, ``bastion serve
 --drop-declared-fields``): their values are never read, checked, kept or sent to the model.
 Undeclared fields are refused whatever the option.
 
-:meth:`RequestSchema.parse` returns the rows column by column (ready for a DataFrame) or
+:meth:`RequestSchema.parse` returns the rows column by column (what the controls read) or
 raises :class:`RequestRefused` with the HTTP status (413 too large, 422 invalid) and a list
 of problems, each naming the instance index, the field and what was expected. Parsing is
 plain Python on purpose: pydantic on the hot path costs more than the model does.
+
+:class:`InputArrays` turns checked columns straight into the compiled model's input arrays
+(numeric inputs as one float64 matrix, NaN for null; each categorical input as an integer
+code) with no DataFrame; :meth:`RequestSchema.parse_arrays` is both steps in one call. A
+DataFrame is built only for the scikit-learn fallback.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 
 from bastion.spec.config import ColumnSpec
 
-__all__ = ["MAX_PROBLEMS", "ColumnRule", "RequestRefused", "RequestSchema"]
+__all__ = ["MAX_PROBLEMS", "ColumnRule", "InputArrays", "RequestRefused", "RequestSchema"]
 
 MAX_PROBLEMS = 20  # problems listed in one 422 body; more are counted, not listed
 _MISSING = float("nan")  # a null of a nullable column, as the training data read it
+_NUMERIC = frozenset({"int", "float", "bool"})
+_CATEGORICAL = frozenset({"str", "category"})
 _SHOWN_INPUTS = 24  # inputs named in a refusal; more are counted
 _DECLARED = "declared in the data schema but not an input of this model (data minimisation)"
 _UNKNOWN = "not a field of this model"
@@ -245,6 +253,10 @@ class RequestSchema:
             )
         return self.columns_of(instances)
 
+    def parse_arrays(self, body: bytes, arrays: InputArrays) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`parse`, then the model's input arrays (:class:`InputArrays`)."""
+        return arrays(self.parse(body))
+
     def columns_of(self, instances: list[Any]) -> dict[str, list[Any]]:
         """Check each instance; return ``{column: [values...]}``."""
         out: dict[str, list[Any]] = {name: [] for name in self.columns}
@@ -320,3 +332,47 @@ class RequestSchema:
     def describe(self) -> list[dict[str, Any]]:
         """The inputs, in order, each as :meth:`ColumnRule.describe` gives it."""
         return [r.describe() for r in self.rules]
+
+
+class InputArrays:
+    """Checked columns → the compiled model's input arrays, without a DataFrame.
+
+    ``numeric`` names the inputs that become the float64 matrix (in its column order);
+    ``categorical`` maps each categorical input, in order, to its codes (category → code;
+    any other string is ``len(codes)``, unknown; null is ``len(codes) + 1``, missing).
+    ``schema`` must give numeric inputs a number type and categorical ones a string type,
+    or :class:`ValueError` names the column.
+    """
+
+    def __init__(
+        self,
+        schema: RequestSchema,
+        numeric: Iterable[str],
+        categorical: Iterable[tuple[str, Mapping[str, int]]],
+    ) -> None:
+        rules = {r.name: r for r in schema.rules}
+        self.numeric = tuple(numeric)
+        self.categorical = tuple((name, dict(codes)) for name, codes in categorical)
+        names = [*self.numeric, *(n for n, _ in self.categorical)]
+        if sorted(names) != sorted(schema.columns):
+            raise ValueError("the model's inputs are not the request's columns")
+        for name in self.numeric:
+            if rules[name].type not in _NUMERIC:
+                raise ValueError(f"column {name!r}: a numeric input of type {rules[name].type}")
+        for name, _ in self.categorical:
+            if rules[name].type not in _CATEGORICAL:
+                raise ValueError(f"column {name!r}: a categorical input of type {rules[name].type}")
+
+    def __call__(self, columns: Mapping[str, Sequence[Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """(numeric rows × inputs float64, codes rows × inputs intp) for checked columns."""
+        rows = len(next(iter(columns.values()))) if columns else 0
+        if self.numeric:
+            numeric = np.array([columns[n] for n in self.numeric], dtype=np.float64).T
+        else:
+            numeric = np.zeros((rows, 0))
+        codes = np.empty((rows, len(self.categorical)), dtype=np.intp)
+        for j, (name, table) in enumerate(self.categorical):
+            unknown, missing = len(table), len(table) + 1
+            get = table.get
+            codes[:, j] = [get(v, unknown) if type(v) is str else missing for v in columns[name]]
+        return numeric, codes

@@ -1,4 +1,13 @@
-"""The release stage: write the model card, in Markdown and HTML.
+"""The release stage: write the model card, in Markdown and HTML, and compile the model.
+
+The fitted pipeline is also compiled (:mod:`bastion.spec.compiled`) and checked against
+scikit-learn on the held-out test table (``split.test``): ``compiled`` is the compiled form
+(``{"unsupported": reason}`` when the compiler does not support the estimator) and
+``parity`` the result (``status`` passed / failed / unsupported, rows, largest probability
+difference, label mismatches). Both are outputs of this stage, so the runner signs them
+into the release statement as ``NAME:VERSION/compiled`` and ``NAME:VERSION/parity``; the
+server uses the compiled form only when that signed parity passed. A failed or unsupported
+parity does not fail the release.
 
 Signing, registration and promotion belong to the runner, which decides the model's
 ``NAME:VERSION`` and passes it in ``ctx.summary["model_ref"]`` before it runs this stage
@@ -26,6 +35,8 @@ from typing import Any
 
 from bastion._canonical import canonical_json
 from bastion.compliance.model_card import build_model_card
+from bastion.errors import IntegrityError
+from bastion.spec.compiler import TOLERANCE, Unsupported, check_parity, compile_model
 from bastion.spec.config import ReleaseConfig
 from bastion.spec.stage import Kind, Stage, StageContext
 
@@ -36,8 +47,13 @@ class ReleaseStage(Stage):
     """Build the model card for the model the runner is registering."""
 
     name = "release"
-    version = "3"  # 2: the card's data-defenses section; 3: its audits section
-    outputs: Mapping[str, Kind] = {"card_md": "text", "card_html": "text"}
+    version = "4"  # 2: the card's data-defenses section; 3: its audits section; 4: compiled
+    outputs: Mapping[str, Kind] = {
+        "card_md": "text",
+        "card_html": "text",
+        "compiled": "json",
+        "parity": "json",
+    }
     releases: Mapping[str, str] | None = {"model": "train.model", "train_table": "split.train"}
     report_files: Mapping[str, str] = {"card_md": "model_card.md", "card_html": "model_card.html"}
 
@@ -57,6 +73,7 @@ class ReleaseStage(Stage):
         self.audits = list(audits)
         self.inputs: Mapping[str, str] = {
             "model": "train.model",
+            "test": "split.test",
             "metrics": "evaluate.metrics",
             "spec": "features.spec",
             "training": "train.training",
@@ -98,7 +115,32 @@ class ReleaseStage(Stage):
             },
             audits={a: inputs[f"audit:{a}"] for a in self.audits},
         )
-        return {"card_md": card.to_markdown(), "card_html": card.to_html()}
+        compiled, parity = _compile_and_check(inputs["model"], inputs["test"], ctx)
+        return {
+            "card_md": card.to_markdown(),
+            "card_html": card.to_html(),
+            "compiled": compiled,
+            "parity": parity,
+        }
+
+
+def _compile_and_check(
+    model: Any, test: Any, ctx: StageContext
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the compiled document or ``{"unsupported": reason}``, the parity record); a model
+    that cannot predict the test table fails parity, not the release."""
+    try:
+        compiled = compile_model(model)
+    except (Unsupported, IntegrityError, AttributeError, TypeError, ValueError) as exc:
+        reason = str(exc) or type(exc).__name__
+        return {"unsupported": reason}, check_parity(model, None, test, reason)
+    try:
+        with ctx.limit_threads():
+            parity = check_parity(model, compiled, test)
+    except (KeyError, TypeError, ValueError) as exc:
+        why = f"could not predict the test table ({type(exc).__name__})"
+        parity = {"status": "failed", "reason": why, "tolerance": TOLERANCE}
+    return dict(compiled.doc), parity
 
 
 def _sources(ctx: StageContext) -> list[dict[str, Any]]:

@@ -86,6 +86,7 @@ def upstream() -> dict[str, Any]:
     )["metrics"]
     return {
         "model": trained["model"],
+        "test": test,
         "metrics": metrics,
         "spec": feats["spec"],
         "training": trained["training"],
@@ -105,11 +106,17 @@ def test_protocol_attributes() -> None:
     assert stage.name == "release"
     assert dict(stage.inputs) == {
         "model": "train.model",
+        "test": "split.test",
         "metrics": "evaluate.metrics",
         "spec": "features.spec",
         "training": "train.training",
     }
-    assert dict(stage.outputs) == {"card_md": "text", "card_html": "text"}
+    assert dict(stage.outputs) == {
+        "card_md": "text",
+        "card_html": "text",
+        "compiled": "json",
+        "parity": "json",
+    }
     assert stage.fingerprint() != ReleaseStage(_config(description="x").release).fingerprint()
 
 
@@ -180,3 +187,29 @@ def test_materials_and_summary_sources_are_merged(upstream: dict[str, Any]) -> N
     md = ReleaseStage(cfg.release).run(ctx, upstream)["card_md"]
     assert "| train | training | csv | data/adult.data | 123 | " + PIN in md
     assert "e" * 64 in md and "more.csv" in md
+
+
+def test_the_model_is_compiled_and_checked_on_the_test_table(upstream: dict[str, Any]) -> None:
+    cfg = _config()
+    out = ReleaseStage(cfg.release).run(_ctx(cfg), upstream)
+    parity = out["parity"]
+    assert parity["status"] == "passed", parity
+    assert parity["rows"] == len(upstream["test"]) and parity["max_abs_diff"] <= 1e-6
+    assert out["compiled"]["format"] == "bastion.compiled/1"
+    assert out["compiled"]["model"]["kind"] == "linear"  # the LogisticRegression
+
+
+def test_an_unsupported_estimator_is_released_with_parity_unsupported(
+    upstream: dict[str, Any],
+) -> None:
+    cfg = _config()
+    rows = upstream["test"][["age", "hours-per-week"]].fillna(0)
+    from sklearn.linear_model import RidgeClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    ridge = Pipeline([("features", FunctionTransformer()), ("model", RidgeClassifier())])
+    ridge.fit(rows, (rows["age"] > 40).astype(int))
+    out = ReleaseStage(cfg.release).run(_ctx(cfg), {**upstream, "model": ridge})
+    assert out["parity"]["status"] == "unsupported"
+    assert "unsupported" in out["compiled"] and out["card_md"]
