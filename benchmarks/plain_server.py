@@ -10,7 +10,7 @@ ranges; fnlwgt, education, race and sex optional and unused), and answers
 loopback, ``OMP_NUM_THREADS=1`` unless already set.
 
 The model call is the SAME compiled model Bastion serves when the compiled inference path
-exists (``bastion.spec.compiled.compile_model`` of the loaded pipeline, inputs decoded from
+exists (``bastion.spec.compiler.compile_model`` of the loaded pipeline, inputs decoded from
 the pydantic instances straight into its arrays), so the comparison is of everything
 around the model; ``--sklearn`` (or a Bastion without the compiled path) uses the
 scikit-learn pipeline on a DataFrame instead. The start line says which.
@@ -68,9 +68,12 @@ def compiled_predictor(model: Any) -> Any:
     try:
         import numpy as np
 
-        from bastion.spec.compiled import compile_model
+        try:
+            from bastion.spec.compiler import compile_model
+        except ImportError:
+            from bastion.spec.compiled import compile_model  # type: ignore[attr-defined,no-redef]
 
-        compiled = compile_model(model)
+        compiled = compile_model(getattr(model, "estimator", model))
     except Exception as exc:  # no compiled path in this Bastion, or this model has none
         print(f"plain: scikit-learn model ({type(exc).__name__}: {exc})", file=sys.stderr)
         return None

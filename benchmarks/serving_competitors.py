@@ -121,9 +121,10 @@ def prepare(
     folder = work / "competitors"
     folder.mkdir(mode=0o700)
     blob = folder / "model.pkl"
+    estimator = getattr(model, "estimator", model)  # the scikit-learn pipeline, unwrapped
     with blob.open("wb") as f:
-        pickle.dump(model, f)  # our own model, our own private temp folder (see above)
-    columns = list(model.feature_names_in_)
+        pickle.dump(estimator, f)  # our own model, our own private temp folder (see above)
+    columns = list(estimator.feature_names_in_)
     sides: list[Side] = []
     missing: list[str] = []
     saved = folder / "mlflow-model"
