@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 from bastion.errors import IntegrityError
@@ -207,3 +209,51 @@ def test_a_changed_leaf_value_loads_but_fails_parity(small: tuple[Any, CompiledM
     wrong = load_compiled(json.dumps(doc).encode())
     parity = check_parity(model, wrong, synthetic(4, 100))
     assert parity["status"] == "failed" and parity["max_abs_diff"] > TOLERANCE
+
+
+def _paths(doc: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in a JSON document (a key of an object, an index of a short list)."""
+    out = [at]
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            out += _paths(value, (*at, key))
+    elif isinstance(doc, list):
+        for index, value in enumerate(doc[:3]):
+            out += _paths(value, (*at, index))
+    return out
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_changed_field_is_refused_or_evaluates_inside_its_arrays(
+    small: tuple[Any, CompiledModel], data: st.DataObject
+) -> None:
+    """Replace any one value of a valid document with any JSON value: load either refuses it
+    (IntegrityError) or gives a model that predicts finite-shaped answers without an
+    IndexError, a crash or a hang."""
+    doc = json.loads(small[1].to_bytes())
+    paths = [p for p in _paths(doc) if p]
+    path = data.draw(st.sampled_from(paths))
+    target = doc
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = data.draw(JSON_VALUES)
+    try:
+        raw = json.dumps(doc, allow_nan=True).encode()
+        loaded = load_compiled(raw)
+    except IntegrityError:
+        return
+    numeric = np.array([[0.5, 3.0], [np.nan, 1e300]])
+    codes = (
+        np.array([[0], [len(loaded.codes[0]) + 1]]) if loaded.categorical else np.zeros((2, 0), int)
+    )
+    with np.errstate(all="ignore"):
+        out = loaded.predict_proba(numeric[:, : len(loaded.numeric)], codes)
+    assert out.shape == (2, 2)
