@@ -29,7 +29,13 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from bastion.compliance.audit_summary import fmt_level, fmt_seconds, fmt_value, with_interval
+from bastion.compliance.audit_summary import (
+    GATE_HEADER,
+    fmt_level,
+    fmt_seconds,
+    gate_rows,
+    with_interval,
+)
 from bastion.compliance.plots import (
     plot_extraction,
     plot_group_selection,
@@ -158,16 +164,7 @@ def _common(result: Mapping[str, Any], missing: list[str]) -> list[str]:
         measured = [[k, with_interval(v, intervals.get(k))] for k, v in values.items()]
         out.append(table(["Value", "Measured [interval]"], measured))
     if gates:
-        rows = [
-            [
-                g.get("gate"),
-                fmt_value(g.get("threshold")),
-                fmt_value(g.get("value")),
-                "PASS" if g.get("passed") else "FAIL",
-            ]
-            for g in gates
-        ]
-        out.append(table(["Gate", "Threshold", "Value", "Result"], rows))
+        out.append(table(list(GATE_HEADER), gate_rows(gates)))
     else:
         out.append("<p>No gates were configured for this audit.</p>")
     return out

@@ -15,7 +15,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["audit_summary", "fmt_level", "fmt_seconds", "fmt_value", "meaning", "with_interval"]
+__all__ = [
+    "GATE_HEADER",
+    "audit_summary",
+    "fmt_level",
+    "fmt_seconds",
+    "fmt_value",
+    "gate_rows",
+    "meaning",
+    "with_interval",
+]
 
 SummaryBlock = tuple[Any, ...]
 
@@ -33,6 +42,22 @@ def fmt_value(value: Any) -> str:
 
 
 _fmt = fmt_value
+
+
+GATE_HEADER = ("Gate", "Threshold", "Value", "Result")
+
+
+def gate_rows(gates: list[Mapping[str, Any]]) -> list[list[Any]]:
+    """One row per gate: name, threshold, value, PASS or FAIL (the report and the card)."""
+    return [
+        [
+            g.get("gate"),
+            fmt_value(g.get("threshold")),
+            fmt_value(g.get("value")),
+            "PASS" if g.get("passed") else "FAIL",
+        ]
+        for g in gates
+    ]
 
 
 def fmt_seconds(value: Any) -> str:
@@ -109,16 +134,7 @@ def audit_summary(audits: Mapping[str, Any]) -> list[SummaryBlock]:
         if rows:
             out.append(("table", "", ["Value", "Measured", "Interval"], rows))
         if gates:
-            rows = [
-                [
-                    g.get("gate"),
-                    _fmt(g.get("threshold")),
-                    _fmt(g.get("value")),
-                    "PASS" if g.get("passed") else "FAIL",
-                ]
-                for g in gates
-            ]
-            out.append(("table", "", ["Gate", "Threshold", "Value", "Result"], rows))
+            out.append(("table", "", list(GATE_HEADER), gate_rows(gates)))
         insane = [s for s in result.get("sanity") or [] if isinstance(s, Mapping)]
         insane = [s for s in insane if not s.get("passed")]
         if insane:

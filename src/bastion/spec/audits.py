@@ -15,10 +15,13 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_core import PydanticCustomError
+
+from bastion.spec._checks import at as _at
+from bastion.spec._checks import check_gate_names
 
 __all__ = [
     "AUDIT_NAMES",
+    "STRATEGIES",
     "AttributeInferenceAuditConfig",
     "AuditConfig",
     "AuditsConfig",
@@ -27,19 +30,16 @@ __all__ = [
     "MembershipAuditConfig",
     "MitigationConfig",
     "RobustnessAuditConfig",
+    "Strategy",
 ]
-
-AT = "bastion_at"  # the loader's positioned-error type (bastion.spec.config.AT)
-
-
-def _at(*path: str | int, what: str) -> PydanticCustomError:
-    return PydanticCustomError(AT, "{what}", {"what": what, "at": tuple(str(p) for p in path)})
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+Strategy = Literal["synthetic", "pool"]
+STRATEGIES: tuple[Strategy, ...] = ("synthetic", "pool")
 Resamples = Annotated[int, Field(ge=0, le=100_000, description="Bootstrap resamples (0: none).")]
 Confidence = Annotated[float, Field(gt=0, lt=1, description="Level of the intervals.")]
 
@@ -57,16 +57,7 @@ class AuditConfig(_Strict):
     @field_validator("gates")
     @classmethod
     def _gate_names(cls, v: dict[str, float]) -> dict[str, float]:
-        for key in v:
-            kind, _, value = key.partition("_")
-            if kind not in ("min", "max"):
-                raise _at(key, what="expected min_<value> or max_<value>")
-            if value not in cls.VALUES:
-                raise _at(
-                    key,
-                    what=f"this audit does not measure {value!r}; a gate may name one of"
-                    f" {', '.join(cls.VALUES)}",
-                )
+        check_gate_names(v, cls.VALUES, "this audit")
         return v
 
 
@@ -153,8 +144,8 @@ class ExtractionAuditConfig(AuditConfig):
     count tried when none reached it: a lower bound, flagged in the result)."""
 
     VALUES: ClassVar[tuple[str, ...]] = ("extraction_queries_90pct", "extraction_fidelity")
-    strategies: list[Literal["synthetic", "pool"]] = Field(
-        default_factory=lambda: ["synthetic", "pool"],
+    strategies: list[Strategy] = Field(
+        default_factory=lambda: list(STRATEGIES),
         description="synthetic: rows drawn within the schema; pool: public rows like the data.",
     )
     queries: list[Annotated[int, Field(ge=10)]] = Field(

@@ -25,8 +25,9 @@ import re
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
 
+from bastion.spec._checks import at as _at
+from bastion.spec._checks import check_gate_names
 from bastion.spec.audits import AuditsConfig
 
 __all__ = [
@@ -69,15 +70,6 @@ Metric = Literal[
 METRICS: tuple[str, ...] = get_args(Metric)
 """Every metric the evaluate stage computes: what ``evaluate.metrics`` may list and what a
 ``min_<metric>``/``max_<metric>`` gate may name."""
-
-AT = "bastion_at"
-"""The pydantic error type of a cross-field check that names its own node (see :func:`_at`)."""
-
-
-def _at(*path: str | int, what: str) -> PydanticCustomError:
-    """A validation error positioned at ``path`` below the model that raises it, so the
-    loader cites that node's line and column (a list item, a key), not the model's."""
-    return PydanticCustomError(AT, "{what}", {"what": what, "at": tuple(str(p) for p in path)})
 
 
 class _Strict(BaseModel):
@@ -522,16 +514,7 @@ class EvaluateConfig(_Strict):
     @field_validator("gates")
     @classmethod
     def _gate_names(cls, v: dict[str, float]) -> dict[str, float]:
-        for key in v:
-            kind, _, metric = key.partition("_")
-            if kind not in ("min", "max"):
-                raise _at(key, what="expected min_<metric> or max_<metric>")
-            if metric not in METRICS:
-                raise _at(
-                    key,
-                    what=f"evaluate does not compute {metric!r}; a gate may name one of"
-                    f" {', '.join(METRICS)}",
-                )
+        check_gate_names(v, METRICS, "evaluate", noun="metric")
         return v
 
 

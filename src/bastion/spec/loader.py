@@ -43,8 +43,9 @@ from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bastion.errors import ConfigError
+from bastion.spec._checks import AT
 from bastion.spec._env import REFERENCE, refusal
-from bastion.spec.config import AT, PipelineConfig, file_problems, json_schema
+from bastion.spec.config import PipelineConfig, file_problems, json_schema
 
 __all__ = [
     "MAX_BYTES",

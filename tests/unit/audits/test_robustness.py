@@ -23,6 +23,7 @@ from bastion.audits.robustness import (
 )
 from bastion.spec.config import ColumnSpec, FeaturesConfig
 from bastion.stages.features import build_transformer
+from tests.helpers.audit_data import synthetic_table
 
 SCHEMA = {
     "age": ColumnSpec(type="int", min=17, max=90),
@@ -34,25 +35,8 @@ SCHEMA = {
 
 
 def _table(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    rows = pd.DataFrame(
-        {
-            "age": rng.integers(17, 91, n),
-            "hours": rng.uniform(1, 99, n).round(1),
-            "gain": rng.normal(0, 1, n),
-            "sex": rng.choice(["F", "M"], n),
-            "work": rng.choice(["gov", "private", "self"], n),
-        }
-    )
-    score = (
-        0.05 * (rows.age - 50)
-        + 0.04 * (rows.hours - 50)
-        + rows.gain
-        + (rows.sex == "M") * 0.8
-        + (rows.work == "self") * 1.0
-    )
-    y = (score + rng.normal(0, 0.5, n) > 0.4).astype(int).to_numpy()
-    return rows, y
+    rows = synthetic_table(n, seed)
+    return rows.drop(columns="y"), (rows.pop("y") == "yes").astype(int).to_numpy()
 
 
 def _fitted(model: Any) -> tuple[Any, Any, Constraints, pd.DataFrame, np.ndarray]:
