@@ -502,6 +502,7 @@ def competitors(work: Path, model: Any, files: dict[int, Path], load: Any) -> di
     out: dict[str, Any] = {m.split(":", 1)[0]: m for m in missing}
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env = {k: v for k, v in env.items() if not k.startswith("BASTION_")}
+    env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "")])  # mlflow runs uvicorn
     for side in sides:
         logf = work / f"{side.name}.log"
         with logf.open("wb") as fh:

@@ -43,10 +43,13 @@ class Adult:
         with open(MODEL, "rb") as f:
             self.model = pickle.load(f)
 
+    # a list of row objects (BentoML 1.4.40's batching fails on DataFrame inputs: its
+    # dispatcher adds a shape tuple to an int), one DataFrame per adaptive batch
     @bentoml.api(batchable=True, max_batch_size=1000, max_latency_ms=1000)
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        proba = self.model.predict_proba(frame[COLUMNS])
-        return np.asarray(LABELS, dtype=object)[np.argmax(proba, axis=1)]
+    def predict(self, rows: list[dict]) -> list[str]:
+        frame = pd.DataFrame(rows).reindex(columns=COLUMNS)
+        proba = self.model.predict_proba(frame)
+        return [LABELS[i] for i in np.argmax(proba, axis=1)]
 """
 
 MLFLOW_SAVE = """
@@ -149,7 +152,7 @@ def prepare(
     cmd = [str(bin_dir / "bentoml"), "serve", "bento_service:Adult", "--port", str(ports[1])]
     cmd += ["--host", "127.0.0.1"]
     url = f"http://127.0.0.1:{ports[1]}"
-    sides.append(Side("bentoml", cmd, folder, url + "/predict", url + "/readyz", "frame"))
+    sides.append(Side("bentoml", cmd, folder, url + "/predict", url + "/readyz", "rows"))
     return sides, missing
 
 
