@@ -34,7 +34,9 @@ as missed. The exit status is 1 when any goal is missed.
 
 ``--smoke`` (CI: does it still run?): the pipeline runs on the first 3,000 training and
 1,000 test rows with a 30-iteration model, each scenario is loaded for 1 s without warm-up,
-and the goals are not judged; a non-2xx answer or a socket error still fails it. It uses
+the server runs with ``--on-extraction notify`` unless told otherwise (alarms printed, not
+blocking: the small model's profile is not a deployment's), no competitor runs, and the
+goals are not judged; a non-2xx answer or a socket error still fails it. It uses
 wrk when it is installed and otherwise a small asyncio + httpx load generator (slower, as it
 shares the CPUs with the servers: its figures are not comparable with wrk's).
 """
@@ -364,6 +366,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.seconds, args.warmup = 1, 0
+        # the smoke model's training profile has 3,000 rows, and the detector raised a
+        # coverage alarm on adult.test replayed against it (after ~7,000 queries): the
+        # detector still runs on every request and its alarms are printed, but they do not
+        # block the smoke (a full run keeps the server's default, block)
+        args.on_extraction = args.on_extraction or "notify"
     use_wrk = shutil.which("wrk") is not None
     if not use_wrk and not args.smoke:
         raise SystemExit("wrk not found (apt-get install wrk)")
