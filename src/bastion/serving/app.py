@@ -8,16 +8,11 @@ callable, :class:`ServerApp`. Routes::
     POST /v1/models/{name}/predict   {"instances": [...]} -> {"predictions": [...], "model": ...}
     GET  /healthz                    liveness, no auth
     GET  /readyz                     models loaded and the audit log reachable
-    GET  /metrics                    Prometheus text       token with audit:read, unless
-                                                           from loopback
-    GET  /openapi.json               OpenAPI 3.1 document  any valid token, unless from
-                                                           loopback
+    GET  /metrics                    Prometheus text       beyond loopback: audit:read
+    GET  /openapi.json               OpenAPI 3.1 document  beyond loopback: any valid token
 
-Beyond loopback, ``/metrics`` needs ``audit:read`` (roles admin, auditor, approver,
-data-steward): its figures are counts of what the audit log records one by one, so a caller
-who may read the log learns nothing new, while a consumer cannot watch the alarm counters
-to calibrate an extraction attack. ``/openapi.json`` needs any valid token: it describes the
-request contract every caller needs and holds no data. No new permission, so no migration.
+(``/metrics`` only counts what ``audit:read`` may read entry by entry in the audit log;
+``/openapi.json`` is the contract every caller needs.)
 
 One predict request, in order: bearer token (401, ``WWW-Authenticate: Bearer``) → model
 known (404, only after authentication) → ``deployment:predict`` on it (403) → body read
