@@ -29,8 +29,8 @@ from bastion.monitoring.screening import (
     QUANTILE_LEVELS,
     Table,
     TrainingProfile,
-    _has,
-    _is_null,
+    has_column,
+    is_null,
 )
 
 #: A numeric value holding at least this share of its training column is an atom.
@@ -53,7 +53,7 @@ def _position(index: dict[str, int], value: Any) -> int:
     profile's encoder reads them: ``str(value).strip()``)."""
     if type(value) is str and value in index:
         return index[value]
-    return -1 if _is_null(value) else index.get(str(value).strip(), -1)
+    return -1 if is_null(value) else index.get(str(value).strip(), -1)
 
 
 class Reference:
@@ -140,7 +140,7 @@ class Reference:
         if self._cats:
             pos = np.empty((n, len(self._cats)), dtype=np.intp)
             for k, (name, index) in enumerate(self._cats):
-                if not _has(frame, name):
+                if not has_column(frame, name):
                     pos[:, k] = -1
                     continue
                 values = frame[name].tolist() if isinstance(frame, pd.DataFrame) else frame[name]

@@ -55,6 +55,8 @@ __all__ = [
     "RowsByColumn",
     "Table",
     "TrainingProfile",
+    "has_column",
+    "is_null",
 ]
 
 #: Quantile levels stored per numeric column (dense in the tails, where screening looks).
@@ -131,18 +133,20 @@ def _n_rows(table: Table) -> int:
     return len(next(iter(table.values()))) if table else 0
 
 
-def _has(table: Table, name: str) -> bool:
+def has_column(table: Table, name: str) -> bool:
+    """Whether ``table`` (a DataFrame or columns by name) has the column ``name``."""
     return name in table.columns if isinstance(table, pd.DataFrame) else name in table
 
 
-def _is_null(v: Any) -> bool:
+def is_null(v: Any) -> bool:
+    """A missing value: None or NaN."""
     return v is None or (isinstance(v, float) and v != v)
 
 
 def _strings(table: Table, name: str) -> np.ndarray:
     if isinstance(table, pd.DataFrame):
         return _str_values(table[name])
-    values = [None if _is_null(v) else str(v).strip() for v in table[name]]
+    values = [None if is_null(v) else str(v).strip() for v in table[name]]
     return np.array(values, dtype=object)
 
 
@@ -343,7 +347,7 @@ class TrainingProfile:
         offset = k
         rows_ix = np.arange(n)
         for name, index in self._cat_index.items():
-            if _has(frame, name):
+            if has_column(frame, name):
                 values = _strings(frame, name)
                 pos = np.array([index.get(v, -1) if v is not None else -1 for v in values])
                 hit = pos >= 0
@@ -444,7 +448,7 @@ class InputScreen:
         unseen = np.zeros((n, len(prof.categorical)), dtype=bool)
         floor_bits = -math.log2(prof._floor)
         for j, (name, stats) in enumerate(prof.categorical.items()):
-            present = _has(frame, name)
+            present = has_column(frame, name)
             values = _strings(frame, name) if present else np.full(n, None, dtype=object)
             table = self._cat_surprisal[name]
             null_bits = -math.log2(max(stats.null_fraction, prof._floor))
