@@ -264,9 +264,12 @@ def _started_text(summary: dict[str, Any], tls: str) -> str:
         if model["drop_declared_fields"]:
             lines.append("    declared fields that are not inputs: accepted and dropped unread")
     routes = summary["endpoints"]
-    admin = "admin token unless from loopback"
-    lines.append(f"  openapi      GET {routes['openapi']}  (request schemas; {admin})")
-    lines.append(f"  metrics      GET {routes['metrics']}  (Prometheus; {admin})")
+    lines.append(
+        f"  openapi      GET {routes['openapi']}  (request schemas; any token unless from loopback)"
+    )
+    lines.append(
+        f"  metrics      GET {routes['metrics']}  (Prometheus; audit:read unless from loopback)"
+    )
     lines.append(
         "  health       GET /healthz (alive), /readyz (models loaded, audit log reachable)"
     )
