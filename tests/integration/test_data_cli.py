@@ -237,6 +237,7 @@ def _pii_pipeline(folder: Path, pii: dict[str, Any] | None) -> Path:
     doc["data"]["schema"] = {"email": {"type": "str"}, **doc["data"]["schema"]}
     doc["data"]["pii"] = pii or {}
     doc["evaluate"]["gates"] = {}
+    doc.pop("audits")  # about PII, not the model: no audits, no gates
     path = folder / "pipeline.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path

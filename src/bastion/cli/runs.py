@@ -96,13 +96,7 @@ def _print_run(data: dict[str, Any]) -> None:
             f"{s['seconds']:.2f}",
         )
     out.print(stages)
-    if data["gates"]:
-        gates = Table("gate", "value", "threshold", "result", title="gates")
-        for g in data["gates"]:
-            value = "-" if g["value"] is None else f"{g['value']:.4f}"
-            verdict = "[green]pass[/]" if g["passed"] else "[red]FAIL[/]"
-            gates.add_row(escape(g["gate"]), value, str(g["threshold"]), verdict)
-        out.print(gates)
+    c.print_gates(out, data["gates"])
     lines = [f"model: {data['model'] or 'not released'}"]
     if data["error"]:
         lines.append(f"error: {data['error']}")

@@ -78,16 +78,19 @@ class StageOutcome:
 
 @dataclass(frozen=True, slots=True)
 class GateOutcome:
-    """One gate of a run: the measured value, the threshold and the verdict."""
+    """One gate of a run: the stage that judged it (``evaluate``, ``audit.<name>``), the
+    measured value, the threshold and the verdict."""
 
     gate: str
     value: float | None
     threshold: float | None
     passed: bool
+    stage: str = "evaluate"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "gate": self.gate,
+            "stage": self.stage,
             "value": self.value,
             "threshold": self.threshold,
             "passed": self.passed,
@@ -176,6 +179,7 @@ def _gate(item: Any) -> GateOutcome | None:
         _number(item.get("value")),
         _number(item.get("threshold")),
         item.get("passed") is True,
+        _text(item.get("stage")) or "evaluate",
     )
 
 
