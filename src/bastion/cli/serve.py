@@ -20,12 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from bastion.cli import _common as c
-
-#: Rows a principal may query per UTC day unless ``--daily-budget`` says otherwise: 10,000
-#: is about three hours of one analyst's interactive use at a request a second, and caps
-#: what a thief whose queries look benign (real rows replayed from a public pool) learns
-#: per token and day (docs/extraction-detection.md).
-DEFAULT_DAILY_BUDGET = 10_000
+from bastion.serving.ratelimit import DEFAULT_DAILY_BUDGET
 
 if TYPE_CHECKING:
     import uvicorn

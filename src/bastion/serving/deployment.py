@@ -33,6 +33,7 @@ from bastion.serving.auth import DEFAULT_CACHE_TTL, JwtSettings
 from bastion.serving.batching import MicroBatcher
 from bastion.serving.compiled import ENGINES, SKLEARN, choose_engine
 from bastion.serving.controls import ACTIONS
+from bastion.serving.ratelimit import DEFAULT_DAILY_BUDGET
 from bastion.serving.requests import RequestSchema
 from bastion.spec.labels import label_names
 
@@ -78,7 +79,7 @@ class ServeOptions:
     # BASTION_REDIS_URL is set). A request may carry at most ``burst`` rows.
     rate: float = 50.0
     burst: int = 200
-    daily_budget: int | None = None
+    daily_budget: int | None = DEFAULT_DAILY_BUDGET  # on by default, CLI and API alike
     # Input screening against the training profile: flag (audit note) or reject (422).
     screen: str = "flag"
     # What a response reveals: label | top_k | rounded | noised (defenses/hardening.py).

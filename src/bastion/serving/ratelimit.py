@@ -32,8 +32,16 @@ from typing import Any, Protocol
 
 from bastion.errors import ConfigError
 
+#: Rows a principal may query per UTC day unless ``--daily-budget`` says otherwise: 10,000
+#: is about three hours of one analyst's interactive use at a request a second, and caps
+#: what a thief whose queries look benign (real rows replayed from a public pool) learns
+#: per token and day (docs/extraction-detection.md). The CLI and ``ServeOptions`` both
+#: default to it; ``None`` turns the budget off.
+DEFAULT_DAILY_BUDGET = 10_000
+
 __all__ = [
     "DAY_SECONDS",
+    "DEFAULT_DAILY_BUDGET",
     "Decision",
     "MemoryRateLimiter",
     "RateLimiter",
