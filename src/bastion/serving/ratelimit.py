@@ -1,20 +1,23 @@
-"""Rate limits and daily query budgets per principal.
+"""Rate limits per principal and daily query budgets per (scope, principal).
 
 A token bucket per principal holds up to ``burst`` tokens and refills at ``rate`` tokens a
 second. ``cost`` is the number of **rows** a request predicts (one query each), so a
 100-row batch costs 100: both the bucket and the budget count queries, which is what model
-extraction needs. A request is admitted when the bucket holds ``cost`` tokens and, with a
-``daily_budget``, the principal's rows today (UTC day) plus ``cost`` stay within it.
-Refusals take nothing. ``retry_after`` is exact: ``(cost - tokens) / rate`` seconds for the
-bucket, the seconds to the next UTC midnight for the budget. A ``cost`` above ``burst`` can
-never be admitted: it is refused with ``retry_after = inf`` (the server should cap batches
-at ``burst``).
+extraction needs. The budget is counted per ``scope`` (the server passes the deployment:
+extraction is per model) and principal, and each call may give its own ``budget`` (the
+deployment's, or the principal's own); without one the limiter's ``daily_budget`` applies.
+A request is admitted when the bucket holds ``cost`` tokens and, with a budget, the
+principal's rows in that scope today (UTC day) plus ``cost`` stay within it. The bucket is
+one per principal across every scope. Refusals take nothing. ``retry_after`` is exact:
+``(cost - tokens) / rate`` seconds for the bucket, the seconds to the next UTC midnight for
+the budget. A ``cost`` above ``burst`` can never be admitted: it is refused with
+``retry_after = inf`` (the server should cap batches at ``burst``).
 
 :class:`MemoryRateLimiter` keeps state in process memory, O(1) per call; a bucket idle long
 enough to be full again is indistinguishable from a new one, so it is evicted (memory stays
 bounded by the principals active within ``burst / rate`` seconds, plus one budget counter
-per principal seen today, cleared at midnight). :class:`RedisRateLimiter` runs the same
-algorithm atomically in one Lua script (``EVALSHA``) on Redis time, so any number of
+per (scope, principal) seen today, cleared at midnight). :class:`RedisRateLimiter` runs the
+same algorithm atomically in one Lua script (``EVALSHA``) on Redis time, so any number of
 replicas enforce one limit; its keys expire (the bucket when it would be full, the budget
 after its day). :func:`rate_limiter_from_env` picks Redis when ``BASTION_REDIS_URL`` is set.
 """
@@ -62,9 +65,15 @@ class Decision:
 
 
 class RateLimiter(Protocol):
-    """What the server calls once per request."""
+    """What the server calls once per request.
 
-    async def acquire(self, principal: str, cost: int = 1) -> Decision: ...
+    ``scope`` keys the daily budget (the deployment); ``budget`` is this call's budget in
+    rows, ``None`` for the limiter's own ``daily_budget``.
+    """
+
+    async def acquire(
+        self, principal: str, cost: int = 1, *, scope: str = "", budget: int | None = None
+    ) -> Decision: ...
 
 
 def _check(rate: float, burst: int, daily_budget: int | None) -> None:
@@ -82,6 +91,15 @@ def _cost(cost: int) -> int:
     if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
         raise ConfigError(f"cost: expected an integer >= 1, got {cost!r}")
     return cost
+
+
+def _budget(budget: int | None, default: int | None) -> int | None:
+    """This call's budget: ``budget`` when given (an integer >= 1), else ``default``."""
+    if budget is None:
+        return default
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ConfigError(f"budget: expected an integer >= 1 or None, got {budget!r}")
+    return budget
 
 
 class MemoryRateLimiter:
@@ -106,25 +124,31 @@ class MemoryRateLimiter:
         # principal -> (tokens, last refill time); least recently used first.
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._day = -1
-        self._used: dict[str, int] = {}
+        self._used: dict[tuple[str, str], int] = {}  # (scope, principal) -> rows today
 
-    async def acquire(self, principal: str, cost: int = 1) -> Decision:
-        """Admit or refuse one request of ``cost`` rows."""
-        return self.acquire_sync(principal, cost)
+    async def acquire(
+        self, principal: str, cost: int = 1, *, scope: str = "", budget: int | None = None
+    ) -> Decision:
+        """Admit or refuse one request of ``cost`` rows (see :class:`RateLimiter`)."""
+        return self.acquire_sync(principal, cost, scope=scope, budget=budget)
 
-    def acquire_sync(self, principal: str, cost: int = 1) -> Decision:
+    def acquire_sync(
+        self, principal: str, cost: int = 1, *, scope: str = "", budget: int | None = None
+    ) -> Decision:
         """The same as :meth:`acquire`, for synchronous callers."""
         cost = _cost(cost)
+        limit = _budget(budget, self.daily_budget)
         now = self._clock()
         self._evict(now)
         if cost > self.burst:
             return Decision(False, math.inf, "rate")
-        if self.daily_budget is not None:
+        key = (scope, principal)
+        if limit is not None:
             wall = self._wall()
             day = int(wall // DAY_SECONDS)
             if day != self._day:
                 self._day, self._used = day, {}
-            if self._used.get(principal, 0) + cost > self.daily_budget:
+            if self._used.get(key, 0) + cost > limit:
                 return Decision(False, (day + 1) * DAY_SECONDS - wall, "budget")
         tokens, last = self._buckets.pop(principal, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - last) * self.rate)
@@ -132,8 +156,8 @@ class MemoryRateLimiter:
             self._buckets[principal] = (tokens, now)
             return Decision(False, (cost - tokens) / self.rate, "rate")
         self._buckets[principal] = (tokens - cost, now)
-        if self.daily_budget is not None:
-            self._used[principal] = self._used.get(principal, 0) + cost
+        if limit is not None:
+            self._used[key] = self._used.get(key, 0) + cost
         return Decision(True, 0.0, None)
 
     def _evict(self, now: float) -> None:
@@ -150,8 +174,9 @@ class MemoryRateLimiter:
         return len(self._buckets)
 
 
-# KEYS[1] bucket hash, KEYS[2] budget prefix. ARGV: rate, burst, budget (0 = none), cost,
-# now (seconds; empty = Redis TIME). Returns {allowed, retry_after as a string, reason}.
+# KEYS[1] bucket hash (per principal), KEYS[2] budget prefix (per scope and principal).
+# ARGV: rate, burst, budget (0 = none), cost, now (seconds; empty = Redis TIME).
+# Returns {allowed, retry_after as a string, reason}.
 _LUA = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
@@ -227,17 +252,25 @@ class RedisRateLimiter:
         self._redis: Any = aioredis.from_url(url)
         self._script: Any = self._redis.register_script(_LUA)
 
-    def _keys(self, principal: str) -> list[str]:
-        # Hashed (fixed length, any bytes) and hash-tagged (one cluster slot per principal).
+    def _keys(self, principal: str, scope: str) -> list[str]:
+        # Hashed (fixed length, any bytes) and hash-tagged (one cluster slot per principal,
+        # so the bucket and every scope's budget of one principal meet in one script).
         tag = hashlib.sha256(principal.encode()).hexdigest()[:32]
-        return [f"{self.prefix}{{{tag}}}:tb", f"{self.prefix}{{{tag}}}:day"]
+        day = f"{self.prefix}{{{tag}}}:day"
+        if scope:
+            day += ":" + hashlib.sha256(scope.encode()).hexdigest()[:32]
+        return [f"{self.prefix}{{{tag}}}:tb", day]
 
-    async def acquire(self, principal: str, cost: int = 1) -> Decision:
+    async def acquire(
+        self, principal: str, cost: int = 1, *, scope: str = "", budget: int | None = None
+    ) -> Decision:
         """Admit or refuse one request of ``cost`` rows, atomically across replicas."""
         cost = _cost(cost)
+        limit = _budget(budget, self.daily_budget)
         now = "" if self._clock is None else repr(float(self._clock()))
-        args = [repr(self.rate), self.burst, self.daily_budget or 0, cost, now]
-        allowed, retry, reason = await self._script(keys=self._keys(principal), args=args)
+        args = [repr(self.rate), self.burst, limit or 0, cost, now]
+        keys = self._keys(principal, scope)
+        allowed, retry, reason = await self._script(keys=keys, args=args)
         text = retry.decode() if isinstance(retry, bytes) else str(retry)
         why = reason.decode() if isinstance(reason, bytes) else str(reason)
         return Decision(bool(allowed), float(text), why or None)

@@ -216,3 +216,64 @@ def test_redis_uses_server_time_by_default() -> None:
             await _cleanup(prefix)
 
     run(scenario())
+
+
+def test_budget_is_counted_per_scope_and_principal() -> None:
+    """Extraction is per model: a principal's rows on one deployment leave its budget on
+    another untouched, while the token bucket stays one per principal across them."""
+    clock = Clock()
+    rl = MemoryRateLimiter(rate=1000.0, burst=10, clock=clock, wall=Clock(DAY_SECONDS * 9.5))
+    assert rl.acquire_sync("alice", cost=5, scope="a", budget=5).allowed
+    refused = rl.acquire_sync("alice", scope="a", budget=5)
+    assert refused.reason == "budget" and refused.retry_after == pytest.approx(DAY_SECONDS / 2)
+    assert rl.acquire_sync("alice", cost=5, scope="b", budget=5).allowed  # its own counter
+    assert rl.acquire_sync("bob", cost=5, scope="a", budget=5).allowed  # per principal
+    # the bucket is shared: alice spent 10 of 10 tokens on a and b together
+    assert rl.acquire_sync("alice", scope="c", budget=5) == Decision(False, 0.001, "rate")
+
+
+def test_budget_given_per_call_overrides_the_default() -> None:
+    clock = Clock()
+    rl = MemoryRateLimiter(rate=1000.0, burst=100, daily_budget=3, clock=clock)
+    assert rl.acquire_sync("bulk", cost=50, budget=60).allowed  # its own, larger budget
+    assert rl.acquire_sync("bulk", cost=10, budget=60).allowed
+    assert rl.acquire_sync("bulk", budget=60).reason == "budget"
+    assert rl.acquire_sync("alice", cost=3).allowed  # no budget given: the default, 3
+    assert rl.acquire_sync("alice").reason == "budget"
+    unlimited = MemoryRateLimiter(rate=1000.0, burst=100, clock=clock)
+    for _ in range(5):
+        assert unlimited.acquire_sync("alice", cost=100).allowed
+        clock.t += 1.0
+    assert unlimited.acquire_sync("alice", cost=2, budget=1).reason == "budget"
+
+
+@pytest.mark.parametrize("budget", [0, -1, True, 2.5])
+def test_bad_budget_per_call_is_refused(budget: object) -> None:
+    with pytest.raises(ConfigError, match="budget"):
+        MemoryRateLimiter(1, 1).acquire_sync("a", budget=budget)  # type: ignore[arg-type]
+
+
+@needs_redis
+def test_redis_budget_per_scope_and_per_call() -> None:
+    prefix = f"bastion:test:{secrets.token_hex(8)}:"
+    now = Clock(20_000 * DAY_SECONDS + 100.0)
+
+    async def scenario() -> None:
+        a = RedisRateLimiter(REDIS_URL, 1000.0, 50, daily_budget=4, prefix=prefix, clock=now)
+        b = RedisRateLimiter(REDIS_URL, 1000.0, 50, daily_budget=4, prefix=prefix, clock=now)
+        try:
+            assert (await a.acquire("alice", cost=3, scope="m1", budget=3)).allowed
+            assert (await b.acquire("alice", scope="m1", budget=3)).reason == "budget"
+            assert (await b.acquire("alice", cost=3, scope="m2", budget=3)).allowed
+            assert (await a.acquire("alice", cost=4)).allowed  # unscoped: the default 4
+            assert (await b.acquire("alice")).reason == "budget"
+            got = await asyncio.gather(
+                *[(a, b)[i % 2].acquire("bob", scope="m1", budget=30) for i in range(40)]
+            )
+            assert sum(d.allowed for d in got) == 30  # atomic with a per-call budget
+        finally:
+            await a.aclose()
+            await b.aclose()
+            await _cleanup(prefix)
+
+    run(scenario())
