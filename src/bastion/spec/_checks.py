@@ -1,16 +1,26 @@
-"""Positioned validation errors and the gate-name check, shared by the pipeline file's
-models (:mod:`bastion.spec.config`, :mod:`bastion.spec.audits`)."""
+"""The strict base model, the name pattern, positioned validation errors and the gate-name
+check, shared by the pipeline file's models (:mod:`bastion.spec.config` and its sections)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticCustomError
 
-__all__ = ["AT", "at", "check_gate_names"]
+__all__ = ["AT", "NAME", "Strict", "at", "check_gate_names"]
+
+NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+"""A pipeline's, a source's or a release's name."""
 
 AT = "bastion_at"
 """The pydantic error type of a cross-field check that names its own node (see :func:`at`)."""
+
+
+class Strict(BaseModel):
+    """A section of the pipeline file: unknown keys are errors, values frozen and stripped."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
 def at(*path: str | int, what: str) -> PydanticCustomError:
