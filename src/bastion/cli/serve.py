@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from bastion.cli import _common as c
-from bastion.serving.ratelimit import DEFAULT_DAILY_BUDGET
 
 if TYPE_CHECKING:
     import uvicorn
@@ -76,13 +75,22 @@ def serve(
         int, typer.Option(help="Bucket size: rows a principal may send at once.", min=1)
     ] = 200,
     daily_budget: Annotated[
-        int,
+        str,
         typer.Option(
-            help="Rows per principal per UTC day (429 DAILY_BUDGET_EXHAUSTED beyond it); "
-            "on by default, raise it for batch-scoring principals.",
-            min=1,
+            help="Rows per principal per UTC day on each model (429 DAILY_BUDGET_EXHAUSTED"
+            " beyond it): an integer, or auto: below the query count at which the model's"
+            " signed extraction audit copied it (10000 without one). Give batch-scoring"
+            " principals --principal-budget.",
         ),
-    ] = DEFAULT_DAILY_BUDGET,
+    ] = "auto",
+    principal_budget: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=ROWS: this principal's daily budget on every model instead (a bulk"
+            " scorer, a load test); repeatable; audited.",
+            show_default=False,
+        ),
+    ] = None,
     screen: Annotated[
         str, typer.Option(help="Rows unlike the training data: flag (audited) or reject (422).")
     ] = "flag",
@@ -134,6 +142,7 @@ def serve(
 
     from bastion import serving
     from bastion.errors import ConfigError
+    from bastion.serving.budgets import parse_daily_budget, parse_principal_budgets
     from bastion.workspace import default_home
 
     if (jwks is None) != (issuer is None) or (jwks is None) != (audience is None):
@@ -163,7 +172,8 @@ def serve(
         tls=mode,
         rate=rate,
         burst=burst,
-        daily_budget=daily_budget,
+        daily_budget=parse_daily_budget(daily_budget),
+        principal_budgets=parse_principal_budgets(principal_budget or ()),
         screen=screen,
         output=output,
         top_k=top_k,
@@ -216,7 +226,7 @@ def _announcing_server(config: uvicorn.Config, announce: Callable[[int], None]) 
 def _announcer(
     app: ServerApp, scheme: str, host: str, certificate: str | None, json_out: bool
 ) -> Callable[[int], None]:
-    from bastion.serving.deployment import server_summary
+    from bastion.serving.summary import server_summary
 
     def announce(port: int) -> None:
         shown = f"[{host}]" if ":" in host else host
@@ -258,6 +268,7 @@ def _started_text(summary: dict[str, Any], tls: str) -> str:
         )
         if model["drop_declared_fields"]:
             lines.append("    declared fields that are not inputs: accepted and dropped unread")
+        lines += _budget_lines(model)
     routes = summary["endpoints"]
     lines.append(
         f"  openapi      GET {routes['openapi']}  (request schemas; any token unless from loopback)"
@@ -269,6 +280,26 @@ def _started_text(summary: dict[str, Any], tls: str) -> str:
         "  health       GET /healthz (alive), /readyz (models loaded, audit log reachable)"
     )
     return "\n".join(lines) + "\n"
+
+
+def _budget_lines(model: dict[str, Any]) -> list[str]:
+    """The model's daily budget per principal and why; a WARNING for each budget that lets
+    one principal copy it within a day."""
+    rows = model.get("daily_budget")
+    size = "off" if rows is None else f"{rows} rows per principal per UTC day"
+    lines = _wrap(f"{size} ({model.get('budget_reason', '')})", "    budget     ")
+    for name, own in sorted((model.get("principal_budgets") or {}).items()):
+        lines.append(f"               {name}: {own} rows (--principal-budget)")
+    for warning in model.get("budget_warnings") or []:
+        lines += _wrap(f"WARNING: {model['model']}: {warning}", "  ")
+    return lines
+
+
+def _wrap(text: str, indent: str) -> list[str]:
+    hang = " " * (15 if indent.strip() else 4)
+    return textwrap.wrap(
+        text, 96, initial_indent=indent, subsequent_indent=hang, break_on_hyphens=False
+    )
 
 
 def print_inputs(out: Any, inputs: list[dict[str, Any]]) -> None:

@@ -103,7 +103,7 @@ def create_app(
     from bastion.workspace import Workspace
 
     output = check_options(models, options)
-    limiter = rate_limiter_from_env(options.rate, options.burst, options.daily_budget)
+    limiter = rate_limiter_from_env(options.rate, options.burst, None)  # budgets: per call
     throttled = rate_limiter_from_env(
         options.rate / THROTTLE_FACTOR, options.burst, None, namespace="throttled:"
     )
@@ -143,7 +143,8 @@ def _controls(
     counters = ControlMetrics(metrics.registry)
     blocklist = Blocklist(counters, ws.block_store, mirror=mirror)
     blocklist.load()  # the active blocks survive a restart (serving/blocks.py)
-    rate_limit = RateLimit(limiters[0], options.burst, limiters[1], counters)
+    budgets = {n: d.budget for n, d in deployments.items()}
+    rate_limit = RateLimit(limiters[0], options.burst, limiters[1], counters, budgets)
     profiled = {n: d.profile for n, d in deployments.items() if d.profile}
     guard = ExtractionGuard(
         {n: ExtractionMonitor(p) for n, p in profiled.items()},
@@ -262,7 +263,6 @@ class ServerApp:
             return False, "shutting down"
         if not self.deployments:
             return False, "no models loaded"
-
         try:
             await asyncio.to_thread(self.ws.audit.head)  # the audit log's database answers
         except Exception:

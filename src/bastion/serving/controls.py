@@ -6,8 +6,9 @@ in this order, after the request schema and before the model::
     Blocklist        403 ``EXTRACTION_SUSPECTED`` + block id for a principal blocked after an
                      extraction alarm, until an admin lifts it (:mod:`.blocks`: database
                      record, Redis mirror, survives restarts)
-    RateLimit        token bucket + daily budget per principal, cost = rows: 429 + Retry-After
-                     and a code (RATE_LIMITED, DAILY_BUDGET_EXHAUSTED, EXTRACTION_THROTTLED)
+    RateLimit        token bucket per principal + daily budget per deployment and principal
+                     (budgets.py), cost = rows: 429 + Retry-After and a code (RATE_LIMITED,
+                     DAILY_BUDGET_EXHAUSTED, EXTRACTION_THROTTLED)
     ExtractionGuard  the extraction detector per principal and deployment; on alarm an audited
                      ``serve.extraction_alarm``, a log warning and the action
                      (block: a ``blocks`` row, audited ``serve.block`` | throttle: rate / 10
@@ -24,20 +25,21 @@ the hot path.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 from bastion.errors import ConfigError
-from bastion.monitoring.extraction import ExtractionMonitor
+from bastion.monitoring.extraction import Alarm, ExtractionMonitor, Features
 from bastion.monitoring.screening import InputScreen, RowFindings, RowsByColumn
 from bastion.serving.auth import Caller
 from bastion.serving.blocks import Blocked, Blocklist, CodedRefusal
+from bastion.serving.budgets import Budget
 from bastion.serving.metrics import ControlMetrics
 from bastion.serving.ratelimit import RateLimiter
 from bastion.serving.requests import RequestRefused
+from bastion.serving.turns import PerTurn, row_count
 
 __all__ = [
     "ACTIONS",
@@ -57,10 +59,6 @@ Audit = Callable[[str, str, str, str, Mapping[str, Any]], Awaitable[Any]]
 THROTTLE_FACTOR = 10
 
 
-def _rows(columns: RowsByColumn) -> int:
-    return len(next(iter(columns.values()))) if columns else 0
-
-
 class Control(Protocol):
     """A check every predict request passes after its schema (rate limit, screening, ...).
 
@@ -77,7 +75,9 @@ class Control(Protocol):
 
 
 class RateLimit:
-    """Rows per second and per UTC day for each principal (see :mod:`.ratelimit`).
+    """Rows per second for each principal, and per UTC day for each principal on each
+    deployment (see :mod:`.ratelimit`; ``budgets``: each deployment's :class:`Budget`, from
+    which a principal's own comes; a deployment without one gets the limiter's default).
 
     ``throttled`` is a limiter at a tenth of the rate, used *in addition* for principals
     that :meth:`throttle` named (after an extraction alarm). A request of more rows than
@@ -85,19 +85,25 @@ class RateLimit:
     """
 
     def __init__(
-        self, limiter: RateLimiter, burst: int, throttled: RateLimiter, counters: ControlMetrics
+        self,
+        limiter: RateLimiter,
+        burst: int,
+        throttled: RateLimiter,
+        counters: ControlMetrics,
+        budgets: Mapping[str, Budget] | None = None,
     ) -> None:
         self.limiter = limiter
         self.burst = burst
         self.throttled_limiter = throttled
         self.throttled: set[str] = set()
+        self.budgets = dict(budgets or {})
         self._counters = counters
 
     def throttle(self, principal: str) -> None:
         self.throttled.add(principal)
 
     async def check(self, caller: Caller, deployment: str, columns: RowsByColumn) -> None:
-        cost = _rows(columns)
+        cost = row_count(columns)
         if cost > self.burst:
             raise RequestRefused(
                 422,
@@ -107,30 +113,34 @@ class RateLimit:
             )
         principal = caller.principal
         code = "RATE_LIMITED"
+        budget = self.budgets.get(deployment)
+        rows = budget.for_principal(principal) if budget is not None else None
         try:
             if principal in self.throttled:
                 decision = await self.throttled_limiter.acquire(principal, cost)
                 if decision.allowed:
-                    decision = await self.limiter.acquire(principal, cost)
+                    decision = await self.limiter.acquire(
+                        principal, cost, scope=deployment, budget=rows
+                    )
                 else:
                     code = "EXTRACTION_THROTTLED"
             else:
-                decision = await self.limiter.acquire(principal, cost)
+                decision = await self.limiter.acquire(
+                    principal, cost, scope=deployment, budget=rows
+                )
         except Exception as exc:  # a shared limiter (Redis) is down: fail closed, not 500
             raise RequestRefused(
                 503, "rate limiter unavailable", decision="limiter_unavailable"
             ) from exc
         if decision.allowed:
             return
-        budget = decision.reason == "budget"
-        code = "DAILY_BUDGET_EXHAUSTED" if budget else code
+        exhausted = decision.reason == "budget"
+        code = "DAILY_BUDGET_EXHAUSTED" if exhausted else code
         self._counters.refused.labels(code).inc()
         wait = decision.retry_after
         retry = max(1, math.ceil(wait)) if math.isfinite(wait) else 86_400
-        if budget:
-            message = (
-                f"daily query budget exhausted (the server's --daily-budget); retry after {retry} s"
-            )
+        if exhausted:
+            message = _budget_message(budget, rows, deployment, principal, retry)
         elif code == "RATE_LIMITED":
             message = (
                 f"rate limit exceeded: at most {self.burst} rows at once per principal, refilled"
@@ -142,9 +152,23 @@ class RateLimit:
             429,
             message,
             code,
-            decision="budget_exhausted" if budget else "rate_limited",
+            decision="budget_exhausted" if exhausted else "rate_limited",
             headers={"Retry-After": str(retry)},
         )
+
+
+def _budget_message(
+    budget: Budget | None, rows: int | None, deployment: str, principal: str, retry: int
+) -> str:
+    """What a budget refusal says: the budget in rows, where it comes from, the reset."""
+    own = budget is not None and principal in dict(budget.principals)
+    flag = "--principal-budget" if own else "--daily-budget"
+    size = f"{rows} rows per principal per UTC day" if rows is not None else "the budget"
+    return (
+        f"daily query budget exhausted: {size} on {deployment} (the server's {flag}); it"
+        f" resets at 00:00 UTC,"
+        f" retry after {retry} s"
+    )
 
 
 class ExtractionGuard:
@@ -179,6 +203,15 @@ class ExtractionGuard:
         self._blocklist = blocklist
         self._rate_limit = rate_limit
         self._counters = counters
+        self._turns: PerTurn[Features, Alarm | None] = PerTurn(self._features, self._observe)
+
+    def _features(self, deployment: str, columns: RowsByColumn) -> Features:
+        return self.monitors[deployment].features(columns)
+
+    def _observe(
+        self, deployment: str, features: Features, start: int, stop: int, principal: str
+    ) -> Alarm | None:
+        return self.monitors[deployment].observe_features(principal, features.rows(start, stop))
 
     def forget(self, principal: str) -> None:
         """Drop the principal's history in every monitor (its block was lifted)."""
@@ -192,7 +225,11 @@ class ExtractionGuard:
         if monitor is None:
             return None
         principal = caller.principal
-        alarm = monitor.observe_columns(principal, columns)
+        if not row_count(columns):
+            return None
+        # the features of every request of this turn in one vectorised call; then each
+        # request's rows, in arrival order, through its principal's history
+        alarm = await self._turns.submit(deployment, columns, principal)
         if alarm is None:
             return None
         self._counters.alarms.labels(alarm.reason, self.action).inc()
@@ -256,46 +293,10 @@ class Screening:
     def __init__(self, screens: Mapping[str, InputScreen], counters: ControlMetrics) -> None:
         self.screens = dict(screens)
         self._counters = counters
-        self._pending: dict[str, list[tuple[RowsByColumn, asyncio.Future[Any]]]] = {}
+        self._turns: PerTurn[list[RowFindings], list[RowFindings]] = PerTurn(self._screen, _slice)
 
-    async def _screened(
-        self, deployment: str, screen: InputScreen, columns: RowsByColumn
-    ) -> list[RowFindings]:
-        """This request's findings, from the turn's one call."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[RowFindings]] = loop.create_future()
-        pending = self._pending.get(deployment)
-        if pending is None:
-            pending = self._pending[deployment] = []
-            loop.call_soon(self._flush, deployment, screen)
-        pending.append((columns, future))
-        return await future
-
-    def _flush(self, deployment: str, screen: InputScreen) -> None:
-        batch = self._pending.pop(deployment, [])
-        names = list(batch[0][0]) if batch else []
-        if len(batch) > 1 and all(list(cols) == names for cols, _ in batch):
-            merged = {n: [v for cols, _ in batch for v in cols[n]] for n in names}
-            try:
-                results = screen.screen_columns(merged)
-            except Exception as exc:
-                _settle(batch, exc)
-                return
-            start = 0
-            for cols, future in batch:
-                end = start + _rows(cols)
-                if not future.done():
-                    future.set_result(results[start:end])
-                start = end
-            return
-        for cols, future in batch:  # one request, or rows of different shapes
-            try:
-                found = screen.screen_columns(cols)
-            except Exception as exc:
-                _settle([(cols, future)], exc)
-                continue
-            if not future.done():
-                future.set_result(found)
+    def _screen(self, deployment: str, columns: RowsByColumn) -> list[RowFindings]:
+        return self.screens[deployment].screen_columns(columns)
 
     async def check(
         self, caller: Caller, deployment: str, columns: RowsByColumn
@@ -303,7 +304,7 @@ class Screening:
         screen = self.screens.get(deployment)
         if screen is None:
             return None
-        results = await self._screened(deployment, screen, columns)
+        results = await self._turns.submit(deployment, columns)
         flagged = [i for i, r in enumerate(results) if r.flagged]
         if not flagged:
             return None
@@ -325,8 +326,8 @@ class Screening:
         return {"screen": {"flagged_rows": len(flagged), "first": first, "why": why}}
 
 
-def _settle(batch: Sequence[tuple[RowsByColumn, asyncio.Future[Any]]], exc: Exception) -> None:
-    """Fail every waiting request of ``batch`` with ``exc`` (the server answers 500)."""
-    for _, future in batch:
-        if not future.done():
-            future.set_exception(exc)
+def _slice(
+    deployment: str, results: list[RowFindings], start: int, stop: int, tag: Any
+) -> list[RowFindings]:
+    """One request's findings out of its turn's."""
+    return results[start:stop]

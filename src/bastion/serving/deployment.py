@@ -11,8 +11,10 @@ extraction monitor compare requests with.
 The rows of one request are bounded by ``max_batch``: by default the smaller of
 :data:`DEFAULT_MAX_BATCH` and the rate limit's ``burst`` (a request of more rows than the
 burst could never pass), and an explicit ``max_batch`` above the burst is refused at start.
-:func:`server_summary` is what ``bastion serve`` prints once it listens; :func:`model_inputs`
-is the input schema ``bastion models show`` prints.
+:func:`server_summary` (:mod:`.summary`) is what ``bastion serve`` prints once it listens;
+:func:`model_inputs` is the input schema ``bastion models show`` prints. Each deployment's
+daily budget per principal comes from ``--daily-budget`` (``auto``: sized from the model's
+signed extraction audit) and ``--principal-budget`` (:mod:`.budgets`).
 Each deployment predicts with the compiled form its release signed when its signed parity
 passed, else with scikit-learn, and says which and why (``serving/compiled.py``).
 """
@@ -21,20 +23,20 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from bastion.defenses.hardening import OutputPolicy
 from bastion.errors import ConfigError, IntegrityError
 from bastion.monitoring.screening import TrainingProfile
-from bastion.serving.asgi import PREDICT_PREFIX, PREDICT_SUFFIX
 from bastion.serving.auth import DEFAULT_CACHE_TTL, JwtSettings
 from bastion.serving.batching import MicroBatcher
+from bastion.serving.budgets import AUTO, Budget, check_budget_options, deployment_budget
 from bastion.serving.compiled import ENGINES, SKLEARN, choose_engine
 from bastion.serving.controls import ACTIONS
-from bastion.serving.ratelimit import DEFAULT_DAILY_BUDGET
 from bastion.serving.requests import RequestSchema
+from bastion.serving.summary import server_summary
 from bastion.spec.labels import label_names
 
 if TYPE_CHECKING:
@@ -56,7 +58,6 @@ __all__ = [
 log = logging.getLogger("bastion.serving")
 
 DEFAULT_MAX_BATCH = 1000  # rows per request unless --max-batch, and never above --burst
-_ROUTES = ("/openapi.json", "/metrics", "/healthz", "/readyz")
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,15 @@ class ServeOptions:
     listen: str = ""  # host:port, for the audit entry
     tls: str = "unknown"  # cert | self-signed | unsafe-no-tls, for the audit entry
     controls: Sequence[Control] = ()  # extra checks, after the built-in ones below
-    # Rate limit and daily budget per principal, in rows (memory, or Redis when
-    # BASTION_REDIS_URL is set). A request may carry at most ``burst`` rows.
+    # Rate limit per principal, and daily budget per deployment and principal, in rows
+    # (memory, or Redis when BASTION_REDIS_URL is set). A request may carry at most
+    # ``burst`` rows. "auto" (the default, CLI and API alike): sized per deployment from the
+    # model's signed extraction audit (budgets.py); an integer: that many; None: off.
     rate: float = 50.0
     burst: int = 200
-    daily_budget: int | None = DEFAULT_DAILY_BUDGET  # on by default, CLI and API alike
+    daily_budget: int | Literal["auto"] | None = AUTO
+    # A principal's own budget on every deployment (a bulk scorer, a load test).
+    principal_budgets: Mapping[str, int] = field(default_factory=dict)
     # Input screening against the training profile: flag (audit note) or reject (422).
     screen: str = "flag"
     # What a response reveals: label | top_k | rounded | noised (defenses/hardening.py).
@@ -116,6 +121,7 @@ class Deployment:
     digest: str = ""  # sha256 of the model artifact that was verified and loaded
     inference: str = SKLEARN  # compiled | scikit-learn
     inference_reason: str = ""  # why not compiled, when not
+    budget: Budget = field(default_factory=lambda: Budget(None, "off"))  # rows per principal
 
 
 def check_options(models: Sequence[str], options: ServeOptions) -> OutputPolicy:
@@ -132,6 +138,7 @@ def check_options(models: Sequence[str], options: ServeOptions) -> OutputPolicy:
             f" principal send at once, so such requests could never pass; raise --burst to at"
             f" least {options.max_batch}, or lower --max-batch"
         )
+    check_budget_options(options.daily_budget, options.principal_budgets, None)
     if options.screen not in ("flag", "reject"):
         raise ConfigError(f"--screen: expected flag or reject, got {options.screen!r}")
     if options.inference not in ENGINES:
@@ -182,6 +189,8 @@ def load_deployments(
         raise ConfigError("models: each model name may be served once")
     for name in names:
         ws.authorize("model:read", resource_type="model", resource=name)
+    known = [p.name for p in ws.access.list_principals()] if options.principal_budgets else []
+    check_budget_options(options.daily_budget, options.principal_budgets, known)
     actor = ws.identity.principal
     deployments: dict[str, Deployment] = {}
     for ref in models:
@@ -228,7 +237,10 @@ def _deployment(
     actor: str,
     on_batch: Callable[[int, int, float], None] | None,
 ) -> Deployment:
-    model, record, contract, verified = _load(ws, ref, options, actor)
+    model, record, contract, verified, evaluation = _load(ws, ref, options, actor)
+    budget = deployment_budget(
+        ws, evaluation, record.ref, options.daily_budget, options.principal_budgets
+    )
     config = _pipeline_config(ws, contract.config)
     data = config.data
     columns = list(getattr(model, "feature_names_in_", [])) or _input_columns(config)
@@ -268,6 +280,7 @@ def _deployment(
         str(record.digest),
         engine.name,
         engine.reason,
+        budget,
     )
 
 
@@ -286,34 +299,6 @@ def model_inputs(ws: Workspace, contract: Any) -> list[dict[str, Any]]:
     config = _pipeline_config(ws, contract.config)
     columns = _input_columns(config)
     return RequestSchema.from_config(config.data.schema_, columns, max_batch=1).describe()
-
-
-def server_summary(
-    deployments: dict[str, Deployment], url: str, certificate: str | None
-) -> dict[str, Any]:
-    """What ``bastion serve`` prints once it listens: each model and version it verified
-    (with its digest), the URL, the certificate to trust, each model's inputs and routes."""
-    models = [
-        {
-            "name": dep.name,
-            "model": dep.ref,
-            "sha256": dep.digest,
-            "verified": dep.verified,
-            "predict": f"{url}{PREDICT_PREFIX}{dep.name}{PREDICT_SUFFIX}",
-            "max_batch": dep.schema.max_batch,
-            "drop_declared_fields": dep.schema.drop_declared,
-            "inference": dep.inference,
-            **({"inference_reason": dep.inference_reason} if dep.inference_reason else {}),
-            "inputs": dep.schema.describe(),
-        }
-        for dep in deployments.values()
-    ]
-    return {
-        "url": url,
-        "certificate": certificate,
-        "models": models,
-        "endpoints": {route.strip("/").split(".")[0]: url + route for route in _ROUTES},
-    }
 
 
 def _training_profile(ws: Workspace, contract: Any, schema: Any, label: str) -> TrainingProfile:
@@ -349,8 +334,11 @@ def _pipeline_config(ws: Workspace, digest: str) -> Any:
     return parse_pipeline(raw, f"stored pipeline file {digest}", check_env=False)
 
 
-def _load(ws: Workspace, ref: str, options: ServeOptions, actor: str) -> tuple[Any, Any, Any, bool]:
-    """(model, record, contract, verified). Verify-before-load unless --unsafe-skip-verify.
+def _load(
+    ws: Workspace, ref: str, options: ServeOptions, actor: str
+) -> tuple[Any, Any, Any, bool, Any]:
+    """(model, record, contract, verified, evaluation). Verify-before-load unless
+    --unsafe-skip-verify; the evaluation is the model's newest, verified (or None).
 
     The contract (pipeline file, training table) always comes from the release statement,
     whose signature is checked even with --unsafe-skip-verify; never from the record."""
@@ -366,8 +354,7 @@ def _load(ws: Workspace, ref: str, options: ServeOptions, actor: str) -> tuple[A
     except IntegrityError as exc:
         raise IntegrityError(f"refusing to serve {ref}: {exc}") from None
     # its newest signed evaluation must have passed or been overridden (EvaluationFailed)
-    ws.evaluations.require_passed(loaded[1])
-    return loaded
+    return (*loaded, ws.evaluations.require_passed(loaded[1]))
 
 
 def audit_start(ws: Workspace, deployments: dict[str, Deployment], options: ServeOptions) -> None:
@@ -386,6 +373,11 @@ def audit_start(ws: Workspace, deployments: dict[str, Deployment], options: Serv
             "rate": options.rate,
             "burst": options.burst,
             "daily_budget": options.daily_budget,
+            "principal_budgets": dict(sorted(options.principal_budgets.items())),
+            "budgets": {d.ref: d.budget.to_json() for d in deployments.values()},
+            "budget_warnings": [
+                f"{d.ref}: {w}" for d in deployments.values() for w in d.budget.warnings
+            ],
             "screen": options.screen,
             "output": options.output,
             "on_extraction": options.on_extraction,
