@@ -1,17 +1,17 @@
-# Over 400 lines, because one job, resolving a model from signed, audited history.
 """The model registry, and the one way to load a model: verify, then deserialise.
 
 :meth:`ModelRegistry.load` (and ``verify``) walk the provenance chain before any model byte
 is parsed:
 
-1. ``NAME:VERSION`` is resolved against the signed, audited history of ``NAME`` (below);
-   the registry row names the model's digest and its signed release statement;
+1. ``NAME:VERSION`` is resolved against the signed, audited history of ``NAME``
+   (:mod:`bastion.pipeline.history`); the registry row names the model's digest and its
+   signed release statement;
 2. the release statement must verify under a trusted key and name ``NAME:VERSION`` with
    exactly that digest;
 3. from the model digest, every artifact is traced back through signed stage statements
    (each output digest is a subject of a verified statement; each of that statement's
    artifact materials is traced in turn) until only pinned sources remain — the ingested
-   data digests;
+   data digests (:mod:`bastion.pipeline.trace`);
 4. every artifact on the way is decrypted and verified in the store;
 5. only then is the model deserialised, with skops and an explicit type allow-list.
 
@@ -21,31 +21,27 @@ The database row is storage, not a trusted party. What a model is served with �
 :class:`Contract`: the pipeline file the request schema is read from, the training table
 the screening profile is built from, its gates and metrics — comes from the verified
 release statement, never from the row's ``record`` JSON (an edited record is reported).
-
-Versions come from signed, audited data too. A row and its ``model.register`` audit entry
-(hash-chained, checkpointed) commit in one transaction, and every release statement signs
-its version and the statement id of the version before it (a chain per model name). The
-*history* of a name puts rows, audit entries and release statements side by side: a
-deleted, renumbered, inserted or replaced version is a problem that ``bastion verify``
-reports; ``NAME`` resolves to the newest version only when the history has none, and
-``NAME:VERSION`` only when that version's own entries agree.
+This module holds the registry's face (rows listed and resolved, a model verified and
+loaded) and what it hands out (:class:`Contract`, :class:`VerifiedModel`,
+:class:`LoadedModel`).
 """
 
 from __future__ import annotations
 
 import builtins
-import json
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from bastion.errors import ConfigError, Error, IntegrityError, NotFound
-from bastion.pipeline.provenance import RELEASE_PREDICATE, STAGE_PREDICATE
+from bastion.errors import IntegrityError
+from bastion.pipeline import history
+from bastion.pipeline.history import ModelRecord, parse_ref
+from bastion.pipeline.provenance import RELEASE_PREDICATE
+from bastion.pipeline.trace import trace
 from bastion.spec.labels import class_labels, label_names
-from bastion.store.db import models, statements
+from bastion.store.db import models
 
 if TYPE_CHECKING:
     from bastion.workspace import Workspace
@@ -59,39 +55,6 @@ __all__ = [
     "class_labels",
     "parse_ref",
 ]
-
-_REF = re.compile(r"^([a-z0-9][a-z0-9._-]{0,63})(?::(\d+|latest))?$")
-_REGISTERED = re.compile(r"^model:([a-z0-9][a-z0-9._-]{0,63}):(\d+)$")
-_AUDIT_PAGE = 10_000
-
-
-def parse_ref(ref: str) -> tuple[str, int | None]:
-    """``NAME`` or ``NAME:VERSION`` or ``NAME:latest`` → (name, version or None)."""
-    m = _REF.match(ref.strip())
-    if not m:
-        raise ConfigError(
-            f"model: expected NAME or NAME:VERSION (e.g. adult-income:1), got {ref!r}"
-        )
-    version = m.group(2)
-    return m.group(1), int(version) if version and version != "latest" else None
-
-
-@dataclass(frozen=True)
-class ModelRecord:
-    """A registered model version, as its database row says (verify before trusting)."""
-
-    name: str
-    version: int
-    digest: str
-    statement_id: str
-    run_id: str
-    status: str
-    created: str
-    record: dict[str, Any]  # informational only: nothing that decides is read from it
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}:{self.version}"
 
 
 @dataclass(frozen=True)
@@ -173,53 +136,6 @@ class LoadedModel:
         return f"LoadedModel(classes={list(self.classes_)!r}, estimator={self.estimator!r})"
 
 
-@dataclass(frozen=True)
-class _Registration:
-    """A ``model.register`` audit entry."""
-
-    version: int
-    digest: str
-    statement_id: str
-    seq: int
-
-
-@dataclass
-class _Releases:
-    """Verified release statements: id → statement, and name → version → ids."""
-
-    by_id: dict[str, dict[str, Any]] = field(default_factory=dict)
-    by_name: dict[str, dict[int, builtins.list[str]]] = field(default_factory=dict)
-
-
-@dataclass
-class _History:
-    """Everything the home says about the versions of one name, and where it disagrees."""
-
-    name: str
-    rows: dict[int, ModelRecord]
-    registered: dict[int, _Registration]
-    signed: dict[int, builtins.list[str]]
-    problems: builtins.list[tuple[int | None, str]] = field(default_factory=list)
-    orphans: set[int] = field(default_factory=set)  # signed, never registered, newest
-
-    @property
-    def newest(self) -> int | None:
-        known = set(self.registered) | set(self.rows) | self.orphans
-        return max(known) if known else None
-
-    def problems_of(self, version: int | None) -> builtins.list[str]:
-        """Every problem (version None) or the problems of one version (and damaged rows)."""
-        return [m for v, m in self.problems if version is None or v in (version, None)]
-
-
-def _version_of(row: Any) -> int | None:
-    """The version a (damaged) row claims, if it is a number at all."""
-    try:
-        return int(row.version)
-    except (TypeError, ValueError):
-        return None
-
-
 class ModelRegistry:
     """Registered models of one workspace."""
 
@@ -236,220 +152,29 @@ class ModelRegistry:
         if name:
             query = query.where(models.c.name == name)
         with self.ws.engine.connect() as conn:
-            return [self._record(row) for row in conn.execute(query)]
+            return [history.read_record(self.ws, row) for row in conn.execute(query)]
 
     def get(self, ref: str) -> ModelRecord:
         """The row of ``NAME:VERSION``, or of the newest version of ``NAME``, after
         checking it against the signed, audited history of the name."""
         name, version = parse_ref(ref)
-        history = self._history(name, self._registrations(), self._releases())
-        return self._resolve(history, ref, version)
-
-    @staticmethod
-    def _resolve(history: _History, ref: str, version: int | None) -> ModelRecord:
-        name = history.name
-        if version is None:
-            problems = history.problems_of(None)
-            if problems:
-                raise IntegrityError(
-                    f"model {name}: refusing to pick the newest version: "
-                    + "; ".join(problems)
-                    + " (see `bastion verify`; name a version to use it)"
-                )
-            version = history.newest
-            if version is None:
-                raise NotFound(f"model {ref}: not registered (see `bastion models list`)")
-        problems = history.problems_of(version)
-        if problems:
-            raise IntegrityError(f"model {name}:{version}: " + "; ".join(problems))
-        record = history.rows.get(version)
-        if record is None:
-            raise NotFound(f"model {ref}: not registered (see `bastion models list`)")
-        return record
-
-    def _record(self, row: Any) -> ModelRecord:
-        self.ws.rows.check("models", row._mapping)  # ForgedRow: an edited or forged row
-        try:
-            return ModelRecord(
-                str(row.name),
-                int(row.version),
-                str(row.digest),
-                str(row.statement_id),
-                str(row.run_id),
-                str(row.status),
-                str(row.created),
-                dict(json.loads(row.record)),
-            )
-        except (TypeError, ValueError):
-            raise IntegrityError(
-                f"model {row.name}:{row.version}: its database row is damaged"
-            ) from None
+        ws = self.ws
+        h = history.build_history(
+            ws, name, history.read_registrations(ws), history.read_releases(ws)
+        )
+        return history.resolve(h, ref, version)
 
     # -- the signed, audited history ---------------------------------------------------
-
-    def _registrations(self) -> dict[str, dict[int, _Registration]]:
-        """Every ``model.register`` audit entry, by name and version (first one wins)."""
-        found: dict[str, dict[int, _Registration]] = {}
-        start = 1
-        while True:
-            page = self.ws.audit.entries(start=start, limit=_AUDIT_PAGE, action="model.register")
-            for entry in page:
-                m = _REGISTERED.match(entry.resource)
-                if entry.outcome != "ok" or not m:
-                    continue
-                try:
-                    details = entry.details
-                except ValueError:
-                    details = {}
-                version = int(m.group(2))
-                found.setdefault(m.group(1), {}).setdefault(
-                    version,
-                    _Registration(
-                        version,
-                        str(details.get("digest", "")),
-                        str(details.get("statement", "")),
-                        entry.seq,
-                    ),
-                )
-            if len(page) < _AUDIT_PAGE:
-                return found
-            start = page[-1].seq + 1
-
-    def _releases(self) -> _Releases:
-        """Every release statement that verifies, by id and by the name and version it
-        signs. One that does not verify is left out here (``bastion verify`` reports it)."""
-        from bastion.security.signing import trusted_keys, verify_statement
-
-        trusted = trusted_keys(self.ws.keyring)
-        query = sa.select(statements.c.id).where(statements.c.predicate_type == RELEASE_PREDICATE)
-        with self.ws.engine.connect() as conn:
-            ids = [str(i) for i in conn.execute(query).scalars()]
-        releases = _Releases()
-        for sid in sorted(ids):
-            try:
-                statement = verify_statement(self.ws.statements.get(sid), trusted)
-                name, version = parse_ref(str(statement["predicate"]["model"]))
-            except (Error, KeyError, TypeError):
-                continue
-            if statement["predicateType"] != RELEASE_PREDICATE or version is None:
-                continue
-            releases.by_id[sid] = statement
-            releases.by_name.setdefault(name, {}).setdefault(version, []).append(sid)
-        return releases
-
-    def _history(
-        self,
-        name: str,
-        registrations: Mapping[str, Mapping[int, _Registration]],
-        releases: _Releases,
-    ) -> _History:
-        rows: dict[int, ModelRecord] = {}
-        problems: builtins.list[tuple[int | None, str]] = []
-        with self.ws.engine.connect() as conn:
-            for row in conn.execute(sa.select(models).where(models.c.name == name)):
-                try:
-                    record = self._record(row)
-                except IntegrityError as exc:
-                    problems.append((_version_of(row), str(exc)))
-                    continue
-                rows[record.version] = record
-        damaged = {v for v, _m in problems}
-        h = _History(name, rows, dict(registrations.get(name, {})), releases.by_name.get(name, {}))
-        h.problems = problems
-        for v, reg in sorted(h.registered.items()):
-            found = rows.get(v)
-            if v in damaged:
-                continue
-            if found is None:
-                h.problems.append(
-                    (
-                        v,
-                        f"{name}:{v} is registered (audit entry {reg.seq}) but its record is"
-                        " missing: deleted or renumbered",
-                    )
-                )
-            elif (found.digest, found.statement_id) != (reg.digest, reg.statement_id):
-                h.problems.append(
-                    (
-                        v,
-                        f"{name}:{v}: its record does not match its registration (audit entry"
-                        f" {reg.seq}): replaced",
-                    )
-                )
-        for v in sorted(set(rows) - set(h.registered)):
-            h.problems.append(
-                (
-                    v,
-                    f"{name}:{v}: its record has no registration in the audit log: inserted"
-                    " or renumbered",
-                )
-            )
-        top = max(set(rows) | set(h.registered), default=0)
-        for v in sorted(x for x in h.signed if x > top):
-            h.orphans.add(v)
-            h.problems.append(
-                (
-                    v,
-                    f"{name}:{v} has a signed release but is not registered: its record and"
-                    " registration are missing (deleted, or a release that did not finish)",
-                )
-            )
-        self._check_chain(h, releases)
-        return h
-
-    @staticmethod
-    def _check_chain(h: _History, releases: _Releases) -> None:
-        """Each registered version's release names the one registered before it."""
-        before: _Registration | None = None
-        for v, reg in sorted(h.registered.items()):
-            statement = releases.by_id.get(reg.statement_id)
-            predicate = statement["predicate"] if statement else {}
-            if statement is not None and "previous" in predicate:
-                expected = before.statement_id if before else None
-                if predicate.get("version") != v or predicate["previous"] != expected:
-                    was = f"{h.name}:{before.version}" if before else "none"
-                    h.problems.append(
-                        (
-                            v,
-                            f"{h.name}:{v}: its signed release follows another version than"
-                            f" the one registered before it ({was}): a version was deleted,"
-                            " renumbered or replaced",
-                        )
-                    )
-            before = reg
 
     def audit_versions(self) -> tuple[builtins.list[ModelRecord], builtins.list[tuple[str, str]]]:
         """Every readable row, and every problem of every name's history as (subject,
         message) — for ``bastion verify``."""
-        registrations, releases = self._registrations(), self._releases()
-        with self.ws.engine.connect() as conn:
-            names = {str(n) for n in conn.execute(sa.select(models.c.name).distinct()).scalars()}
-        names |= set(registrations) | set(releases.by_name)
-        records: builtins.list[ModelRecord] = []
-        problems: builtins.list[tuple[str, str]] = []
-        for name in sorted(names):
-            h = self._history(name, registrations, releases)
-            records.extend(r for _v, r in sorted(h.rows.items()))
-            problems.extend(
-                (f"{name}:{v}" if v is not None else name, message) for v, message in h.problems
-            )
-        return records, problems
+        return history.audit_versions(self.ws)
 
     def next_release(self, name: str, digest: str) -> tuple[int, bool, str | None]:
         """``(version, new?, previous release statement id)`` for a model about to be
         released: the same bytes keep their version; a damaged history is refused."""
-        h = self._history(name, self._registrations(), self._releases())
-        problems = [m for v, m in h.problems if v not in h.orphans]
-        if problems:
-            raise IntegrityError(
-                f"model {name}: cannot release a new version: " + "; ".join(problems)
-            )
-        previous: str | None = None
-        for v, reg in sorted(h.registered.items()):
-            if reg.digest == digest:
-                return v, False, previous
-            previous = reg.statement_id
-        return (h.newest or 0) + 1, True, previous
+        return history.next_release(self.ws, name, digest)
 
     # -- verification ------------------------------------------------------------------
 
@@ -502,94 +227,16 @@ class ModelRegistry:
                     f"{where}: the record's {key} is not the one its signed release names:"
                     " the record was edited"
                 )
-        trusted = trusted_keys(self.ws.keyring)
-        chain: list[dict[str, Any]] = []
-        sources: list[dict[str, str]] = []
         checked = set() if checked is None else checked
-        memo: dict[tuple[str, str | None], bool | None] = {}
-        if not self._trace(
-            rec.digest, trusted, verify_statement, where, memo, chain, sources, checked
-        ):
+        found = trace(
+            self.ws, rec.digest, trusted_keys(self.ws.keyring), verify_statement, where, checked
+        )
+        if found is None:
             raise IntegrityError(
                 f"{where}: provenance chain broken: no signed path from the model back to"
                 " pinned sources"
             )
-        return VerifiedModel(rec, chain, sources, contract)
-
-    def _trace(
-        self,
-        digest: str,
-        trusted: Mapping[str, Any],
-        verify: Any,
-        where: str,
-        memo: dict[tuple[str, str | None], bool | None],
-        chain: builtins.list[dict[str, Any]],
-        sources: builtins.list[dict[str, str]],
-        checked: set[str],
-        name: str | None = None,
-    ) -> bool:
-        """True when ``digest`` is produced by a verified stage statement whose artifact
-        materials are themselves traced, down to pinned sources. Appends what it used.
-
-        ``name`` is the ``stage.output`` the consumer read it as (its material's name).
-        Stages that pass a table through unchanged give several outputs the same digest
-        (content addressing); the statement that names the output is tried first, so the
-        chain shows every stage the data went through, not a shortcut. Any other statement
-        that verifies and traces is still accepted: the order is all this changes."""
-        key = (digest, name)
-        if key in memo:
-            return bool(memo[key])  # None while in progress: a cycle is not a path
-        memo[key] = None
-        problems = []
-        for envelope in self._producers(digest, name, where, checked):
-            try:
-                statement: dict[str, Any] = verify(envelope, trusted)
-            except Error as exc:
-                problems.append(str(exc))
-                continue
-            if statement["predicateType"] != STAGE_PREDICATE:
-                continue
-            materials = statement["predicate"].get("materials", [])
-            if any(m.get("kind") not in ("artifact", "source") for m in materials):
-                raise IntegrityError(f"{where}: unknown material kind in the chain")
-            mark_chain, mark_sources = len(chain), len(sources)
-            chain.append(statement)
-            ok = True
-            for m in materials:
-                if m["kind"] == "source":
-                    sources.append(
-                        {"name": m["name"], "sha256": m["sha256"], "uri": m.get("uri", "")}
-                    )
-                elif not self._trace(
-                    m["sha256"], trusted, verify, where, memo, chain, sources, checked,
-                    m.get("name"),
-                ):  # fmt: skip
-                    ok = False
-                    break
-            if ok:
-                memo[key] = True
-                return True
-            del chain[mark_chain:], sources[mark_sources:]
-        if problems:
-            raise IntegrityError(f"{where}: artifact {digest[:12]}…: {problems[0]}")
-        memo[key] = False
-        return False
-
-    def _producers(
-        self, digest: str, name: str | None, where: str, checked: set[str]
-    ) -> builtins.list[dict[str, Any]]:
-        """The stored artifact checked (once), then the envelopes with ``digest`` as a
-        subject, those naming it ``name`` first (see :meth:`_trace`)."""
-        if digest not in checked:
-            try:
-                self.ws.store.verify(digest)
-            except Error as exc:
-                raise IntegrityError(f"{where}: artifact {digest[:12]}…: {exc}") from None
-            checked.add(digest)
-        envelopes = list(self.ws.statements.for_subject(digest))
-        if name is not None:
-            envelopes.sort(key=lambda e: not _names(e, name, digest))
-        return envelopes
+        return VerifiedModel(rec, found.chain, found.sources, contract)
 
     def unsafe_load_unverified(self, ref: str) -> tuple[Any, ModelRecord]:
         """Deserialise WITHOUT checking the signature or provenance: debugging only.
@@ -632,20 +279,3 @@ class ModelRegistry:
             self.ws.store.read_bytes(config), f"stored pipeline file {config}", check_env=False
         ).data
         return LoadedModel(estimator, label_names(estimator, data)), verified
-
-
-def _names(envelope: Mapping[str, Any], name: str, digest: str) -> bool:
-    """Whether the (not yet verified) statement in ``envelope`` names ``name`` as the
-    subject with ``digest``: only an ordering hint for :meth:`ModelRegistry._trace`, which
-    verifies every statement it uses."""
-    import base64
-    import json
-
-    try:
-        statement = json.loads(base64.b64decode(envelope["payload"]))
-        return any(
-            s.get("name") == name and s.get("digest", {}).get("sha256") == digest
-            for s in statement.get("subject", [])
-        )
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return False
