@@ -1,11 +1,16 @@
-"""Model extraction against a running ``bastion serve``: is every attack caught early, and
-is benign traffic left alone?
+"""Model extraction against a running ``bastion serve``: is every attack stopped early, by
+the detector or by the budget, and is benign traffic left alone?
 
 One run, one fresh home with the Adult model (as ``bench_serving.py`` makes it), one
 ``bastion serve adult-income`` on loopback (HTTPS, self-signed) with its defaults, except a
-generous rate (the benchmark measures the detector, not the token bucket): label-only
-answers, ``--on-extraction block``, the default daily budget. Every stream gets its own
-consumer token and sends requests of ``--batch`` rows.
+generous rate (the benchmark measures the detector and the budget, not the token bucket):
+label-only answers, ``--on-extraction block``, ``--daily-budget auto`` (sized from the
+model's signed extraction audit: 100 rows per principal per UTC day for Adult). Every stream
+gets its own consumer token (its own principal) and sends requests of ``--batch`` rows. The
+attackers are ordinary consumers, on the auto budget; each benign principal declares its
+volume and gets ``--principal-budget NAME=ROWS`` sized to it, as an operator would give a
+bulk scorer or a load test (the server's start WARNING that such a budget could copy the
+model is expected).
 
 Attacks (each stops at its first refusal, or at ``--cap`` rows). The attacker holds half of
 ``adult.test`` (its *pool*); the other half, labelled by the model, measures the surrogate:
@@ -18,16 +23,20 @@ Attacks (each stops at its first refusal, or at ``--cap`` rows). The attacker ho
   surrogate's boundary (probability closest to 0.5);
 * ``pool``: the pool's real rows in random order.
 
-At the refusal (or the cap): rows sent, the refusal's code, and the agreement with the
-model of a surrogate (one-hot + HistGradientBoosting) trained on every answer received.
+At the refusal (or the cap): what stopped it (``detector``: 403 ``EXTRACTION_SUSPECTED``;
+``budget``: 429 ``DAILY_BUDGET_EXHAUSTED``), the rows sent and answered, and the agreement
+with the model of a surrogate (one-hot + HistGradientBoosting) trained on every answer
+received. No detector can tell ``pool`` (real rows) from benign traffic: the budget is what
+stops it (docs/extraction-detection.md).
 
 Benign (0 refusals expected): ``replay`` (adult.test in order), ``identical`` (one row 400
 times alone, then in batches of 100), ``hot keys`` (80 % of rows from 10 hot rows, the rest
 new adult.test rows), ``pool load`` (``--tokens`` tokens, each cycling through the same 300
 rows ``--cycles`` times from its own offset).
 
-Goal: every attack refused before its surrogate reaches 90 % agreement and before 1,000
-rows; no benign refusal. Exit 1 if a goal is missed (not judged with ``--smoke``).
+Goal: every attack refused, by the detector or the budget, before its surrogate reaches
+90 % agreement and before 1,000 rows; no benign refusal. Exit 1 if a goal is missed (not
+judged with ``--smoke``).
 
     python benchmarks/bench_extraction.py [--cap 1500] [--batch 10] [--smoke]
 """
@@ -325,7 +334,8 @@ def detector_cost(columns: list[str]) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def new_token(env: dict[str, str]) -> str:
+def new_token(env: dict[str, str]) -> tuple[str, str]:
+    """(token, principal) of a new consumer of the model, its own service principal."""
     created = subprocess.run(
         [*bs.BASTION, "token", "create", "--role", "consumer", "--deployment", bs.MODEL, "--json"],
         env=env,
@@ -336,7 +346,42 @@ def new_token(env: dict[str, str]) -> str:
     )
     if created.returncode != 0:
         raise SystemExit(f"token create failed: {created.stderr}")
-    return str(json.loads(created.stdout)["token"])
+    issued = json.loads(created.stdout)
+    return str(issued["token"]), str(issued["principal"])
+
+
+BENIGN = ("replay", "identical", "hot keys", "pool load")
+
+
+def declared_volume(name: str, args: argparse.Namespace) -> int:
+    """The rows one principal of benign pattern ``name`` sends (what it would declare to the
+    operator to get its ``--principal-budget``)."""
+    batch, replay, cycles = int(args.batch), int(args.replay), int(args.cycles)
+    if name == "replay":
+        return len(range(0, replay, batch)) * batch
+    if name == "identical":
+        return 400 + 3 * 100
+    if name == "hot keys":
+        return replay // batch * batch
+    return len(range(0, 300 * cycles, batch)) * batch  # pool load, per token
+
+
+def start_server(
+    env: dict[str, str], work: Path, budgets: dict[str, int]
+) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """``bastion serve`` with its defaults (auto budget), a generous rate, and each benign
+    principal's own budget; (process, URL, log)."""
+    port = bs.free_port()
+    log = work / "bastion.log"
+    cmd = [*bs.BASTION, "serve", bs.MODEL, "--port", str(port), "--tls-self-signed"]
+    cmd += ["--rate", "100000", "--burst", "1000"]
+    for principal, rows in sorted(budgets.items()):
+        cmd += ["--principal-budget", f"{principal}={rows}"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out)
+    url = f"https://127.0.0.1:{port}"
+    bs.wait_up(url, proc, log)
+    return proc, url, log
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -349,8 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cycles", type=int, default=4, help="passes over the pool per token")
     parser.add_argument("--smoke", action="store_true", help="tiny, goals not judged")
     args = parser.parse_args(argv)
-    if args.smoke:
-        args.cap, args.replay, args.tokens, args.cycles = 100, 200, 2, 1
+    if args.smoke:  # the cap above the auto budget (100 rows), so that the budget shows
+        args.cap, args.replay, args.tokens, args.cycles = 150, 200, 2, 1
     with tempfile.TemporaryDirectory(prefix="bench-extraction-") as tmp:
         work = Path(tmp)
         home, passphrase, admin = bs.prepare_home(args, work)
@@ -375,40 +420,43 @@ def main(argv: list[str] | None = None) -> int:
                 c: float(frame[c].std()) for c in columns if schema[c]["type"] in ("int", "float")
             },
         }
-        port = bs.free_port()
-        log = work / "bastion.log"
-        cmd = [
-            *bs.BASTION,
-            "serve",
-            bs.MODEL,
-            "--port",
-            str(port),
-            "--tls-self-signed",
-            "--rate",
-            "100000",
-            "--burst",
-            "1000",
-        ]
-        with log.open("wb") as out:
-            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out)
+        attackers = {n: new_token(env) for n in ("uniform", "perturbed", "boundary", "pool")}
+        benign_tokens = {
+            n: [new_token(env) for _ in range(args.tokens if n == "pool load" else 1)]
+            for n in BENIGN
+        }
+        budgets = {p: declared_volume(n, args) for n, ts in benign_tokens.items() for _, p in ts}
+        proc, url, log = start_server(env, work, budgets)
         try:
-            url = f"https://127.0.0.1:{port}"
-            bs.wait_up(url, proc, log)
             attacks = [
-                attack(n, Client(url, new_token(env)), ctx, args.cap, args.batch)
-                for n in ("uniform", "perturbed", "boundary", "pool")
+                attack(n, Client(url, tok), ctx, args.cap, args.batch)
+                for n, (tok, _) in attackers.items()
             ]
-            benigns = []
-            for name in ("replay", "identical", "hot keys", "pool load"):
-                count = args.tokens if name == "pool load" else 1
-                clients = [Client(url, new_token(env)) for _ in range(count)]
-                benigns.append(benign(name, clients, ctx, args))
+            benigns = [
+                benign(n, [Client(url, tok) for tok, _ in benign_tokens[n]], ctx, args)
+                for n in BENIGN
+            ]
         finally:
             bs.stop(proc)
-        alarms = [ln for ln in log.read_text().splitlines() if "extraction alarm" in ln]
+        text = log.read_text()
+        warnings = [ln for ln in text.splitlines() if ln.startswith("WARNING") and "copy" in ln]
+        print(f"start warnings (a principal budget at or above the copy count): {len(warnings)}")
+        alarms = [ln for ln in text.splitlines() if "extraction alarm" in ln]
     new, repeat = detector_cost(columns)
     print(f"detector cost per single-row request: {new:.0f} us (new row), {repeat:.0f} us (repeat)")
     return report(attacks, benigns, alarms, smoke=args.smoke)
+
+
+def stopped_by(refusal: str | None) -> str:
+    """Which control refused: ``detector`` (403 EXTRACTION_SUSPECTED), ``budget`` (429
+    DAILY_BUDGET_EXHAUSTED), another code, or ``-`` (never refused)."""
+    if refusal is None:
+        return "-"
+    if refusal.startswith("403") and "EXTRACTION_SUSPECTED" in refusal:
+        return "detector"
+    if refusal.startswith("429") and "DAILY_BUDGET_EXHAUSTED" in refusal:
+        return "budget"
+    return "other"
 
 
 def report(
@@ -416,14 +464,18 @@ def report(
 ) -> int:
     """Print both tables and the goals; 1 when a goal is missed (0 with ``smoke``)."""
     ok = True
-    print(f"{'attack':<11} {'rows sent':>9}  {'refused with':<26} {'agreement':>9}  goal")
+    print(
+        f"{'attack':<11} {'stopped by':<10} {'rows sent':>9} {'answered':>8}  "
+        f"{'refused with':<30} {'agreement':>9}  goal"
+    )
     for a in attacks:
-        caught = a["refused"] is not None and "EXTRACTION" in a["refused"]
+        by = stopped_by(a["refused"])
+        caught = by in ("detector", "budget")
         met = caught and a["rows"] <= GOAL_QUERIES and a["agreement"] < GOAL_AGREEMENT
         ok &= met
         print(
-            f"{a['strategy']:<11} {a['rows']:>9}  {a['refused'] or '(never)':<26} "
-            f"{a['agreement']:>9.3f}  {'met' if met else 'MISSED'}"
+            f"{a['strategy']:<11} {by:<10} {a['rows']:>9} {a['answered']:>8}  "
+            f"{a['refused'] or '(never)':<30} {a['agreement']:>9.3f}  {'met' if met else 'MISSED'}"
         )
     print()
     print(f"{'benign':<11} {'tokens':>6} {'rows':>7} {'refusals':>9}  goal")
