@@ -147,11 +147,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("postgres_url")
 
 
+@dataclass
+class AdultRun:
+    """The session's one run of the Adult example: its home, ``--json`` output and stderr."""
+
+    home: Home
+    result: dict
+    stderr: str  # the run's progress lines
+
+
 @pytest.fixture(scope="session")
-def adult_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
+def adult_run(tmp_path_factory: pytest.TempPathFactory) -> AdultRun:
     """ONE home where the Adult example ran once through the real CLI (adult-income:1),
-    shared by the whole session. Never change it: tests that tamper work on a copy
-    (``copy_home``)."""
+    shared by the whole session, with what that run printed. Never change the home: tests
+    that tamper work on a copy (``copy_home``)."""
     from bastion import Workspace
     from tests.helpers.adult import EXAMPLE
 
@@ -161,7 +170,14 @@ def adult_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
     home = Home(root / "home", issued.token)
     res = run_cli(["run", str(EXAMPLE), "--json"], home.env(), timeout=600)
     assert res.code == 0, res.err
-    return home
+    return AdultRun(home, res.json(), res.err)
+
+
+@pytest.fixture(scope="session")
+def adult_home(adult_run: AdultRun) -> Home:
+    """The session's Adult home (see ``adult_run``). Never change it: tests that tamper
+    work on a copy (``copy_home``)."""
+    return adult_run.home
 
 
 def copy_home(home: Home, dest: Path) -> Home:

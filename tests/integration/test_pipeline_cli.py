@@ -1,13 +1,13 @@
 """The Adult pipeline through the real CLI on a temporary home: runs, caches, gates, refuses.
 
-One home runs the pipeline once (module fixture); tests that tamper work on copies.
+The session's Adult home (conftest ``adult_run``: the pipeline ran once) is read here;
+tests that tamper or run again work on copies.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import PASSPHRASE, Home, run_cli
+from tests.conftest import PASSPHRASE, AdultRun, Home, copy_home, run_cli
 from tests.helpers.adult import ADULT_GATES, ADULT_STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,22 +35,9 @@ def pipeline_file(folder: Path, edit: Any = None, name: str = "pipeline.yaml") -
 
 
 @pytest.fixture(scope="module")
-def ran(tmp_path_factory: pytest.TempPathFactory) -> tuple[Home, dict[str, Any]]:
-    from bastion import Workspace
-
-    root = tmp_path_factory.mktemp("adult")
-    ws, issued = Workspace.init(root / "home", PASSPHRASE, scrypt_log_n=14)
-    ws.close()
-    home = Home(root / "home", issued.token)
-    res = run_cli(["run", str(EXAMPLE), "--json"], home.env(), timeout=600)
-    assert res.code == 0, res.err
-    return home, {**res.json(), "stderr": res.err}  # stderr: the run's progress lines
-
-
-def copy_home(ran: tuple[Home, dict[str, Any]], tmp_path: Path) -> Home:
-    home, _ = ran
-    shutil.copytree(home.path, tmp_path / "home")
-    return Home(tmp_path / "home", home.token)
+def ran(adult_run: AdultRun) -> tuple[Home, dict[str, Any]]:
+    """The session's one Adult run: its home (read only here) and its ``--json`` output."""
+    return adult_run.home, {**adult_run.result, "stderr": adult_run.stderr}  # stderr: progress
 
 
 def test_adult_runs_end_to_end_and_passes_its_gates(ran: tuple[Home, dict[str, Any]]) -> None:
@@ -103,7 +90,7 @@ def test_every_stage_is_signed_and_audited(ran: tuple[Home, dict[str, Any]]) -> 
 def test_no_change_rerun_reuses_every_stage(
     ran: tuple[Home, dict[str, Any]], tmp_path: Path
 ) -> None:
-    home = copy_home(ran, tmp_path)
+    home = copy_home(ran[0], tmp_path / "home")
     res = run_cli(["run", str(EXAMPLE), "--json"], home.env())
     assert res.code == 0, res.err
     again = res.json()
@@ -140,7 +127,7 @@ def test_screen_and_pii_run_on_adult_and_are_in_the_report(
 def test_changed_model_setting_reruns_train_and_what_follows(
     ran: tuple[Home, dict[str, Any]], tmp_path: Path
 ) -> None:
-    home = copy_home(ran, tmp_path)
+    home = copy_home(ran[0], tmp_path / "home")
 
     def slower(doc: dict[str, Any]) -> None:
         doc["model"]["params"]["learning_rate"] = 0.05
@@ -171,7 +158,7 @@ def test_changed_model_setting_reruns_train_and_what_follows(
 def test_impossible_gate_fails_with_exit_1_and_releases_nothing(
     ran: tuple[Home, dict[str, Any]], tmp_path: Path
 ) -> None:
-    home = copy_home(ran, tmp_path)
+    home = copy_home(ran[0], tmp_path / "home")
 
     def impossible(doc: dict[str, Any]) -> None:
         doc["evaluate"]["gates"]["min_accuracy"] = 0.999
@@ -222,7 +209,7 @@ def test_data_changed_under_its_pin_is_a_failed_check_exit_1(
     ran: tuple[Home, dict[str, Any]], tmp_path: Path
 ) -> None:
     """A pin mismatch is a check that failed (exit 1), not bad usage (exit 2)."""
-    home = copy_home(ran, tmp_path)
+    home = copy_home(ran[0], tmp_path / "home")
     res = run_cli(["run", str(pipeline_file(tmp_path, _hash_mismatch))], home.env())
     assert res.code == 1, (res.code, res.out, res.err)
     assert "Traceback" not in res.err
@@ -239,7 +226,7 @@ def test_stderr_not_a_terminal_gets_one_line_per_stage(
     lines = [line for line in result["stderr"].splitlines() if line.startswith("stage ")]
     assert [line.split(":")[0].removeprefix("stage ") for line in lines] == names
     assert all(re.fullmatch(r"stage \S+: done in \d+\.\d\d s", line) for line in lines), lines
-    home = copy_home(ran, tmp_path)
+    home = copy_home(ran[0], tmp_path / "home")
     again = run_cli(["run", str(EXAMPLE)], home.env(), timeout=600)
     assert again.code == 0, again.err
     shown = [line for line in again.err.splitlines() if line.startswith("stage ")]
@@ -274,7 +261,7 @@ def test_stderr_not_a_terminal_gets_one_line_per_stage(
 def test_bad_input_exits_2_naming_the_problem(
     ran: tuple[Home, dict[str, Any]], tmp_path: Path, edit: Any, needles: list[str]
 ) -> None:
-    home = copy_home(ran, tmp_path)
+    home = copy_home(ran[0], tmp_path / "home")
     res = run_cli(["run", str(pipeline_file(tmp_path, edit))], home.env())
     assert res.code == 2, (res.code, res.out, res.err)
     assert "Traceback" not in res.err
@@ -283,7 +270,7 @@ def test_bad_input_exits_2_naming_the_problem(
 
 
 def test_unknown_key_error_names_the_line(ran: tuple[Home, dict[str, Any]], tmp_path: Path) -> None:
-    home = copy_home(ran, tmp_path)
+    home = copy_home(ran[0], tmp_path / "home")
     path = pipeline_file(tmp_path, _unknown_key)
     lines = path.read_text().splitlines()
     line = next(i for i, text in enumerate(lines, 1) if "estimatorz" in text)
@@ -302,7 +289,7 @@ def test_tampered_model_file_is_refused_everywhere(
 ) -> None:
     from bastion.errors import IntegrityError
 
-    home = copy_home(ran, tmp_path)
+    home = copy_home(ran[0], tmp_path / "home")
     blob = _model_blob(home)
     data = bytearray(blob.read_bytes())
     data[len(data) // 2] ^= 0x08
@@ -318,7 +305,7 @@ def test_tampered_model_file_is_refused_everywhere(
 
 def test_swapped_model_file_is_refused(ran: tuple[Home, dict[str, Any]], tmp_path: Path) -> None:
     """Replace the model blob with another valid blob (the transformer): a replay."""
-    home = copy_home(ran, tmp_path)
+    home = copy_home(ran[0], tmp_path / "home")
     blob = _model_blob(home)
     other = next(p for p in (home.path / "objects").rglob("*") if p.is_file() and p != blob)
     blob.write_bytes(other.read_bytes())
@@ -330,7 +317,7 @@ def test_tampered_provenance_statement_is_refused_everywhere(
 ) -> None:
     from bastion.errors import IntegrityError
 
-    home = copy_home(ran, tmp_path)
+    home = copy_home(ran[0], tmp_path / "home")
     with sqlite3.connect(home.path / "bastion.db") as conn:
         sid, text = conn.execute(
             "SELECT id, envelope FROM statements WHERE predicate_type LIKE '%/stage/v1'"
@@ -364,7 +351,7 @@ def test_tampered_provenance_statement_is_refused_everywhere(
 def test_python_api_mirrors_the_cli(ran: tuple[Home, dict[str, Any]], tmp_path: Path) -> None:
     from bastion import Pipeline, Workspace
 
-    home = copy_home(ran, tmp_path)
+    home = copy_home(ran[0], tmp_path / "home")
     with Workspace.open(home.path, PASSPHRASE, token=home.token) as ws:
         result = Pipeline.from_yaml(EXAMPLE).run(ws)
         assert result.status == "passed" and result.model == "adult-income:1"
