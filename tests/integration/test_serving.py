@@ -1,6 +1,6 @@
 """The real server (``bastion serve`` in a subprocess, uvicorn on loopback) against attacks.
 
-One home runs the Adult pipeline once (module fixture); one server serves it for the
+A copy of the session's Adult home (module fixture ``ran``); one server serves it for the
 role x token matrix and the request-limit cases; tests that break things (the audit sink, a
 model blob) work on copies of the home with servers of their own.
 """
@@ -11,7 +11,6 @@ import base64
 import hashlib
 import hmac
 import json
-import shutil
 import socket
 import sqlite3
 import ssl
@@ -30,10 +29,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.conftest import PASSPHRASE, Home, run_cli
+from tests.conftest import PASSPHRASE, Home, copy_home, run_cli
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "adult-income" / "pipeline.yaml"
 PREDICT = "/v1/models/adult-income/predict"
 ISS, AUD = "https://idp.test", "bastion"
 IDP_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -125,16 +122,10 @@ def start(home: Home, *args: str, tls: str = "--unsafe-no-tls", verify: Any = Fa
 
 
 @pytest.fixture(scope="module")
-def ran(tmp_path_factory: pytest.TempPathFactory) -> Home:
-    from bastion import Workspace
-
-    root = tmp_path_factory.mktemp("serve")
-    ws, issued = Workspace.init(root / "home", PASSPHRASE, scrypt_log_n=14)
-    ws.close()
-    home = Home(root / "home", issued.token)
-    res = run_cli(["run", str(EXAMPLE), "--json"], home.env(), timeout=600)
-    assert res.code == 0, res.err
-    return home
+def ran(adult_home: Home, tmp_path_factory: pytest.TempPathFactory) -> Home:
+    """A copy of the session's Adult home (the pipeline ran once), this module's to change:
+    it gets tokens, principals and servers' logs."""
+    return copy_home(adult_home, tmp_path_factory.mktemp("serve") / "home")
 
 
 def _token(ws: Any, principal: str, role: str, rtype: str = "*", res: str = "*", **kw: Any) -> Any:
@@ -402,13 +393,8 @@ def test_audit_entries_equal_predict_requests(server: Server, ran: Home) -> None
     assert all(len(d["input_sha256"]) == 64 and d["model"] == "adult-income:1" for d in ok)
 
 
-def copy_home(ran: Home, tmp_path: Path) -> Home:
-    shutil.copytree(ran.path, tmp_path / "home", ignore=shutil.ignore_patterns("tls"))
-    return Home(tmp_path / "home", ran.token)
-
-
 def test_broken_audit_sink_gives_503_and_no_prediction(ran: Home, tmp_path: Path) -> None:
-    home = copy_home(ran, tmp_path)
+    home = copy_home(ran, tmp_path / "home")
     srv = start(home)
     try:
         assert srv.post({"instances": [ROW]}, ran.token).status_code == 200
@@ -426,7 +412,7 @@ def test_broken_audit_sink_gives_503_and_no_prediction(ran: Home, tmp_path: Path
 
 
 def test_self_signed_tls_works_with_its_certificate(ran: Home, tmp_path: Path) -> None:
-    home = copy_home(ran, tmp_path)
+    home = copy_home(ran, tmp_path / "home")
     cert = home.path / "tls" / "localhost.crt"
     port_srv = start(home, tls="--tls-self-signed", verify=False)
     try:
@@ -459,7 +445,7 @@ def test_unsafe_tls_choices_exit_2(ran: Home, args: list[str], needle: str) -> N
 
 
 def test_tampered_model_blob_refuses_to_start(ran: Home, tmp_path: Path) -> None:
-    home = copy_home(ran, tmp_path)
+    home = copy_home(ran, tmp_path / "home")
     listed = run_cli(["models", "list", "--json"], home.env()).json()["models"]
     digest = listed[0]["digest"]
     blob = home.path / "objects" / digest[:2] / digest
