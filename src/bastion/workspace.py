@@ -1,64 +1,61 @@
-# Over 400 lines, because the home's one entry point (open, init, authorize, verify).
-"""The home folder: one place that opens the keys, store, database and audit log.
+"""The workspace: one home, opened as one authenticated principal, and its services.
 
-A home (``BASTION_HOME``, default ``./.bastion``, mode 0700) holds::
-
-    home.json       format marker and which database the home uses (never a password)
-    keyring.json    the keyring, sealed under the passphrase (see security.keys)
-    audit-anchor.json  the audit log's newest tree head, signed (see security.anchor)
-    access-state.json  the current access-control rows, sealed (see security.access_state)
-    bastion.db      the metadata database, unless BASTION_DATABASE_URL names PostgreSQL
-    objects/        encrypted, content-addressed blobs (see docs/formats/artifact.md)
-    tmp/            half-written blobs; never read
-    lock            held while the keys are rotated
-
-:meth:`Workspace.init` makes one and returns the ``admin`` principal's token, shown once;
+:meth:`Workspace.init` makes a home and returns the ``admin`` principal's token, shown once;
 :meth:`Workspace.open` opens one. Both need the passphrase (argument, ``BASTION_MASTER_KEY``
-or a prompt in the CLI): there is no default.
+or a prompt in the CLI): there is no default. The workspace opens the keys, store, database
+and audit log, upgrades a home made by an earlier version at its first open, and keeps the
+access state sealed and checked.
+
+Its jobs live beside it: :mod:`bastion._home` (the home's files: layout, marker, creating
+and reading one, the environment variables), :mod:`bastion._sealing` (row MACs and the
+access state sealed, an older home upgraded), :mod:`bastion._operations` (the authorized,
+audited operations), :mod:`bastion._home_verify` (``verify``'s checks) and
+:mod:`bastion._rotation` (``rotate_keys``). This module is the public entry, and every
+name in ``__all__`` is importable from here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import platform
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bastion._fs import atomic_write, file_lock, loose_modes
-from bastion._operations import Operations
-from bastion.errors import (
-    AuditChainError,
-    ConfigError,
-    Error,
-    IntegrityError,
-    MissingCredential,
-    StateError,
+from bastion._home import (
+    ENV_DATABASE,
+    create_home,
+    default_home,
+    open_home,
+    passphrase_from_env,
+    token_from_env,
 )
+from bastion._home_verify import Problem, WorkspaceVerifyReport, verify_home
+from bastion._operations import Operations
+from bastion._rotation import RotationReport, rotate
+from bastion._sealing import access_refusal, seal_access_state, seal_rows, upgrade
+from bastion.errors import ConfigError
 from bastion.security.access import AccessControl, Identity, IssuedToken
-from bastion.security.access_state import STATE_FILE, AccessState, refusal
+from bastion.security.access_state import STATE_FILE, AccessState
 from bastion.security.anchor import ANCHOR_FILE
-from bastion.security.audit import AuditLog, adopt_anchor
+from bastion.security.audit import AuditLog
 from bastion.security.blocks import Blocks, BlockStore
 from bastion.security.keys import DEFAULT_SCRYPT_LOG_N, LocalKeyring
 from bastion.security.recipes import localhost_certificate
-from bastion.security.rows import RowMac, scan, seal_missing
+from bastion.security.rows import RowMac
 from bastion.security.scope import covers
 from bastion.security.signing import (
     StatementStore,
     make_statement,
     sign_statement,
     trusted_keys,
-    verify_statement,
 )
 from bastion.store.artifacts import ArtifactStore
-from bastion.store.db import ensure_schema, make_engine, migrate, sqlite_url
+from bastion.store.db import ensure_schema, make_engine
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -83,67 +80,8 @@ __all__ = [
     "token_from_env",
 ]
 
-_HOME_FORMAT = "bastion-home"
-_HOME_VERSION = 1
-ENV_HOME = "BASTION_HOME"
-ENV_PASSPHRASE = "BASTION_MASTER_KEY"  # noqa: S105 - the name of the variable, not a secret
-ENV_TOKEN = "BASTION_TOKEN"  # noqa: S105 - the name of the variable, not a secret
-ENV_TOKEN_FILE = "BASTION_TOKEN_FILE"  # noqa: S105 - the name of the variable, not a secret
-ENV_DATABASE = "BASTION_DATABASE_URL"
-
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(step, done, total)`` during long work."""
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing that failed verification."""
-
-    kind: str  # artifact | statement | model | audit | file | row
-    subject: str
-    message: str
-
-
-@dataclass(slots=True)
-class WorkspaceVerifyReport:
-    """What ``bastion verify`` checked and what it found."""
-
-    artifacts: int = 0
-    statements: int = 0
-    models: int = 0
-    audit_entries: int = 0
-    audit_checkpoints: int = 0
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-@dataclass(slots=True)
-class _VerifyState:
-    """What one ``verify`` run's checks hand on to the next."""
-
-    checkpoint: Path | None
-    step: Progress
-    known: set[str] | None = None  # artifact digests the store records
-    good: set[str] = field(default_factory=set)  # blobs checked: not decrypted again
-
-
-def _why(exc: BaseException) -> str:
-    """A problem's message: Bastion's own errors as they are, anything else with its type."""
-    return str(exc) if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"
-
-
-@dataclass(frozen=True, slots=True)
-class RotationReport:
-    """What ``bastion keys rotate`` did."""
-
-    new_kek: str
-    rewrapped: int
-    retired: list[str]
-    new_signing_key: str | None
-    new_pseudonym_key: str | None = None
 
 
 def parse_model_ref(ref: str) -> tuple[str, int | None]:
@@ -159,37 +97,6 @@ def check_override_reason(reason: str | None) -> str:
     from bastion.pipeline.verdict import check_reason
 
     return check_reason(reason)
-
-
-def default_home() -> Path:
-    return Path(os.environ.get(ENV_HOME, ".bastion"))
-
-
-def passphrase_from_env() -> str:
-    """The passphrase from ``BASTION_MASTER_KEY``; a StateError if it is not set."""
-    value = os.environ.get(ENV_PASSPHRASE)
-    if not value:
-        raise StateError(f"no passphrase: set {ENV_PASSPHRASE} or run interactively")
-    return value
-
-
-def token_from_env() -> str:
-    """The caller's API token, from ``BASTION_TOKEN`` or the file ``BASTION_TOKEN_FILE``;
-    a MissingCredential (an AuthError, exit 2: usage) if neither gives one. The CLI and
-    the Python API both read it here."""
-    value = os.environ.get(ENV_TOKEN)
-    path = os.environ.get(ENV_TOKEN_FILE)
-    if not value and path:
-        try:
-            value = Path(path).read_text().strip()
-        except OSError:
-            raise MissingCredential(f"{ENV_TOKEN_FILE}: cannot read {path}") from None
-    if not value:
-        raise MissingCredential(
-            f"no token: pass token= or set {ENV_TOKEN} (`bastion init` printed the admin's);"
-            " the passphrase opens the keys, the token says who you are"
-        )
-    return value
 
 
 class Workspace(Operations):
@@ -227,48 +134,14 @@ class Workspace(Operations):
         self._identity: Identity | None = None  # set by open/init once a token proves it
         self._refused: str | None = None  # why the access state refuses all but verify
         self._watching: threading.Event | None = None
-        # Homes made by an earlier version, upgraded once at their first open (trust on
-        # first use, audited): an anchor for the audit log (security.anchor), row MACs
-        # (security.rows), then the access state (security.access_state).
-        if not keyring.audit_anchored:
-            adopt_anchor(self.engine, keyring, home / ANCHOR_FILE, actor="bastion")
-            keyring.mark_audit_anchored()
-        if not keyring.rows_sealed:
-            self._seal_rows("bastion")
-            keyring.mark_rows_sealed()
-        if not keyring.access_sealed:
-            self._seal_access_state("bastion")
-            keyring.mark_access_sealed()
-
-    def _seal_rows(self, actor: str) -> dict[str, int]:
-        """Give every metadata row without a MAC its MAC, audited as ``rows.sealed``.
-
-        Only for rows this version did not write itself: the seeded role permissions at
-        init, and every row of a home made before row MACs, at its first open.
-        """
-        with self.engine.begin() as conn:
-            counts = seal_missing(conn, self.rows)
-            if counts:
-                self.audit.record_in(conn, actor, "rows.sealed", "database", "ok", counts)
-        return counts
-
-    def _seal_access_state(self, actor: str) -> None:
-        """Seal the access-control rows as they are (a new home, or the first open of one
-        made before the access state), audited as ``access.sealed`` with the counts."""
-        counts = self.access_state.adopt(self.engine)
-        self.audit.record(actor, "access.sealed", f"file:{STATE_FILE}", "ok", counts)
+        upgrade(self)  # a home made by an earlier version, once (bastion._sealing)
 
     def _check_access_state(self) -> None:
         """Compare the access rows with their sealed state; on a mismatch refuse every
         operation but ``verify`` from now on, audited once as ``access.refused``."""
-        try:
-            problems = self.access_state.check(self.engine)
-            why = refusal(problems) if problems else None
-            rows = [p.subject for p in problems[:20]]
-        except IntegrityError as exc:
-            why, rows = f"refused: {exc}; only verify runs until it is restored", [STATE_FILE]
-        if why is not None and self._refused is None:
-            self._refused = why
+        found = access_refusal(self)
+        if found is not None and self._refused is None:
+            self._refused, rows = found
             self.audit.record(
                 "bastion", "access.refused", f"file:{STATE_FILE}", "denied", {"rows": rows}
             )
@@ -308,25 +181,9 @@ class Workspace(Operations):
         home = Path(home) if home is not None else default_home()
         passphrase = passphrase if passphrase is not None else passphrase_from_env()
         database_url = database_url or os.environ.get(ENV_DATABASE)
-        if home.exists() and any(home.iterdir()):
-            raise ConfigError(f"{home}: already exists and is not empty; choose another home")
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(home, 0o700)
-        for sub in ("objects", "tmp"):
-            (home / sub).mkdir(mode=0o700, exist_ok=True)
-        keyring = LocalKeyring.create(home / "keyring.json", passphrase, scrypt_log_n=scrypt_log_n)
-        url = database_url or sqlite_url(home.resolve() / "bastion.db")
-        engine = make_engine(url)
-        try:
-            migrate(engine)
-        finally:
-            engine.dispose()
-        marker = {
-            "format": _HOME_FORMAT,
-            "version": _HOME_VERSION,
-            "database": "sqlite" if database_url is None else "external",
-        }
-        atomic_write(home / "home.json", json.dumps(marker, indent=1).encode() + b"\n")
+        keyring, url, database = create_home(
+            home, passphrase, database_url, scrypt_log_n=scrypt_log_n
+        )
         ws = cls(home, keyring, url)
         try:
             ws.audit.init_anchor()
@@ -335,10 +192,10 @@ class Workspace(Operations):
                 "home.init",
                 f"home:{home.resolve()}",
                 "ok",
-                {"database": marker["database"], "python": platform.python_version()},
+                {"database": database, "python": platform.python_version()},
             )
-            ws._seal_rows(admin)  # the role permissions migration 0001 seeded
-            ws._seal_access_state(admin)  # ... and them as the first access state
+            seal_rows(ws, admin)  # the role permissions migration 0001 seeded
+            seal_access_state(ws, admin)  # ... and them as the first access state
             ws.access.add_principal(admin, "person", actor=admin)
             ws.access.grant(admin, "admin", actor=admin)
             token = ws.access.create_token(
@@ -370,23 +227,8 @@ class Workspace(Operations):
         """
         home = Path(home) if home is not None else default_home()
         token = token if token is not None else token_from_env()
-        try:
-            marker = json.loads((home / "home.json").read_text())
-        except FileNotFoundError:
-            raise StateError(f"{home}: not a Bastion home (run `bastion init`)") from None
-        except ValueError:
-            raise IntegrityError(f"{home / 'home.json'}: not valid JSON") from None
-        if marker.get("format") != _HOME_FORMAT or marker.get("version") != _HOME_VERSION:
-            raise StateError(f"{home}: written by an incompatible Bastion version")
-        passphrase = passphrase if passphrase is not None else passphrase_from_env()
-        keyring = LocalKeyring.open(home / "keyring.json", passphrase)
-        if marker.get("database") == "external":
-            external = database_url or os.environ.get(ENV_DATABASE)
-            if not external:
-                raise StateError(f"{home}: this home's database is external; set {ENV_DATABASE}")
-            ws = cls(home, keyring, external)
-        else:
-            ws = cls(home, keyring, sqlite_url(home.resolve() / "bastion.db"))
+        keyring, url = open_home(home, passphrase, database_url)
+        ws = cls(home, keyring, url)
         try:
             ws._identity = ws.authenticate(token)
             ws._check_access_state()
@@ -447,10 +289,8 @@ class Workspace(Operations):
     ) -> RotationReport:
         """Make a new KEK, re-wrap every blob's data key under it, retire unused KEKs.
 
-        Crash-safe at every step: the keyring is replaced atomically and keeps every KEK
-        that any blob still names; each blob's key slot is rewritten with an atomic
-        rename; a KEK is retired (its material erased) only after the blob headers show
-        that nothing uses it. Rerunning after a crash finishes the job.
+        Crash-safe at every step; rerunning after a crash finishes the job
+        (:mod:`bastion._rotation`).
 
         ``signing`` also replaces the signing key (old ones still verify). ``pseudonym``
         also replaces the pseudonym key and erases the old one: pseudonyms made from then
@@ -459,52 +299,7 @@ class Workspace(Operations):
         Needs ``keys:rotate``; recorded as the workspace's principal.
         """
         actor = self.authorize("keys:rotate").principal
-        step = progress or (lambda _s, _d, _t: None)
-        with file_lock(self.home / "lock"):
-            self.audit.record(
-                actor,
-                "keys.rotate",
-                "keyring",
-                "started",
-                {"signing": signing, "pseudonym": pseudonym},
-            )
-            new_kek = self.keyring.add_kek()
-            step("kek-created", 0, 0)
-            new_sig = self.keyring.add_signing_key() if signing else None
-            if new_sig:
-                step("signing-key-created", 0, 0)
-            new_psk = self.keyring.add_pseudonym_key() if pseudonym else None
-            if new_psk:
-                step("pseudonym-key-created", 0, 0)
-            digests = sorted(self.store.iter_digests())
-            rewrapped = 0
-            for done, digest in enumerate(digests, 1):
-                if self.store.rewrap(digest, new_kek):
-                    rewrapped += 1
-                step("rewrapped", done, len(digests))
-            in_use = set(self.store.key_ids_in_use())
-            retired = []
-            for info in self.keyring.keys():
-                if info.kind == "kek" and info.state == "decrypt-only" and info.id not in in_use:
-                    self.keyring.retire_kek(info.id, in_use=in_use)
-                    retired.append(info.id)
-                    step("retired", len(retired), 0)
-            self.audit.record(
-                actor,
-                "keys.rotate",
-                "keyring",
-                "ok",
-                {
-                    "new_kek": new_kek,
-                    "rewrapped": rewrapped,
-                    "retired": retired,
-                    "new_signing_key": new_sig,
-                    "new_pseudonym_key": new_psk,
-                },
-            )
-            if new_sig:
-                self.audit.checkpoint()  # the first checkpoint under the new signing key
-        return RotationReport(new_kek, rewrapped, retired, new_sig, new_psk)
+        return rotate(self, actor, signing=signing, pseudonym=pseudonym, progress=progress)
 
     # -- provenance -------------------------------------------------------------------
 
@@ -555,127 +350,15 @@ class Workspace(Operations):
 
         Never raises for a failed check: each failure is a :class:`Problem` in the report,
         a damaged row is one problem, and a check that breaks on something unexpected is
-        one problem too while every other check still runs. To add a check, add a
-        ``_check_...(report, state)`` method and one line to :meth:`_checks`.
+        one problem too while every other check still runs. The checks are
+        :mod:`bastion._home_verify`'s (to add one, see there).
 
         Needs ``verify:run``; the run is audited as ``verify.run``.
         """
         self.authorize("verify:run")
-        report = WorkspaceVerifyReport()
-        state = _VerifyState(checkpoint, progress or (lambda _s, _d, _t: None))
-        for kind, check in self._checks():
-            try:
-                check(report, state)
-            except Exception as exc:  # one broken check never hides the others
-                report.problems.append(Problem(kind, "*", f"check did not finish: {_why(exc)}"))
+        report = verify_home(self, checkpoint=checkpoint, progress=progress)
         self._record_verify(report)
         return report
-
-    def _checks(self) -> list[tuple[str, Callable[[WorkspaceVerifyReport, _VerifyState], None]]]:
-        """``verify``'s checks, in order, each with the kind of problem it reports."""
-        return [
-            ("artifact", self._check_artifacts),
-            ("statement", self._check_statements),
-            ("model", self._check_models),
-            ("audit", self._check_audit),
-            ("file", self._check_files),
-            ("row", self._check_rows),
-            ("row", self._check_access_rows),
-            ("row", self._check_blocks),
-        ]
-
-    def _check_artifacts(self, report: WorkspaceVerifyReport, state: _VerifyState) -> None:
-        state.known = {ref.digest for ref in self.store.list()}
-        on_disk = set(self.store.iter_digests())
-        for digest in sorted(state.known - on_disk):
-            report.problems.append(
-                Problem("artifact", digest, "recorded but missing from the store")
-            )
-        for digest in sorted(on_disk - state.known):
-            report.problems.append(Problem("artifact", digest, "in the store but not recorded"))
-        todo = sorted(state.known & on_disk)
-        for done, digest in enumerate(todo, 1):
-            report.artifacts += 1
-            try:
-                self.store.verify(digest)
-                state.good.add(digest)
-            except Exception as exc:  # a damaged blob or row is one problem
-                report.problems.append(Problem("artifact", digest, _why(exc)))
-            state.step("artifacts", done, len(todo))
-
-    def _check_statements(self, report: WorkspaceVerifyReport, state: _VerifyState) -> None:
-        trusted = trusted_keys(self.keyring)
-        for sid, envelope in self.statements.all():
-            report.statements += 1
-            try:
-                if isinstance(envelope, Exception):
-                    raise envelope
-                statement = verify_statement(envelope, trusted)
-                for subject in statement["subject"]:
-                    digest = subject["digest"]["sha256"]
-                    if state.known is not None and digest not in state.known:
-                        raise IntegrityError(
-                            f"subject {subject['name']} ({digest[:12]}…) is not in the store"
-                        )
-            except Exception as exc:  # a damaged row is one problem
-                report.problems.append(Problem("statement", sid, _why(exc)))
-        state.step("statements", report.statements, report.statements)
-
-    def _check_models(self, report: WorkspaceVerifyReport, state: _VerifyState) -> None:
-        records, history = self.models.audit_versions()
-        report.problems.extend(Problem("model", ref, message) for ref, message in history)
-        for record in records:
-            report.models += 1
-            try:
-                self.models.verify_record(record, checked=state.good)
-            except Exception as exc:  # a damaged row is one problem
-                report.problems.append(Problem("model", record.ref, _why(exc)))
-        state.step("models", report.models, report.models)
-
-    def _check_rows(self, report: WorkspaceVerifyReport, state: _VerifyState) -> None:
-        """Every metadata row against its MAC; a model row is the model check's to report."""
-        with self.engine.connect() as conn:
-            bad = scan(conn, self.rows)
-        for row in bad:
-            if row.table != "models":
-                message = "does not match its MAC: written or edited outside Bastion"
-                report.problems.append(Problem("row", f"{row.table}:{row.key}", message))
-        state.step("rows", 1, 1)
-
-    def _check_blocks(self, report: WorkspaceVerifyReport, state: _VerifyState) -> None:
-        """Blocks the audit log records whose ``blocks`` row was deleted (security.blocks)."""
-        for blk in self.block_store.missing():
-            message = f"block of {blk.principal} is in the audit log (serve.block); its row is gone"
-            report.problems.append(Problem("row", f"blocks:id={blk.id}", message))
-        state.step("blocks", 1, 1)
-
-    def _check_access_rows(self, report: WorkspaceVerifyReport, state: _VerifyState) -> None:
-        """The access-control rows against their sealed state: deleted or put back."""
-        try:
-            problems = self.access_state.check(self.engine)
-        except IntegrityError as exc:
-            report.problems.append(Problem("row", STATE_FILE, str(exc)))
-            return
-        report.problems.extend(Problem("row", p.subject, p.message) for p in problems)
-        state.step("access", 1, 1)
-
-    def _check_audit(self, report: WorkspaceVerifyReport, state: _VerifyState) -> None:
-        try:
-            audit = self.audit.verify(checkpoint=state.checkpoint)
-            report.audit_entries = audit.entries
-            report.audit_checkpoints = audit.checkpoints
-        except Error as exc:
-            problems = exc.problems if isinstance(exc, AuditChainError) else []
-            problems = problems or [str(exc)]
-            report.problems.extend(Problem("audit", "audit-log", str(p)) for p in problems)
-        state.step("audit", 1, 1)
-
-    def _check_files(self, report: WorkspaceVerifyReport, state: _VerifyState) -> None:
-        for path, mode, expected in loose_modes(self.home):
-            what = "folder" if expected == 0o700 else "file"
-            report.problems.append(
-                Problem("file", str(path), f"{what} mode {mode:04o}; expected {expected:04o}")
-            )
 
 
 @contextlib.contextmanager
