@@ -34,6 +34,8 @@ from tests.integration.test_serving_controls import (
 
 REDIS_URL = os.environ.get("BASTION_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 BLOCK_BODY = {"error", "code", "block_id", "message"}
+# for tests that send the one consumer more rows than the auto budget (100 a day on Adult)
+BULK = ("--principal-budget", "svc-client=400")
 
 
 @pytest.fixture
@@ -65,7 +67,7 @@ def _wait_for(srv: Server, token: str, status: int, seconds: float = 10.0) -> fl
 
 def test_two_hundred_identical_rows_never_block(served: tuple[Home, str]) -> None:
     home, token = served
-    srv = start(home, *FAST)
+    srv = start(home, *FAST, *BULK)
     try:
         res = srv.post({"instances": [ROW] * 200}, token)  # one batch
         assert res.status_code == 200, res.text
@@ -180,7 +182,7 @@ def test_a_consumer_cannot_list_or_lift_blocks(served: tuple[Home, str]) -> None
 
 def test_throttle_mode_gives_its_code_in_the_429(served: tuple[Home, str]) -> None:
     home, token = served
-    srv = start(home, "--rate", "1000", "--burst", "200", "--on-extraction", "throttle")
+    srv = start(home, "--rate", "1000", "--burst", "200", "--on-extraction", "throttle", *BULK)
     try:
         rows = uniform_rows(400, np.random.default_rng(5))
         for row in rows[:60]:  # the alarm comes at 50 distinct queries; throttle, no 403
