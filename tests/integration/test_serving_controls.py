@@ -23,14 +23,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import PASSPHRASE, Home
+from tests.conftest import PASSPHRASE, Home, copy_home
 from tests.integration.test_serving import (
     PREDICT,
     RICH,
     ROW,
     Server,
     _token,
-    copy_home,
     ran,  # noqa: F401 - the module fixture: the Adult pipeline, run once
     start,
 )
@@ -146,7 +145,9 @@ def test_two_replicas_enforce_one_shared_limit_through_redis(
     servers: list[Server] = []
     try:
         env = {"BASTION_REDIS_URL": REDIS_URL, "BASTION_REDIS_PREFIX": prefix}
-        homes = [_with_env(copy_home(ran, tmp_path / f"replica{k}"), env) for k in range(2)]
+        homes = [
+            _with_env(copy_home(ran, tmp_path / f"replica{k}" / "home"), env) for k in range(2)
+        ]
         with ThreadPoolExecutor(2) as pool:
             servers += pool.map(lambda h: start(h, "--rate", "0.01", "--burst", "6"), homes)
         codes = [
@@ -208,7 +209,7 @@ def test_output_modes_reveal_only_what_the_deployment_allows(
         "rounded": ["--output", "rounded", "--decimals", "1"],
         "noised": ["--output", "noised", "--noise-scale", "0.05", "--decimals", "2"],
     }
-    homes = {mode: copy_home(ran, tmp_path / mode) for mode in modes}
+    homes = {mode: copy_home(ran, tmp_path / mode / "home") for mode in modes}
     with ThreadPoolExecutor(len(modes)) as pool:
         servers = dict(
             zip(modes, pool.map(lambda m: start(homes[m], *modes[m], *FAST), modes), strict=True)
