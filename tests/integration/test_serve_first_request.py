@@ -43,7 +43,9 @@ def home(adult_home: Home, tmp_path_factory: pytest.TempPathFactory) -> Home:
 
 @pytest.fixture(scope="module")
 def scripted(home: Home) -> Iterator[Running]:
-    running = serve(home, "--tls-self-signed")
+    # the admin sends one 200-row batch (the default limit): beyond its auto budget on the
+    # Adult model (100 rows a day), so it gets a budget of its own
+    running = serve(home, "--tls-self-signed", "--principal-budget", "admin=1000")
     try:
         yield running
     finally:
