@@ -203,6 +203,7 @@ def serve(
             header_timeout=options.header_timeout,
             max_per_client=options.max_connections_per_client,
         ),
+        loop=serving.EVENT_LOOP,
     )
     certificate = str(tls.cert.resolve()) if tls is not None else None
     scheme = "https" if tls is not None else "http"

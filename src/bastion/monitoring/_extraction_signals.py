@@ -47,6 +47,15 @@ class Features:
     bits: np.ndarray  # float64, rows: mean surprisal per column
     atoms: np.ndarray  # float64, rows x atom columns: 1 where the value is on an atom
 
+    def rows(self, start: int, stop: int) -> Features:
+        """The features of rows ``start:stop`` (views, no copy)."""
+        return Features(
+            self.vectors[start:stop],
+            self.codes[start:stop],
+            self.bits[start:stop],
+            self.atoms[start:stop],
+        )
+
 
 def _position(index: dict[str, int], value: Any) -> int:
     """The category's index, -1 for a null or a value unseen in training (as the

@@ -63,7 +63,7 @@ import numpy as np
 import pandas as pd
 
 from bastion.errors import ConfigError
-from bastion.monitoring._extraction_signals import Reference
+from bastion.monitoring._extraction_signals import Features, Reference
 from bastion.monitoring.screening import RowsByColumn, Table, TrainingProfile
 
 __all__ = [
@@ -71,6 +71,7 @@ __all__ = [
     "REASONS",
     "Alarm",
     "ExtractionMonitor",
+    "Features",
 ]
 
 #: Reason codes of an alarm, in order of precedence when several statistics are over.
@@ -239,54 +240,80 @@ class ExtractionMonitor:
             return None
         return self._observe(principal, columns)
 
+    def features(self, frame: Table) -> Features:
+        """The detector's features of every row of ``frame`` (vectorised over the rows):
+        the first half of :meth:`observe`, which the server runs once for the requests of
+        one event-loop turn (:class:`~bastion.serving.turns.PerTurn`)."""
+        return self._ref.features(frame)
+
+    def observe_features(self, principal: str, features: Features) -> Alarm | None:
+        """The second half of :meth:`observe`: record one request's rows, given their
+        :meth:`features` (or a :meth:`Features.rows` slice of a larger batch's)."""
+        if features.vectors.shape[0] == 0:
+            return None
+        return self._observe_features(principal, features)
+
     def _observe(self, principal: str, frame: Table) -> Alarm | None:
+        return self._observe_features(principal, self._ref.features(frame))
+
+    def _observe_features(self, principal: str, f: Features) -> Alarm | None:
         st = self._state(principal)
-        f = self._ref.features(frame)
-        raw_cells = (f.codes[:, : self._ref.n_numeric] - self._lo) / self._span
-        cells = np.clip(np.floor(raw_cells * self.coverage_bins), 0, self.coverage_bins - 1)
-        cells = cells.astype(np.intp)
-        before = st.queries
-        for i in range(f.vectors.shape[0]):
-            v = f.vectors[i]
-            digest = hashlib.blake2b(v.tobytes(), digest_size=8, key=self._row_key).digest()
-            if st.first_time(digest, self._seen_capacity):
-                self._add(st, v, f.codes[i], f.bits[i], f.atoms[i], cells[i])
-        if st.queries == before:
+        fresh = [
+            i
+            for i in range(f.vectors.shape[0])
+            if st.first_time(
+                hashlib.blake2b(f.vectors[i].tobytes(), digest_size=8, key=self._row_key).digest(),
+                self._seen_capacity,
+            )
+        ]
+        if not fresh:
             return None  # only repeats: the statistics did not move
+        self._add(st, f.rows(fresh[0], fresh[0] + 1) if len(fresh) == 1 else _take(f, fresh))
         return self._check(principal, st)
 
-    def _add(
-        self,
-        st: _State,
-        v: np.ndarray,
-        code: np.ndarray,
-        bits: float,
-        atoms: np.ndarray,
-        cell: np.ndarray,
-    ) -> None:
-        w = self.window
-        n_prev = min(st.queries, w)
-        slot = st.queries % w
-        near = narrow = 0.0
-        if n_prev:
-            diff = st.vectors[:n_prev] - v
-            d2 = np.einsum("ij,ij->i", diff, diff)
-            nn = int(np.argmin(d2))
-            near = float(d2[nn] < self.near * self.near)
-            narrow = float(np.count_nonzero(st.codes[nn] != code) == 1)
-        if st.queries >= w:
-            st.sums -= (st.bits[slot], st.near[slot], st.narrow[slot])
-            st.atom_sums -= st.atoms[slot]
-            st.counts[np.arange(cell.size), st.bins[slot]] -= 1
-        st.sums += (bits, near, narrow)
-        st.atom_sums += atoms
-        st.vectors[slot] = v
-        st.codes[slot] = code
-        st.bits[slot], st.near[slot], st.narrow[slot] = bits, near, narrow
-        st.atoms[slot] = atoms
-        st.bins[slot] = cell
-        st.counts[np.arange(cell.size), cell] += 1
-        st.queries += 1
+    def _add(self, st: _State, f: Features) -> None:
+        """Append the distinct rows ``f`` to the principal's window, all at once.
+
+        Row ``i`` is compared with the ``window`` distinct queries before it (the stored
+        ones still in the window, then the rows of ``f`` before it), exactly as if the rows
+        came one by one; the window's sums are then recounted from what it holds.
+        """
+        w, k, q = self.window, f.vectors.shape[0], st.queries
+        held = min(q, w)
+        order = np.arange(q - held, q) % w  # the stored queries, oldest first
+        seq_v = np.concatenate([st.vectors[order], f.vectors]).astype(np.float64)
+        seq_c = np.concatenate([st.codes[order], f.codes])
+        pos = held + np.arange(k)  # row i's place in the sequence
+        first = pos - np.minimum(q + np.arange(k), w)  # the oldest query it is compared with
+        new = seq_v[held:]
+        d2 = (
+            np.einsum("ij,ij->i", new, new)[:, None]
+            + np.einsum("ij,ij->i", seq_v, seq_v)[None, :]
+            - 2.0 * new @ seq_v.T
+        )
+        j = np.arange(held + k)[None, :]
+        d2 = np.where((j >= first[:, None]) & (j < pos[:, None]), np.maximum(d2, 0.0), np.inf)
+        nn = np.argmin(d2, axis=1)
+        has = pos > first
+        near = has & (d2[np.arange(k), nn] < self.near * self.near)
+        narrow = has & (np.count_nonzero(seq_c[nn] != f.codes, axis=1) == 1)
+        raw_cells = (f.codes[:, : self._ref.n_numeric] - self._lo) / self._span
+        cells = np.clip(np.floor(raw_cells * self.coverage_bins), 0, self.coverage_bins - 1)
+        keep = slice(max(0, k - w), k)  # a batch longer than the window: its last w rows
+        slots = (q + np.arange(k))[keep] % w
+        st.vectors[slots] = f.vectors[keep]
+        st.codes[slots] = f.codes[keep]
+        st.bits[slots], st.near[slots], st.narrow[slots] = f.bits[keep], near[keep], narrow[keep]
+        st.atoms[slots] = f.atoms[keep]
+        st.bins[slots] = cells[keep].astype(np.intp)
+        st.queries = q + k
+        live = slice(0, min(st.queries, w))
+        st.sums = np.array([st.bits[live].sum(), st.near[live].sum(), st.narrow[live].sum()])
+        st.atom_sums = st.atoms[live].sum(axis=0)
+        n_bins = self.coverage_bins
+        flat = (st.bins[live] + np.arange(st.bins.shape[1]) * n_bins).ravel()
+        counts = np.bincount(flat, minlength=st.counts.size).reshape(st.counts.shape)
+        st.counts = counts.astype(np.int32)
 
     def _statistics(self, st: _State) -> dict[str, float]:
         n = max(min(st.queries, self.window), 1)
@@ -333,3 +360,8 @@ class ExtractionMonitor:
     def forget(self, principal: str) -> None:
         """Drop a principal's history (after an operator cleared it)."""
         self._states.pop(principal, None)
+
+
+def _take(f: Features, rows: list[int]) -> Features:
+    """The features of the listed rows (a copy)."""
+    return Features(f.vectors[rows], f.codes[rows], f.bits[rows], f.atoms[rows])

@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
+    "EVENT_LOOP",
     "HSTS",
     "Control",
     "JwtSettings",
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     from bastion.serving.deployment import ServeOptions
     from bastion.serving.requests import RequestSchema
     from bastion.serving.tls import HSTS, TlsFiles, resolve_tls
-    from bastion.serving.transport import bound_tls_handshake, guarded_protocol
+    from bastion.serving.transport import EVENT_LOOP, bound_tls_handshake, guarded_protocol
 
 _WHERE = {
     "Control": "controls",
@@ -65,6 +66,7 @@ _WHERE = {
     "resolve_tls": "tls",
     "HSTS": "tls",
     "guarded_protocol": "transport",
+    "EVENT_LOOP": "transport",
     "bound_tls_handshake": "transport",
 }
 

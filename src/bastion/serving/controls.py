@@ -25,14 +25,13 @@ the hot path.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 from bastion.errors import ConfigError
-from bastion.monitoring.extraction import ExtractionMonitor
+from bastion.monitoring.extraction import Alarm, ExtractionMonitor, Features
 from bastion.monitoring.screening import InputScreen, RowFindings, RowsByColumn
 from bastion.serving.auth import Caller
 from bastion.serving.blocks import Blocked, Blocklist, CodedRefusal
@@ -40,6 +39,7 @@ from bastion.serving.budgets import Budget
 from bastion.serving.metrics import ControlMetrics
 from bastion.serving.ratelimit import RateLimiter
 from bastion.serving.requests import RequestRefused
+from bastion.serving.turns import PerTurn, row_count
 
 __all__ = [
     "ACTIONS",
@@ -57,10 +57,6 @@ ACTIONS: tuple[str, ...] = ("block", "throttle", "notify")
 EXTRACTION_SUSPECTED = "EXTRACTION_SUSPECTED"  # the code of an extraction block
 Audit = Callable[[str, str, str, str, Mapping[str, Any]], Awaitable[Any]]
 THROTTLE_FACTOR = 10
-
-
-def _rows(columns: RowsByColumn) -> int:
-    return len(next(iter(columns.values()))) if columns else 0
 
 
 class Control(Protocol):
@@ -107,7 +103,7 @@ class RateLimit:
         self.throttled.add(principal)
 
     async def check(self, caller: Caller, deployment: str, columns: RowsByColumn) -> None:
-        cost = _rows(columns)
+        cost = row_count(columns)
         if cost > self.burst:
             raise RequestRefused(
                 422,
@@ -206,6 +202,15 @@ class ExtractionGuard:
         self._blocklist = blocklist
         self._rate_limit = rate_limit
         self._counters = counters
+        self._turns: PerTurn[Features, Alarm | None] = PerTurn(self._features, self._observe)
+
+    def _features(self, deployment: str, columns: RowsByColumn) -> Features:
+        return self.monitors[deployment].features(columns)
+
+    def _observe(
+        self, deployment: str, features: Features, start: int, stop: int, principal: str
+    ) -> Alarm | None:
+        return self.monitors[deployment].observe_features(principal, features.rows(start, stop))
 
     def forget(self, principal: str) -> None:
         """Drop the principal's history in every monitor (its block was lifted)."""
@@ -219,7 +224,11 @@ class ExtractionGuard:
         if monitor is None:
             return None
         principal = caller.principal
-        alarm = monitor.observe_columns(principal, columns)
+        if not row_count(columns):
+            return None
+        # the features of every request of this turn in one vectorised call; then each
+        # request's rows, in arrival order, through its principal's history
+        alarm = await self._turns.submit(deployment, columns, principal)
         if alarm is None:
             return None
         self._counters.alarms.labels(alarm.reason, self.action).inc()
@@ -283,46 +292,10 @@ class Screening:
     def __init__(self, screens: Mapping[str, InputScreen], counters: ControlMetrics) -> None:
         self.screens = dict(screens)
         self._counters = counters
-        self._pending: dict[str, list[tuple[RowsByColumn, asyncio.Future[Any]]]] = {}
+        self._turns: PerTurn[list[RowFindings], list[RowFindings]] = PerTurn(self._screen, _slice)
 
-    async def _screened(
-        self, deployment: str, screen: InputScreen, columns: RowsByColumn
-    ) -> list[RowFindings]:
-        """This request's findings, from the turn's one call."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[RowFindings]] = loop.create_future()
-        pending = self._pending.get(deployment)
-        if pending is None:
-            pending = self._pending[deployment] = []
-            loop.call_soon(self._flush, deployment, screen)
-        pending.append((columns, future))
-        return await future
-
-    def _flush(self, deployment: str, screen: InputScreen) -> None:
-        batch = self._pending.pop(deployment, [])
-        names = list(batch[0][0]) if batch else []
-        if len(batch) > 1 and all(list(cols) == names for cols, _ in batch):
-            merged = {n: [v for cols, _ in batch for v in cols[n]] for n in names}
-            try:
-                results = screen.screen_columns(merged)
-            except Exception as exc:
-                _settle(batch, exc)
-                return
-            start = 0
-            for cols, future in batch:
-                end = start + _rows(cols)
-                if not future.done():
-                    future.set_result(results[start:end])
-                start = end
-            return
-        for cols, future in batch:  # one request, or rows of different shapes
-            try:
-                found = screen.screen_columns(cols)
-            except Exception as exc:
-                _settle([(cols, future)], exc)
-                continue
-            if not future.done():
-                future.set_result(found)
+    def _screen(self, deployment: str, columns: RowsByColumn) -> list[RowFindings]:
+        return self.screens[deployment].screen_columns(columns)
 
     async def check(
         self, caller: Caller, deployment: str, columns: RowsByColumn
@@ -330,7 +303,7 @@ class Screening:
         screen = self.screens.get(deployment)
         if screen is None:
             return None
-        results = await self._screened(deployment, screen, columns)
+        results = await self._turns.submit(deployment, columns)
         flagged = [i for i, r in enumerate(results) if r.flagged]
         if not flagged:
             return None
@@ -352,8 +325,8 @@ class Screening:
         return {"screen": {"flagged_rows": len(flagged), "first": first, "why": why}}
 
 
-def _settle(batch: Sequence[tuple[RowsByColumn, asyncio.Future[Any]]], exc: Exception) -> None:
-    """Fail every waiting request of ``batch`` with ``exc`` (the server answers 500)."""
-    for _, future in batch:
-        if not future.done():
-            future.set_exception(exc)
+def _slice(
+    deployment: str, results: list[RowFindings], start: int, stop: int, tag: Any
+) -> list[RowFindings]:
+    """One request's findings out of its turn's."""
+    return results[start:stop]
