@@ -140,7 +140,7 @@ class RateLimit:
         wait = decision.retry_after
         retry = max(1, math.ceil(wait)) if math.isfinite(wait) else 86_400
         if exhausted:
-            message = _budget_message(budget, rows, deployment, principal, retry)
+            message = _budget_message(budget, rows, deployment, principal, retry, cost)
         elif code == "RATE_LIMITED":
             message = (
                 f"rate limit exceeded: at most {self.burst} rows at once per principal, refilled"
@@ -158,15 +158,26 @@ class RateLimit:
 
 
 def _budget_message(
-    budget: Budget | None, rows: int | None, deployment: str, principal: str, retry: int
+    budget: Budget | None,
+    rows: int | None,
+    deployment: str,
+    principal: str,
+    retry: int,
+    cost: int,
 ) -> str:
-    """What a budget refusal says: the budget in rows, where it comes from, the reset."""
+    """What a budget refusal says: the budget in rows, where it comes from, the reset, and
+    when the request alone is larger than the whole budget, that it never fits."""
     own = budget is not None and principal in dict(budget.principals)
     flag = "--principal-budget" if own else "--daily-budget"
     size = f"{rows} rows per principal per UTC day" if rows is not None else "the budget"
+    never = (
+        f"; this request's {cost} rows are more than the whole budget: send at most {rows}"
+        if rows is not None and cost > rows
+        else ""
+    )
     return (
         f"daily query budget exhausted: {size} on {deployment} (the server's {flag}); it"
-        f" resets at 00:00 UTC, retry after {retry} s"
+        f" resets at 00:00 UTC, retry after {retry} s{never}"
     )
 
 
