@@ -242,3 +242,8 @@ def test_each_deployment_has_its_own_budget_and_counter() -> None:
     assert bulk is not None and "5000 rows" in bulk.message and "--principal-budget" in bulk.message
     wall[0] += DAY_SECONDS * 0.75  # the next UTC day
     assert _check(rl, "alice", "adult", 100) is None
+    never = _check(rl, "carol", "adult", 150)  # more than her whole budget: never fits
+    assert never is not None and never.body == {"code": "DAILY_BUDGET_EXHAUSTED"}
+    assert never.message.endswith(
+        "this request's 150 rows are more than the whole budget: send at most 100"
+    )
