@@ -81,13 +81,15 @@ def serve(
             " beyond it): an integer, or auto: below the query count at which the model's"
             " signed extraction audit copied it (10000 without one). Give batch-scoring"
             " principals --principal-budget.",
+            metavar="N|auto",
         ),
     ] = "auto",
     principal_budget: Annotated[
         list[str] | None,
         typer.Option(
-            help="NAME=ROWS: this principal's daily budget on every model instead (a bulk"
+            help="This principal's daily budget on every model instead (a bulk"
             " scorer, a load test); repeatable; audited.",
+            metavar="NAME=ROWS",
             show_default=False,
         ),
     ] = None,
