@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from bastion.errors import AccessDenied, AuthError, ConfigError, NotFound
 from bastion.security import access as access_module
+from bastion.security import tokens as tokens_module
 from bastion.security.access import ROLES, AccessControl, Identity, TokenInfo
 from bastion.store.db import make_engine, migrate
 from tests.helpers.audit import RecordingLog
@@ -349,12 +350,11 @@ def test_raw_token_lookup_returns_what_sqlalchemy_returns(database_url: str) -> 
                 "bob", "consumer", resource_type="model", resource="m", actor="root"
             )
             ac.disable_principal("bob", actor="root")
-            lookup = access_module._RawLookup(engine)
+            lookup = tokens_module.TokenLookup(engine)
             for token_id in (live.id, gone.id, off.id, "0" * 16):
                 with engine.connect() as conn:
                     core = [
-                        tuple(r)
-                        for r in conn.execute(access_module._LOOKUP, {"token_id": token_id})
+                        tuple(r) for r in conn.execute(tokens_module.LOOKUP, {"token_id": token_id})
                     ]
                 raw = lookup(token_id)
                 assert raw == core
