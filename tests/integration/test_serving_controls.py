@@ -30,7 +30,7 @@ from tests.integration.test_serving import (
     ROW,
     Server,
     _token,
-    ran,  # noqa: F401 - the module fixture: the Adult pipeline, run once
+    ran,  # noqa: F401 - the module fixture: a copy of the session's Adult home
     start,
 )
 

@@ -34,7 +34,7 @@ from schemathesis import GenerationMode
 from tests.conftest import Home, run_cli
 from tests.integration.test_serving import Server, ran, start
 
-__all__ = ["ran"]  # the module fixture that runs the Adult pipeline once
+__all__ = ["ran"]  # the module fixture: a copy of the session's Adult home
 
 PREDICT = "/v1/models/adult-income/predict"
 CASES = {  # (path, mode) -> most examples Hypothesis draws
