@@ -43,6 +43,7 @@ from bastion.security.access import AccessControl, Identity, IssuedToken
 from bastion.security.access_state import STATE_FILE, AccessState
 from bastion.security.anchor import ANCHOR_FILE
 from bastion.security.audit import AuditLog
+from bastion.security.audit.durability import DURABILITIES as AUDIT_DURABILITIES
 from bastion.security.blocks import Blocks, BlockStore
 from bastion.security.keys import DEFAULT_SCRYPT_LOG_N, LocalKeyring
 from bastion.security.recipes import localhost_certificate
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
     from bastion.pipeline.runs import Runs
 
 __all__ = [
+    "AUDIT_DURABILITIES",
     "Identity",
     "Problem",
     "RotationReport",

@@ -38,10 +38,10 @@ from bastion.serving.controls import ACTIONS
 from bastion.serving.requests import RequestSchema
 from bastion.serving.summary import server_summary
 from bastion.spec.labels import label_names
+from bastion.workspace import AUDIT_DURABILITIES, Workspace
 
 if TYPE_CHECKING:
     from bastion.serving.controls import Control
-    from bastion.workspace import Workspace
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -70,7 +70,7 @@ class ServeOptions:
     timeout: float = 10.0
     jwt: JwtSettings | None = None
     token_cache_ttl: float = DEFAULT_CACHE_TTL
-    batch_max_wait: float = 0.002
+    batch_max_wait: float = 0.0  # 0: what queues while the model runs is the next batch
     batch_max_rows: int = 2048
     unsafe_skip_verify: bool = False
     listen: str = ""  # host:port, for the audit entry
@@ -104,6 +104,7 @@ class ServeOptions:
     drop_declared_fields: bool = False
     # "auto": the release's compiled form when its signed parity passed; or "scikit-learn".
     inference: str = "auto"
+    audit_durability: str = "flush"  # or "fsync": when an entry counts (audit/durability.py)
 
 
 @dataclass
@@ -139,6 +140,11 @@ def check_options(models: Sequence[str], options: ServeOptions) -> OutputPolicy:
             f" least {options.max_batch}, or lower --max-batch"
         )
     check_budget_options(options.daily_budget, options.principal_budgets, None)
+    if options.audit_durability not in AUDIT_DURABILITIES:
+        got = options.audit_durability
+        raise ConfigError(
+            f"--audit-durability: expected {' or '.join(AUDIT_DURABILITIES)}, got {got!r}"
+        )
     if options.screen not in ("flag", "reject"):
         raise ConfigError(f"--screen: expected flag or reject, got {options.screen!r}")
     if options.inference not in ENGINES:
@@ -360,6 +366,7 @@ def _load(
 def audit_start(ws: Workspace, deployments: dict[str, Deployment], options: ServeOptions) -> None:
     """The ``serve.start`` entry (and ``serve.unsafe_no_tls`` when serving plain HTTP)."""
     actor = ws.identity.principal
+    ws.audit.set_durability(options.audit_durability)  # this entry on, as the requests'
     ws.audit.record(
         actor,
         "serve.start",
@@ -369,6 +376,7 @@ def audit_start(ws: Workspace, deployments: dict[str, Deployment], options: Serv
             "models": [d.ref for d in deployments.values()],
             "listen": options.listen,
             "tls": options.tls,
+            "audit_durability": options.audit_durability,
             "verified": all(d.verified for d in deployments.values()),
             "rate": options.rate,
             "burst": options.burst,

@@ -3,14 +3,14 @@
 Group commit: :meth:`AuditLog.submit` queues an entry for one background writer thread and
 returns a future (:meth:`AuditLog.record` is submit-and-wait, with a lighter waiter); the
 writer drains the queue (up to 5,000 entries; when several callers are active it waits up
-to 1 ms for more), writes them with one ``executemany`` and one commit (durable: SQLite
-runs with ``synchronous=FULL``), then resolves the futures. If the write fails every future
-of the batch gets :class:`~bastion.errors.AuditError` and nothing of the batch is visible
-(fail closed). :meth:`AuditLog.record_in` runs the same chaining code (:mod:`.chain`)
-inside a caller's transaction, for actions that must commit atomically with their entry.
-
-The sealed anchor (:mod:`bastion.security.anchor`) is updated after every commit that
-signs a checkpoint and on :meth:`AuditLog.close`.
+to 1 ms for more), writes them with one ``executemany`` and one commit, then resolves the
+futures. How durable that commit is (on disk, or handed to the OS and on disk within 50 ms)
+is :mod:`.durability`'s choice. If the write fails every future of the batch gets
+:class:`~bastion.errors.AuditError` and nothing of the batch is visible (fail closed).
+:meth:`AuditLog.record_in` runs the same chaining code (:mod:`.chain`) inside a caller's
+transaction, for actions that must commit atomically with their entry. The sealed anchor
+(:mod:`bastion.security.anchor`) is updated after every commit that signs a checkpoint
+(once it is on disk) and on :meth:`AuditLog.close`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from bastion._fs import atomic_write
 from bastion.errors import AuditError, ConfigError, Error
 from bastion.security.audit.chain import ChainWriter, Seal
 from bastion.security.audit.checkpoint import Checkpoint
+from bastion.security.audit.durability import FLUSH_INTERVAL, Durability
 from bastion.security.audit.entry import Item, validated
 from bastion.security.audit.verifier import VerifyReport, verify_log
 from bastion.security.audit.waiters import AsyncWaiter, Control, Message, Result, Waiter, settle
@@ -73,6 +74,7 @@ class AuditLog(ChainWriter):
         self._thread: threading.Thread | None = None
         self._last_batch = 1
         self._conn: Any = None  # the writer thread's own pooled connection
+        self.durability = Durability(engine)  # fsync unless set_durability says otherwise
 
     # -- recording ----------------------------------------------------------------------
 
@@ -110,13 +112,8 @@ class AuditLog(ChainWriter):
         outcome: str = "ok",
         details: Mapping[str, Any] | None = None,
     ) -> int:
-        """``record`` for asyncio code (the inference server): await the durable seq.
-
-        Many tasks awaiting at once share one commit, and the writer wakes their event loop
-        once per batch rather than once per entry, so an async caller gets group commit
-        without a thread per request. If the awaiting task is cancelled, the entry may
-        still be written: audit entries are never withdrawn.
-        """
+        """``record`` for asyncio code: tasks awaiting at once share one commit and one
+        wake-up of their loop. A cancelled task's entry may still be written (never withdrawn)."""
         waiter = AsyncWaiter(asyncio.get_running_loop())
         self._send((validated(actor, action, resource, outcome, details), waiter))
         return await waiter.future
@@ -130,11 +127,8 @@ class AuditLog(ChainWriter):
         outcome: str = "ok",
         details: Mapping[str, Any] | None = None,
     ) -> int:
-        """Append one entry inside the caller's open transaction on ``conn``.
-
-        The entry commits or rolls back with the caller's work. The head row stays locked
-        until then, so record further entries of that transaction with ``record_in`` too.
-        """
+        """Append one entry inside the caller's open transaction on ``conn``: it commits or
+        rolls back with that work (record the transaction's other entries with this too)."""
         item = validated(actor, action, resource, outcome, details)
         if self._closed:
             raise AuditError("the audit log is closed")
@@ -156,6 +150,10 @@ class AuditLog(ChainWriter):
             cursor.close()
         self._state = state  # compared with the head before it is used again
         return seqs[0]
+
+    def set_durability(self, mode: str, interval: float = FLUSH_INTERVAL) -> None:
+        """``fsync`` (default) or ``flush``: see :mod:`.durability` for what each promises."""
+        self.durability.choose(mode, interval)
 
     def flush(self) -> None:
         """Wait until every entry submitted before this call has been written or failed."""
@@ -243,19 +241,22 @@ class AuditLog(ChainWriter):
                     self._commit(items, futures, message)
                     items, futures = [], []
                 self._commit(items, futures, None)
+                if self.durability.due_in() == 0.0:
+                    self.durability.sync(self._conn)
         finally:
+            if self._conn is not None:
+                self.durability.sync(self._conn)
             self._release_connection(ok=True)
 
     def _drain(self) -> list[Message]:
-        """Block for one message, then take what is queued: a batch of up to 5,000.
-
-        Group commit: when the last batch held several entries their callers are likely
-        about to send more, so sleep in steps of 0.2 ms (for at most 1 ms) while the batch
-        keeps growing. Sleeping, rather than waiting on the queue, lets callers enqueue
-        without waking the writer for each message. A lone caller never waits.
-        """
+        """Block for one message (or until a sync is due: then none), then take what is
+        queued, up to 5,000. When the last batch held several entries, sleep in 0.2 ms steps
+        (1 ms at most) while the batch grows: callers enqueue without waking the writer."""
         get_nowait = self._queue.get_nowait
-        messages = [self._queue.get()]
+        try:  # wake for a sync that falls due (audit durability ``flush``)
+            messages = [self._queue.get(timeout=self.durability.due_in())]
+        except queue.Empty:
+            return []
         deadline = time.perf_counter() + _GROUP_WAIT
         while True:
             taken = len(messages)
@@ -311,6 +312,7 @@ class AuditLog(ChainWriter):
             with contextlib.suppress(RuntimeError):  # a loop closed meanwhile
                 loop.call_soon_threadsafe(settle, results)
         if seal is not None and self._anchor is not None:
+            self.durability.sync(self._conn)  # never anchor what is not on disk
             if not want:
                 self._anchor.submit(*seal)  # off this thread: commits never wait for it
             elif control is not None:
@@ -336,6 +338,7 @@ class AuditLog(ChainWriter):
     ) -> tuple[range, Checkpoint | None, Seal | None]:
         if self._conn is None:
             self._conn = self._engine.raw_connection()
+        self.durability.prepare(self._conn)
         cursor = self._conn.cursor()
         seal: Seal | None = None
         try:
@@ -349,6 +352,7 @@ class AuditLog(ChainWriter):
                 (held,) = cursor.fetchone()
                 seal = (newest.tree_size, newest.root, int(held))
             self._conn.commit()
+            self.durability.committed()
         except BaseException:
             cursor.close()
             self._release_connection(ok=False)
@@ -380,14 +384,11 @@ class AuditLog(ChainWriter):
         """Recompute the chain, every checkpoint and the head; raise AuditChainError if any fail.
 
         ``checkpoint`` names an exported checkpoint file: its signature must verify under the
-        keyring, the log must still hold its ``tree_size`` entries (else it was truncated)
-        and their Merkle root must equal its root (else the history was forked).
-        With an anchor file (every workspace has one) no exported checkpoint is needed to
-        find deleted checkpoints, truncation or a rewritten history up to the anchor: its
-        signature must verify, the log must hold its ``tree_size`` entries with its root,
-        and as many checkpoint rows up to it as it counts.
-        ``progress(done, total)`` is called after each range of entries.
-        The error's ``problems`` attribute lists every :class:`AuditProblem` found.
+        keyring, and the log must still hold its ``tree_size`` entries with its Merkle root
+        (else it was truncated or forked). The anchor file (every workspace has one) is
+        checked the same way, and must count as many checkpoint rows up to it as the log
+        holds. ``progress(done, total)`` is called after each range of entries. The error's
+        ``problems`` attribute lists every :class:`AuditProblem` found.
         """
         return verify_log(self._engine, self._sql, self._keys, self._anchor, checkpoint, progress)
 
