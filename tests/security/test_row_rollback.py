@@ -198,6 +198,33 @@ def test_concurrent_token_creation_verifies_clean(home: Home) -> None:
     assert json.loads((home.path / STATE_FILE).read_text())["pending"] is None
 
 
+def test_write_between_reading_the_state_and_the_rows_is_not_refused(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An open reads the file, another writer commits and seals, then the open reads the
+    rows: the new rows are in the sealed state by then, so nothing is refused; a row put
+    back outside Bastion still is."""
+    with home.open() as writer, home.open() as reader:
+        read = reader.access_state.read
+        seen: list[Any] = []
+
+        def read_then_write() -> Any:
+            found = read()
+            if not seen:  # once: the real write lands between the file and the rows
+                seen.append(writer.create_token("consumer", description="between"))
+            return found
+
+        monkeypatch.setattr(reader.access_state, "read", read_then_write)
+        assert reader.access_state.check(reader.engine) == []
+        assert seen and json.loads((home.path / STATE_FILE).read_text())["pending"] is None
+        monkeypatch.undo()
+        grant = _copy(home, "grants", "principal = ?", seen[0].principal)
+        writer.access.revoke_grant(seen[0].principal, "consumer", actor="admin")
+        _put_back(home, "grants", grant, "id = ?", grant["id"])
+        problems = reader.access_state.check(reader.engine)
+    assert [(p.table, p.kind) for p in problems] == [("grants", "unlisted")]
+
+
 def test_crash_between_commit_and_seal_is_accepted(ws: Workspace, home: Home) -> None:
     """The file as a crash leaves it (old state, new one pending) opens either way."""
     old, _none = ws.access_state.read()

@@ -25,8 +25,8 @@ the row's key as ``bastion verify`` names it.) Compared with the database (:func
     a row does not check                                         the row check's business:
                                                                  refused where used, reported
 
-**Writes.** Every access-control write (:meth:`AccessControl._apply
-<bastion.security.access.AccessControl>`) runs under ``access-state.json.lock``
+**Writes.** Every access-control write (:meth:`AccessStore.apply
+<bastion.security.access_store.AccessStore.apply>`) runs under ``access-state.json.lock``
 (:func:`~bastion._fs.file_lock`, so writers in several processes take turns): read the
 file; the database must match it, or the write is refused (a write must never seal a
 tampered state); in one transaction, make the change and its audit entry, then list the
@@ -38,7 +38,9 @@ open settles it. Homes made before the access state (keyring without ``access_se
 are sealed at their first open with the passphrase, audited ``access.sealed``: trust on
 first use, as for row MACs.
 
-**Checks.** Every workspace open (each CLI command, each ``Workspace.open``) compares; on a
+**Checks.** Every workspace open (each CLI command, each ``Workspace.open``) compares
+(:meth:`AccessState.check`: without the lock, and a mismatch again under it, since a write
+by another process may commit between reading the file and reading the rows); on a
 mismatch the workspace refuses every operation except ``verify`` (exit 1, the message
 names the rows) and ``bastion verify`` reports each row. ``bastion serve`` checks when it
 opens and then every 5 seconds on a timer thread (:meth:`Workspace.watch_access_state
@@ -191,6 +193,17 @@ def compare(sealed: State, good: State, bad: Mapping[Ident, str]) -> list[StateP
     return sorted(found, key=lambda p: (TABLES.index(p.table), p.key, p.kind))
 
 
+def _problems(
+    state: State, pending: State | None, good: State, bad: Mapping[Ident, str]
+) -> list[StateProblem]:
+    """:func:`compare` against ``state``; none if the database holds ``pending`` instead (a
+    write committed and not yet settled, or one in progress)."""
+    problems = compare(state, good, bad)
+    if problems and pending is not None and not compare(pending, good, bad):
+        return []
+    return problems
+
+
 def _to_json(state: State) -> dict[str, list[list[Any]]]:
     out: dict[str, list[list[Any]]] = {table: [] for table in TABLES}
     for (table, key), (tag, label) in state.items():
@@ -286,30 +299,43 @@ class AccessState:
 
     def check(self, engine: sa.Engine) -> list[StateProblem]:
         """Every row in which the database differs from the sealed state (none: it matches
-        the state, or a pending one, which is then settled). IntegrityError for a bad file."""
+        the state, or a pending one, which is then settled). IntegrityError for a bad file.
+
+        Read without the lock first (an open does not wait for writers); a mismatch, or a
+        pending state to settle, is decided again under the lock. Without the lock, the file
+        and the rows are read at two moments: a write by another process that commits and
+        seals between them makes its new rows look unlisted (or replayed). Writers hold the
+        lock from their read of the file to their final write, so under it the file and the
+        rows are one state and a mismatch is a real one. Where the lock cannot be taken (a
+        read-only home), the lock-free verdict stands.
+        """
         state, pending = self.read()
         with engine.connect() as conn:
             good, bad = snapshot(conn, self._rows, state)
-        problems = compare(state, good, bad)
-        if pending is not None:
-            if problems and not compare(pending, good, bad):
-                problems = []
-            with contextlib.suppress(IntegrityError, OSError):
-                self._settle(engine)
-        return problems
+        problems = _problems(state, pending, good, bad)
+        if not problems and pending is None:
+            return problems
+        try:
+            with file_lock(self.lock_path):
+                return self._check_locked(engine)
+        except OSError:
+            return problems
 
-    def _settle(self, engine: sa.Engine) -> None:
-        """Drop a pending state: keep whichever of the two the database holds."""
-        with file_lock(self.lock_path):
-            state, pending = self.read()
-            if pending is None:
-                return
-            with engine.connect() as conn:
-                good, bad = snapshot(conn, self._rows, state)
-            if not compare(pending, good, bad):
-                self.write(pending)
-            elif not compare(state, good, bad):
-                self.write(state)
+    def _check_locked(self, engine: sa.Engine) -> list[StateProblem]:
+        """:meth:`check` under the lock: compare, then drop a pending state, keeping
+        whichever of the two the database holds."""
+        state, pending = self.read()
+        with engine.connect() as conn:
+            good, bad = snapshot(conn, self._rows, state)
+        problems = _problems(state, pending, good, bad)
+        if pending is not None:
+            held = pending if not compare(pending, good, bad) else None
+            if held is None and not compare(state, good, bad):
+                held = state
+            if held is not None:
+                with contextlib.suppress(OSError):  # a read-only home: the next writer settles
+                    self.write(held)
+        return problems
 
     def adopt(self, engine: sa.Engine) -> dict[str, int]:
         """Seal the rows the database holds now (a new home, or the first open of one made
