@@ -25,7 +25,12 @@ from typing import Any, Generic, TypeVar
 
 from bastion.monitoring.screening import RowsByColumn
 
-__all__ = ["BatchStats", "MicroBatcher"]
+__all__ = ["INLINE_ROWS", "BatchStats", "MicroBatcher"]
+
+#: A compiled model predicts batches of up to this many rows on the event loop itself (tens
+#: of microseconds: less than the hop to the worker thread and back); larger ones, and any
+#: scikit-learn call, run in the worker thread.
+INLINE_ROWS = 64
 
 R = TypeVar("R")
 
@@ -64,6 +69,7 @@ class MicroBatcher(Generic[R]):
         max_rows: int = 2048,
         on_batch: Callable[[int, int, float], None] | None = None,
         thread_init: Callable[[], object] | None = None,
+        inline_rows: int = 0,
     ) -> None:
         if max_wait < 0:
             raise ValueError(f"max_wait: expected seconds >= 0, got {max_wait}")
@@ -73,6 +79,7 @@ class MicroBatcher(Generic[R]):
         self.max_wait = max_wait
         self.max_rows = max_rows
         self._on_batch = on_batch
+        self.inline_rows = inline_rows
         self._queue: asyncio.Queue[_Job] | None = None
         self._task: asyncio.Task[None] | None = None
         self._pool = ThreadPoolExecutor(
@@ -155,7 +162,10 @@ class MicroBatcher(Generic[R]):
         rows = sum(j.rows for j in live)
         started = time.perf_counter()
         try:
-            results = await loop.run_in_executor(self._pool, self._predict, merged)
+            if rows <= self.inline_rows:  # microseconds of work: a thread hop costs more
+                results = self._predict(merged)
+            else:
+                results = await loop.run_in_executor(self._pool, self._predict, merged)
         except asyncio.CancelledError:
             for job in live:
                 if not job.future.done():

@@ -31,7 +31,7 @@ from bastion.defenses.hardening import OutputPolicy
 from bastion.errors import ConfigError, IntegrityError
 from bastion.monitoring.screening import TrainingProfile
 from bastion.serving.auth import DEFAULT_CACHE_TTL, JwtSettings
-from bastion.serving.batching import MicroBatcher
+from bastion.serving.batching import INLINE_ROWS, MicroBatcher
 from bastion.serving.budgets import AUTO, Budget, check_budget_options, deployment_budget
 from bastion.serving.compiled import ENGINES, SKLEARN, choose_engine
 from bastion.serving.controls import ACTIONS
@@ -273,21 +273,12 @@ def _deployment(
         max_rows=max(options.batch_max_rows, max_batch),
         on_batch=on_batch,
         thread_init=_one_thread,
+        inline_rows=INLINE_ROWS if engine.name != SKLEARN else 0,
     )
     return Deployment(
-        record.name,
-        record.ref,
-        schema,
-        batcher,
-        verified,
-        output,
-        labels,
-        profile,
-        str(record.digest),
-        engine.name,
-        engine.reason,
-        budget,
-    )
+        record.name, record.ref, schema, batcher, verified, output, labels, profile,
+        str(record.digest), engine.name, engine.reason, budget,
+    )  # fmt: skip
 
 
 def _input_columns(config: Any) -> list[str]:

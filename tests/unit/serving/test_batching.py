@@ -129,3 +129,45 @@ def test_submit_before_start_is_an_error() -> None:
 def test_bad_settings_are_refused(wait: float, rows: int) -> None:
     with pytest.raises(ValueError):
         MicroBatcher(Model(), max_wait=wait, max_rows=rows)
+
+
+def test_small_batches_run_inline_and_larger_ones_in_the_worker() -> None:
+    """``inline_rows``: a batch of at most that many rows is predicted on the event loop's
+    own thread (no hop); a larger one in the worker thread; results are the same."""
+    model = Model()
+
+    async def main() -> tuple[list[int], list[int], str]:
+        b: MicroBatcher[int] = MicroBatcher(model, max_wait=0.0, max_rows=1000, inline_rows=4)
+        b.start()
+        try:
+            small = await b.submit({"x": [1, 2]})
+            large = await b.submit({"x": list(range(10))})
+            return small, large, threading.current_thread().name
+        finally:
+            await b.close()
+
+    small, large, loop_thread = run(main())
+    assert small == [10, 20] and large == [v * 10 for v in range(10)]
+    assert model.calls == [2, 10]
+    assert loop_thread in model.threads
+    assert any(t.startswith("bastion-predict") for t in model.threads)
+
+
+def test_no_wait_batches_what_queued_while_the_model_ran() -> None:
+    """``max_wait=0`` (the server's default): a lone request is predicted at once; requests
+    that arrive while the model runs form the next batch together."""
+    model = Model(delay=0.05)
+
+    async def main() -> list[list[int]]:
+        b: MicroBatcher[int] = MicroBatcher(model, max_wait=0.0, max_rows=1000)
+        b.start()
+        try:
+            first = asyncio.ensure_future(b.submit({"x": [0]}))
+            await asyncio.sleep(0.01)  # the first call is running now
+            rest = [b.submit({"x": [i]}) for i in range(1, 6)]
+            return [await first, *await asyncio.gather(*rest)]
+        finally:
+            await b.close()
+
+    assert run(main()) == [[0], [10], [20], [30], [40], [50]]
+    assert model.calls == [1, 5]
