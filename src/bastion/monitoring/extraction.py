@@ -268,8 +268,39 @@ class ExtractionMonitor:
         ]
         if not fresh:
             return None  # only repeats: the statistics did not move
-        self._add(st, f.rows(fresh[0], fresh[0] + 1) if len(fresh) == 1 else _take(f, fresh))
+        if len(fresh) == 1:
+            self._add_one(st, f, fresh[0])
+        else:
+            self._add(st, _take(f, fresh))
         return self._check(principal, st)
+
+    def _add_one(self, st: _State, f: Features, i: int) -> None:
+        """:meth:`_add` for one row (a single-row request): the window's sums updated in
+        place, a handful of NumPy calls."""
+        w, v, code = self.window, f.vectors[i], f.codes[i]
+        held, slot = min(st.queries, w), st.queries % w
+        near = narrow = 0.0
+        if held:
+            diff = st.vectors[:held].astype(np.float64) - v
+            d2 = np.einsum("ij,ij->i", diff, diff)
+            nn = int(np.argmin(d2))
+            near = float(d2[nn] < self.near * self.near)
+            narrow = float(np.count_nonzero(st.codes[nn] != code) == 1)
+        raw = (code[: self._ref.n_numeric] - self._lo) / self._span
+        cell = np.clip(np.floor(raw * self.coverage_bins), 0, self.coverage_bins - 1).astype(
+            np.intp
+        )
+        columns = np.arange(cell.size)
+        if st.queries >= w:
+            st.sums -= (st.bits[slot], st.near[slot], st.narrow[slot])
+            st.atom_sums -= st.atoms[slot]
+            st.counts[columns, st.bins[slot]] -= 1
+        st.sums += (f.bits[i], near, narrow)
+        st.atom_sums += f.atoms[i]
+        st.vectors[slot], st.codes[slot], st.atoms[slot], st.bins[slot] = v, code, f.atoms[i], cell
+        st.bits[slot], st.near[slot], st.narrow[slot] = f.bits[i], near, narrow
+        st.counts[columns, cell] += 1
+        st.queries += 1
 
     def _add(self, st: _State, f: Features) -> None:
         """Append the distinct rows ``f`` to the principal's window, all at once.
