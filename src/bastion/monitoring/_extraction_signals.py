@@ -106,11 +106,6 @@ class Reference:
                 self._atom_columns.append(j)
                 expected_atoms.append((1.0 - num.null_fraction) * float(sum(masses)))
         self.expected_bits = expected / max(self.n_columns, 1)
-        self._levels = levels
-        self._q = np.array([s.quantiles for s in profile.numeric.values()]).reshape(
-            self.n_numeric, len(levels)
-        )
-        self._null_tail = np.array([max(s.null_fraction, floor) for s in profile.numeric.values()])
         # categorical columns: name -> value index, offset of the one-hot block, bits per
         # position in the encoded vector (numeric positions unused)
         self._cats = [(name, dict(profile._cat_index[name])) for name in profile.categorical]
@@ -163,17 +158,5 @@ class Reference:
         return Features(vectors, codes, bits / max(self.n_columns, 1), atoms)
 
     def _numeric_bits(self, raw: np.ndarray) -> np.ndarray:
-        """Per numeric column surprisal, all columns at once (the profile's
-        ``_numeric_surprisal``, vectorised across columns)."""
-        q = self._q  # columns x levels
-        x = raw[:, :, None]
-        with np.errstate(invalid="ignore"):
-            i = np.sum(q[None] <= x, axis=2)  # searchsorted side="right"
-            j = np.sum(q[None] < x, axis=2)  # side="left"
-        levels = self._levels
-        p_le = np.where(i < q.shape[1], levels[np.minimum(i, q.shape[1] - 1)], 1.0)
-        p_ge = np.where(j > 0, 1.0 - levels[np.maximum(j - 1, 0)], 1.0)
-        tail = np.clip(2.0 * np.minimum(p_le, p_ge), self.profile._floor, 1.0)
-        tail = np.where(np.isnan(raw), self._null_tail, tail)
-        bits: np.ndarray = -np.log2(tail)
-        return bits
+        """Per numeric column surprisal (the profile's, all columns at once)."""
+        return self.profile.numeric_bits(raw)
