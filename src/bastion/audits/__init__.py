@@ -10,7 +10,9 @@
 - :mod:`bastion.audits.constraints` — what an adversarial row may change, from the schema:
   immutable (sensitive) columns, declared categories, integers, ranges.
 - :mod:`bastion.audits.robustness` — batched FGSM/PGD (linear and MLP models) and a
-  decision-based attack for any model, robust accuracy against budget with sanity checks.
+  decision-based attack for any model, robust accuracy against budget with sanity checks;
+  the attacks themselves in :mod:`bastion.audits.whitebox` (FGSM/PGD, analytic margin
+  gradients) and :mod:`bastion.audits.blackbox` (label-only, any estimator).
 - :mod:`bastion.audits.executor` — one ``map`` interface for the audits' independent tasks
   (local processes; Ray later).
 """
