@@ -1,4 +1,3 @@
-# Over 400 lines, because the store's put/get/verify, each atomic with row and entry.
 """The artifact store: encrypted, content-addressed, written atomically, verified on read.
 
 Layout under ``root`` (folders 0700, files 0600)::
@@ -35,13 +34,12 @@ import io
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from sqlalchemy import BigInteger, Connection, Engine, LargeBinary, String, exists, literal, select
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
@@ -51,6 +49,7 @@ from bastion.errors import ConfigError, NotFound
 from bastion.security.keys import KeyProvider
 from bastion.security.rows import RowMac
 from bastion.security.sink import AuditSink
+from bastion.store._files import Source, WritebackFile, open_source, scratch_file
 from bastion.store.blob import (
     DEFAULT_CHUNK_SIZE,
     BlobReader,
@@ -71,10 +70,6 @@ _FANOUT = re.compile(r"[0-9a-f]{2}")
 _MEDIA_TYPE = re.compile(r"[A-Za-z0-9][\w!#$&^.+-]*/[A-Za-z0-9][\w!#$&^.+-]*", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _COPY_BUFFER = 1 << 20
-_WRITEBACK_EVERY = 16 << 20
-
-Source = bytes | bytearray | memoryview | Path | BinaryIO
-"""What :meth:`ArtifactStore.put` accepts: bytes, a file path, or a binary stream."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,65 +105,6 @@ def _check_text(field: str, value: object, limit: int) -> None:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@contextlib.contextmanager
-def _source(source: Source) -> Iterator[BinaryIO]:
-    """The put source as a binary stream; a path is opened (and closed) here."""
-    if isinstance(source, bytes | bytearray | memoryview):
-        yield io.BytesIO(source)
-        return
-    if isinstance(source, Path):
-        try:
-            fh = open(source, "rb", buffering=0)  # noqa: SIM115 - closed by the with below
-        except OSError as exc:
-            raise ConfigError(f"{source}: cannot read the source ({exc.strerror})") from None
-        with fh:
-            yield fh
-        return
-    if isinstance(source, str | io.TextIOBase) or not callable(getattr(source, "read", None)):
-        raise ConfigError(
-            f"source: expected bytes, a pathlib.Path or a binary file, got {type(source).__name__}"
-        )
-    yield source
-
-
-class _WritebackFile:
-    """A file being written, whose kernel writeback is started every 16 MiB.
-
-    ``POSIX_FADV_DONTNEED`` on the bytes just written starts their writeback at once and
-    lets the page cache drop them when done, so the final fsync waits only for the tail
-    and a large put neither stalls at the end nor floods the cache. No-op where the
-    call does not exist.
-    """
-
-    def __init__(self, fh: BinaryIO) -> None:
-        self._fh = fh
-        self._fd = fh.fileno()
-        self._written = self._advised = 0
-
-    def write(self, data: memoryview, /) -> int:
-        count = self._fh.write(data)
-        self._written += count
-        if self._written - self._advised >= _WRITEBACK_EVERY and hasattr(os, "posix_fadvise"):
-            length = self._written - self._advised
-            os.posix_fadvise(self._fd, self._advised, length, os.POSIX_FADV_DONTNEED)
-            self._advised = self._written
-        return count
-
-
-@contextlib.contextmanager
-def _scratch(folder: Path, suffix: str) -> Iterator[tuple[BinaryIO, Path]]:
-    """A new 0600 file in ``folder`` open for writing; on exit it is closed, and removed
-    unless the caller renamed it away."""
-    fd, name = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
-    path = Path(name)
-    try:
-        with open(fd, "wb", buffering=0) as fh:
-            yield fh, path
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
 
 
 class ArtifactStore:
@@ -243,9 +179,9 @@ class ArtifactStore:
             )
         if name is not None:
             _check_text("name", name, 256)
-        with _source(source) as src, _scratch(self._tmp, ".blob") as (out, tmp):
+        with open_source(source) as src, scratch_file(self._tmp, ".blob") as (out, tmp):
             digest, size = write_blob(
-                src, _WritebackFile(out), self._keys, chunk_size=self._chunk_size
+                src, WritebackFile(out), self._keys, chunk_size=self._chunk_size
             )
             os.fsync(out.fileno())
             with file_lock(self._lock):
@@ -328,7 +264,7 @@ class ArtifactStore:
                 if header.kek_id == kek_id:
                     return False
                 prefix = rewrap_slot(header, self._keys, kek_id, where)
-                with _scratch(self._tmp, ".blob") as (out, tmp):
+                with scratch_file(self._tmp, ".blob") as (out, tmp):
                     write_all(out, prefix)
                     shutil.copyfileobj(src, out, _COPY_BUFFER)
                     os.fsync(out.fileno())
@@ -367,8 +303,8 @@ class ArtifactStore:
             raise ConfigError(f"{dest}: is a folder, expected a file path")
         if not folder.is_dir():
             raise ConfigError(f"{dest}: folder {folder} does not exist")
-        with self.open(digest) as reader, _scratch(folder, ".part") as (out, tmp):
-            sink = _WritebackFile(out)
+        with self.open(digest) as reader, scratch_file(folder, ".part") as (out, tmp):
+            sink = WritebackFile(out)
             for chunk in reader.chunks():
                 write_all(sink, chunk)
             os.fsync(out.fileno())
