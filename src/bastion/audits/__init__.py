@@ -6,7 +6,9 @@
 - :mod:`bastion.audits.mitigation` — fairlearn's ThresholdOptimizer / ExponentiatedGradient
   around an estimator, with the fairness numbers before and after.
 - :mod:`bastion.audits.membership` — membership inference (LOSS, RMIA) and attribute
-  inference: how much the model gives away about its training rows.
+  inference: how much the model gives away about its training rows; the attacks' ROC
+  metrics with bootstrap intervals in :mod:`bastion.audits.roc_metrics`, attribute
+  inference in :mod:`bastion.audits.attribute_inference`.
 - :mod:`bastion.audits.constraints` — what an adversarial row may change, from the schema:
   immutable (sensitive) columns, declared categories, integers, ranges.
 - :mod:`bastion.audits.robustness` — batched FGSM/PGD (linear and MLP models) and a

@@ -185,7 +185,7 @@ def test_a_frame_with_text_columns_is_encoded_for_the_attacker() -> None:
 
 
 def test_the_bootstrap_summaries_equal_the_curve_they_summarise() -> None:
-    from bastion.audits import membership as m
+    from bastion.audits import roc_metrics as m
 
     rng = np.random.default_rng(5)
     for _ in range(20):
