@@ -2,7 +2,8 @@
 
 - :mod:`bastion.audits.fairness` — per-group rates and the gaps between groups of a
   sensitive attribute (demographic parity, disparate impact, equalized odds), alone and
-  crossed, with bootstrap intervals.
+  crossed, with bootstrap intervals; the groups (bins, pooling, crossing) in
+  :mod:`bastion.audits.fairness_groups`.
 - :mod:`bastion.audits.mitigation` — fairlearn's ThresholdOptimizer / ExponentiatedGradient
   around an estimator, with the fairness numbers before and after.
 - :mod:`bastion.audits.membership` — membership inference (LOSS, RMIA) and attribute
