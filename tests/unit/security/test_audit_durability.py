@@ -31,7 +31,9 @@ def _wait_synced(log: AuditLog, limit: float = 5.0) -> float:
     return time.monotonic() - began
 
 
-def test_fsync_is_the_default_and_leaves_nothing_pending(engine: Engine, keys: LocalKeyring) -> None:
+def test_fsync_is_the_default_and_leaves_nothing_pending(
+    engine: Engine, keys: LocalKeyring
+) -> None:
     with AuditLog(engine, keys) as log:
         assert log.durability.mode == "fsync"
         log.record("alice", "model.predict", "deployment:x")
@@ -51,9 +53,7 @@ def test_flush_answers_then_syncs_within_the_interval(engine: Engine, keys: Loca
         assert report.last_seq == seq + 20
 
 
-def test_the_writer_connection_gets_the_relaxed_setting(
-    engine: Engine, keys: LocalKeyring
-) -> None:
+def test_the_writer_connection_gets_the_relaxed_setting(engine: Engine, keys: LocalKeyring) -> None:
     with AuditLog(engine, keys) as log:
         log.set_durability("flush")
         log.record("alice", "model.predict", "deployment:x")
@@ -133,8 +133,15 @@ def test_a_killed_process_loses_no_answered_entry(
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     res = subprocess.run(
-        [sys.executable, str(script), database_url, str(tmp_path / "keyring.json"), PASSPHRASE]
-        + [str(anchor), "120"],
+        [
+            sys.executable,
+            str(script),
+            database_url,
+            str(tmp_path / "keyring.json"),
+            PASSPHRASE,
+            str(anchor),
+            "120",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
