@@ -110,6 +110,18 @@ class _Guards:
     def _idle(self) -> bool:
         raise NotImplementedError
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]  # the protocol's
+        self._opened()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]
+        self._answered()
+
     def _opened(self) -> None:
         peer = self.client[0] if self.client else "unknown"
         counts = self._open_per_client
@@ -161,22 +173,10 @@ class _GuardedH11Protocol(_Guards, H11Protocol):
     def _idle(self) -> bool:
         return self.conn.their_state is h11.IDLE
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._opened()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._closed()
-        super().connection_lost(exc)
-
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if not self._idle():  # the request's headers are in
             self._disarm()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._answered()
 
 
 class _GuardedHttpToolsProtocol(_Guards, HttpToolsProtocol):
@@ -186,21 +186,9 @@ class _GuardedHttpToolsProtocol(_Guards, HttpToolsProtocol):
     def _idle(self) -> bool:
         return self.cycle is None or self.cycle.response_complete
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._opened()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._closed()
-        super().connection_lost(exc)
-
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._answered()
 
 
 def guarded_protocol(
