@@ -1,4 +1,3 @@
-# Over 400 lines, because it is one detector whose comparison re-reads the profile it built.
 """Shift: how a new version of a training source differs from the last accepted one.
 
 A poisoner who cannot touch the model can still move the data it learns from: add rows
@@ -48,6 +47,9 @@ Scores: PSI, D, V, the new share, the change of a share, 1.0 for a changed colum
 Profiling is a few vectorised passes per column (1,000,000 rows × 20 columns: ≈ 0.6 s).
 When ``current`` is a stored profile with other bins, its numeric shares are re-estimated
 on the baseline's bins from its sample (adds about 0.005 of noise to PSI).
+
+The profile is built and checked by :mod:`bastion.defenses.shift_profile`; the comparison
+is here. :data:`FORMAT` is importable from both.
 """
 
 from __future__ import annotations
@@ -63,25 +65,18 @@ from scipy import stats
 
 from bastion.defenses.findings import Finding
 from bastion.defenses.pii.masking import mask
-from bastion.errors import ConfigError, DataError
+from bastion.defenses.shift_profile import FORMAT, checked, profile, shares
+from bastion.errors import ConfigError
 from bastion.spec.config import ShiftConfig
 
 __all__ = ["FORMAT", "ShiftReport", "compare", "profile_table"]
 
-#: The ``format`` of a profile; :func:`compare` refuses any other.
-FORMAT = "bastion.shift-profile/1"
 _DETECTOR = "shift"
-_LEVELS = tuple(i / 10 for i in range(1, 10))
-_SAMPLE = 2000
-_SEED = 1729
 _EPS = 1e-4
 _P_MAX = 1e-3
 _EFFECT = 0.1
 _NEW_SHARE = 0.01
 _NULL_DELTA = 0.05
-_ID_DISTINCT = 0.9
-_ID_MIN_VALUES = 20
-_ID_PROBE = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +114,7 @@ def profile_table(
         raise ConfigError(f"max_categories: expected an integer >= 1, got {max_categories!r}")
     if max_categories < 1:
         raise ConfigError(f"max_categories: expected an integer >= 1, got {max_categories}")
-    return _profile(df, label, positive, max_categories, None)
+    return profile(df, label, positive, max_categories, None)
 
 
 def compare(
@@ -133,12 +128,12 @@ def compare(
 ) -> ShiftReport:
     """Shift of ``current`` (a table, or its profile) against the ``baseline`` profile; a
     new category is named masked unless its column is in ``show`` (``data.show_values``)."""
-    base = _checked(baseline, "baseline", label, positive)
+    base = checked(baseline, "baseline", label, positive)
     now: Mapping[str, Any]
     if isinstance(current, pd.DataFrame):
-        now = _profile(current, label, positive, int(base["max_categories"]), base)
+        now = profile(current, label, positive, int(base["max_categories"]), base)
     else:
-        now = _checked(current, "current", label, positive)
+        now = checked(current, "current", label, positive)
     findings: list[Finding] = []
     columns: dict[str, dict[str, float]] = {}
     before_names = [*base["columns"], *base["skipped"]]
@@ -170,196 +165,6 @@ def compare(
             findings.append(_col(name, "column_added", "the baseline had no such column"))
     findings += _balance(base, now, cfg, columns)
     return ShiftReport(findings, columns, int(base["rows"]), int(now["rows"]))
-
-
-# -- profiling ---------------------------------------------------------------------------
-
-
-def _profile(
-    df: pd.DataFrame, label: str, positive: str, max_categories: int, ref: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """Profile ``df``; with ``ref`` (a baseline) use its bins, categories and kinds."""
-    if label not in df.columns:
-        raise DataError(f"label column {label!r} is not in the table", [label])
-    if len(df) == 0:
-        raise DataError("cannot profile an empty table")
-    if df.columns.duplicated().any():
-        raise DataError("the table has duplicate column names")
-    known = ref["columns"] if ref is not None else {}
-    columns: dict[str, Any] = {}
-    skipped: list[str] = []
-    for name in df.columns:
-        if name == label:
-            continue
-        key, col = str(name), df[name]
-        if ref is not None and key in ref["skipped"]:
-            skipped.append(key)
-            continue
-        kind = known[key]["kind"] if key in known else _kind(col)
-        if kind == "numeric":
-            columns[key] = _numeric(col, known.get(key))
-            continue
-        cat = _categorical(col, known.get(key), max_categories, key not in known)
-        if cat is None:
-            skipped.append(key)
-        else:
-            columns[key] = cat
-    y = _value_counts(df[label])
-    n_labels = int(y.sum())
-    share = float(y.get(positive, 0)) / n_labels if n_labels else None
-    top = y.iloc[:max_categories]
-    doc: dict[str, Any] = {
-        "format": FORMAT,
-        "rows": len(df),
-        "max_categories": max_categories,
-        "label": {
-            "column": label,
-            "positive": positive,
-            "positive_share": share,
-            "null_fraction": 1.0 - n_labels / len(df),
-            "counts": {str(k): int(v) for k, v in top.items()},
-        },
-        "columns": columns,
-        "skipped": skipped,
-    }
-    return doc
-
-
-def _kind(col: pd.Series) -> str:
-    numeric = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_complex_dtype(col)
-    return "numeric" if numeric else "categorical"
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
-def _numeric(col: pd.Series, ref: Mapping[str, Any] | None) -> dict[str, Any]:
-    try:
-        x = col.to_numpy(dtype=np.float64, na_value=np.nan)
-    except (TypeError, ValueError):
-        x = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    null = np.isnan(x)
-    values = x[~null]
-    finite = values[np.isfinite(values)]
-    out: dict[str, Any] = {"kind": "numeric", "null_fraction": float(null.mean())}
-    out["count"] = int(values.size)
-    if finite.size:
-        lo, hi = float(finite.min()), float(finite.max())
-        out.update(min=lo, max=hi, mean=_finite(finite.mean()), std=_finite(finite.std()))
-    else:
-        out.update(min=None, max=None, mean=None, std=None)
-    if ref is not None:
-        if ref["min"] is not None:
-            edges = np.asarray(ref["edges"], dtype=np.float64)
-            out["fractions"] = _shares(values, ref["min"], ref["max"], edges)
-        else:
-            out["fractions"] = []
-        out["edges"] = list(ref["edges"])
-        size = len(ref["sample"])
-    elif finite.size:
-        cuts = np.unique(np.quantile(finite, _LEVELS, method="inverted_cdf"))
-        cuts = cuts[cuts < out["max"]]
-        out["edges"] = [float(e) for e in cuts]
-        out["fractions"] = _shares(values, out["min"], out["max"], cuts)
-        size = _SAMPLE
-    else:
-        out["edges"], out["fractions"], size = [], [], _SAMPLE
-    if finite.size > size:
-        pick = np.random.default_rng(_SEED).choice(finite.size, size, replace=False)
-        finite = finite[pick]
-    out["sample"] = np.sort(finite).tolist()
-    return out
-
-
-def _shares(values: np.ndarray, lo: float, hi: float, cuts: np.ndarray) -> list[float]:
-    """Shares of ``values`` in ``< lo``, ``[lo, c1]``, ``(c1, c2]`` … ``(ck, hi]``, ``> hi``."""
-    if values.size == 0:
-        return [0.0] * (len(cuts) + 3)
-    # one counting pass per boundary (≤ 11) beats a searchsorted over every value
-    at_most = [np.count_nonzero(values < lo)]
-    at_most += [np.count_nonzero(values <= c) for c in (*cuts, hi)]
-    counts = np.diff(np.array([0, *at_most, values.size], dtype=np.float64))
-    shares: list[float] = (counts / values.size).tolist()
-    return shares
-
-
-def _value_counts(col: pd.Series) -> pd.Series:
-    """Counts per value as a string, most frequent first, ties by value."""
-    vc = col.value_counts(dropna=True)
-    vc = vc[vc > 0]
-    vc.index = vc.index.map(str)
-    if vc.index.has_duplicates:  # 1 and "1" in one object column
-        vc = vc.groupby(level=0).sum()
-    frame = pd.DataFrame({"value": vc.index.to_numpy(dtype=object), "n": vc.to_numpy()})
-    frame = frame.sort_values(["n", "value"], ascending=[False, True], kind="stable")
-    return pd.Series(frame["n"].to_numpy(dtype=np.int64), index=frame["value"].to_numpy())
-
-
-def _categorical(
-    col: pd.Series, ref: Mapping[str, Any] | None, max_categories: int, may_skip: bool
-) -> dict[str, Any] | None:
-    if may_skip and _looks_like_ids(col):
-        return None
-    vc = _value_counts(col)
-    count = int(vc.sum())
-    kept = vc.iloc[:max_categories]
-    if ref is not None:
-        listed = vc[vc.index.isin(list(ref["frequencies"]))]
-        kept = pd.concat([kept, listed[~listed.index.isin(kept.index)]])
-    freqs = {str(k): int(v) / count for k, v in kept.items()} if count else {}
-    return {
-        "kind": "categorical",
-        "null_fraction": 1.0 - count / len(col),
-        "count": count,
-        "frequencies": freqs,
-        "other": (count - int(kept.sum())) / count if count else 0.0,
-    }
-
-
-def _looks_like_ids(col: pd.Series) -> bool:
-    """Over 90 % distinct among at least 20 values; a seeded sample rules most columns out."""
-    if len(col) > _ID_PROBE:
-        pick = np.random.default_rng(_SEED).choice(len(col), _ID_PROBE, replace=False)
-        probe = col.iloc[pick].dropna()
-        if len(probe) >= _ID_MIN_VALUES and probe.nunique() <= _ID_DISTINCT * len(probe):
-            return False  # a sample is at least as distinct as the whole, on average
-    count = int(col.notna().sum())
-    return count >= _ID_MIN_VALUES and col.nunique(dropna=True) > _ID_DISTINCT * count
-
-
-def _checked(doc: Mapping[str, Any], what: str, label: str, positive: str) -> Mapping[str, Any]:
-    """``doc`` if it is a profile for this label; a ConfigError naming the problem if not."""
-    try:
-        if doc.get("format") != FORMAT:
-            raise ConfigError(f"{what} profile: expected format {FORMAT!r}")
-        if (doc["label"]["column"], doc["label"]["positive"]) != (label, positive):
-            raise ConfigError(
-                f"{what} profile: made for label {doc['label']['column']!r} with positive "
-                f"{doc['label']['positive']!r}, not {label!r} with {positive!r}"
-            )
-        if int(doc["rows"]) < 1 or int(doc["max_categories"]) < 1:
-            raise ConfigError(f"{what} profile: rows and max_categories must be >= 1")
-        if not isinstance(doc["skipped"], list):
-            raise ConfigError(f"{what} profile: skipped must be a list")
-        y = doc["label"]
-        if "positive_share" not in y or not 0.0 <= float(y["null_fraction"]) <= 1.0:
-            raise ConfigError(f"{what} profile: the label section is malformed")
-        for name, col in doc["columns"].items():
-            ok = int(col["count"]) >= 0 and 0.0 <= float(col["null_fraction"]) <= 1.0
-            if col["kind"] == "numeric":
-                bins = col["min"] is None or len(col["fractions"]) == len(col["edges"]) + 3
-                ok = ok and bins and isinstance(col["sample"], list)
-            else:
-                ok = ok and col["kind"] == "categorical" and 0.0 <= float(col["other"]) <= 1.0
-                ok = ok and isinstance(col["frequencies"], Mapping)
-            if not ok:
-                raise ConfigError(f"{what} profile: column {name!r} is malformed")
-    except ConfigError:
-        raise
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{what} profile: malformed ({exc!r})") from exc
-    return doc
 
 
 # -- comparison --------------------------------------------------------------------------
@@ -413,7 +218,7 @@ def _rebin(b: Mapping[str, Any], c: Mapping[str, Any]) -> np.ndarray:
     edges = np.asarray(b["edges"], dtype=np.float64)
     sample = np.asarray(c["sample"], dtype=np.float64)
     neg, pos = (c["fractions"][0], c["fractions"][-1]) if c["fractions"] else (0.0, 0.0)
-    q = np.asarray(_shares(sample, b["min"], b["max"], edges)) * (1.0 - neg - pos)
+    q = np.asarray(shares(sample, b["min"], b["max"], edges)) * (1.0 - neg - pos)
     q[0] += neg
     q[-1] += pos
     return q
