@@ -1,7 +1,9 @@
 """Monitoring: live detection on the traffic a served model sees.
 
-- :mod:`bastion.monitoring.screening` — the training profile (shipped with the model's
-  signed release) and the input screen: is a request row like the training data?
+- :mod:`bastion.monitoring.profile` — the training profile (shipped with the model's
+  signed release): each column's statistics, each value's surprisal, the encoded vectors.
+- :mod:`bastion.monitoring.screening` — the input screen: is a request row like the
+  training data?
 - :mod:`bastion.monitoring.extraction` — the model-extraction detector, per principal:
   coverage, off-profile, synthetic-value, neighbourhood and one-feature statistics of its
   distinct queries against the training profile, one decision with a reason code.
@@ -18,14 +20,15 @@ __all__ = ["Alarm", "ExtractionMonitor", "InputScreen", "RowFindings", "Training
 
 if TYPE_CHECKING:
     from bastion.monitoring.extraction import Alarm, ExtractionMonitor
-    from bastion.monitoring.screening import InputScreen, RowFindings, TrainingProfile
+    from bastion.monitoring.profile import TrainingProfile
+    from bastion.monitoring.screening import InputScreen, RowFindings
 
 _WHERE = {
     "Alarm": "extraction",
     "ExtractionMonitor": "extraction",
     "InputScreen": "screening",
     "RowFindings": "screening",
-    "TrainingProfile": "screening",
+    "TrainingProfile": "profile",
 }
 
 

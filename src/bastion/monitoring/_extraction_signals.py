@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bastion.monitoring.screening import (
+from bastion.monitoring.profile import (
     QUANTILE_LEVELS,
     Table,
     TrainingProfile,

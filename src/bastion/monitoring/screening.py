@@ -1,10 +1,7 @@
-# Over 400 lines, because one job (profile + screen); InputScreen reads the profile's private grid.
 """Input screening: is a request row like the data the model was trained on?
 
-A :class:`TrainingProfile` summarises the training frame once, at release time: per numeric
-column its min, max, mean, standard deviation and a grid of quantiles; per categorical
-column the frequency of every category (and of nulls). It round-trips through JSON so it
-ships with the model.
+The :class:`~bastion.monitoring.profile.TrainingProfile` (``monitoring/profile.py``)
+summarises the training frame once, at release time.
 
 :class:`InputScreen` compares request rows with the profile and returns one
 :class:`RowFindings` per row — findings, not verdicts (the server's policy decides):
@@ -26,24 +23,32 @@ ships with the model.
 rows of ``adult.test`` while rows drawn uniformly from the schema ranges and categories are
 flagged almost always. Everything is vectorised per column: screening a batch costs a few
 NumPy calls per column, not per row.
-
-:meth:`TrainingProfile.encode` maps rows to the vector space used by the extraction monitor
-(:mod:`bastion.monitoring.extraction`): numeric z-scores followed by one-hot categories.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from bastion.errors import ConfigError, DataError
-from bastion.spec.config import ColumnSpec
+from bastion.errors import ConfigError
+from bastion.monitoring.profile import (
+    QUANTILE_LEVELS,
+    CategoricalStats,
+    NumericStats,
+    RowsByColumn,
+    Table,
+    TrainingProfile,
+    has_column,
+    is_null,
+    n_rows_of,
+    strings_of,
+    to_frame,
+)
 
 __all__ = [
     "DEFAULT_OOD_THRESHOLD",
@@ -59,50 +64,8 @@ __all__ = [
     "is_null",
 ]
 
-#: Quantile levels stored per numeric column (dense in the tails, where screening looks).
-QUANTILE_LEVELS: tuple[float, ...] = (
-    0.0,
-    0.001,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    0.9,
-    0.95,
-    0.975,
-    0.99,
-    0.995,
-    0.999,
-    1.0,
-)
 #: Mean surprisal (bits per column) above which a row is flagged; calibrated on Adult.
 DEFAULT_OOD_THRESHOLD = 3.0
-_NUMERIC = ("int", "float")
-_FORMAT = "bastion.training-profile/1"
-
-
-@dataclass(frozen=True)
-class NumericStats:
-    """Summary of one numeric training column."""
-
-    min: float
-    max: float
-    mean: float
-    std: float
-    quantiles: tuple[float, ...]
-    null_fraction: float
-
-
-@dataclass(frozen=True)
-class CategoricalStats:
-    """Frequencies of one categorical training column (values as strings)."""
-
-    frequencies: dict[str, float]
-    null_fraction: float
 
 
 @dataclass(frozen=True)
@@ -113,282 +76,6 @@ class RowFindings:
     unseen_categories: tuple[str, ...]
     ood_score: float
     flagged: bool
-
-
-def _to_frame(rows: Sequence[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
-    if isinstance(rows, pd.DataFrame):
-        return rows
-    return pd.DataFrame.from_records(list(rows))
-
-
-#: Rows column by column, as the server's request parser returns them (``None`` or NaN for
-#: a null). Every method that takes rows also takes these, without building a DataFrame.
-RowsByColumn: TypeAlias = Mapping[str, Sequence[Any]]
-Table: TypeAlias = pd.DataFrame | RowsByColumn
-
-
-def _n_rows(table: Table) -> int:
-    if isinstance(table, pd.DataFrame):
-        return len(table)
-    return len(next(iter(table.values()))) if table else 0
-
-
-def has_column(table: Table, name: str) -> bool:
-    """Whether ``table`` (a DataFrame or columns by name) has the column ``name``."""
-    return name in table.columns if isinstance(table, pd.DataFrame) else name in table
-
-
-def is_null(v: Any) -> bool:
-    """A missing value: None or NaN."""
-    return v is None or (isinstance(v, float) and v != v)
-
-
-def _strings(table: Table, name: str) -> np.ndarray:
-    if isinstance(table, pd.DataFrame):
-        return _str_values(table[name])
-    values = [None if is_null(v) else str(v).strip() for v in table[name]]
-    return np.array(values, dtype=object)
-
-
-def _str_values(col: pd.Series) -> np.ndarray:
-    """Category values as an object array of strings, with None for nulls."""
-    values = col.to_numpy(dtype=object)
-    nulls = pd.isna(col).to_numpy()
-    out = np.array([None if n else str(v).strip() for v, n in zip(values, nulls, strict=True)])
-    return out.astype(object)
-
-
-class TrainingProfile:
-    """Per-column statistics of a training frame; see the module docstring."""
-
-    def __init__(
-        self,
-        numeric: Mapping[str, NumericStats],
-        categorical: Mapping[str, CategoricalStats],
-        n_rows: int,
-    ) -> None:
-        self.numeric: dict[str, NumericStats] = dict(numeric)
-        self.categorical: dict[str, CategoricalStats] = dict(categorical)
-        self.n_rows = int(n_rows)
-        self._floor = 1.0 / (self.n_rows + 1)
-        self._cat_index = {
-            name: {v: i for i, v in enumerate(sorted(s.frequencies))}
-            for name, s in self.categorical.items()
-        }
-        self.dim = len(self.numeric) + sum(len(ix) for ix in self._cat_index.values())
-        # per-column arrays, built once (the server screens every request with them)
-        self._mean = np.array([s.mean for s in self.numeric.values()], dtype=np.float64)
-        self._std = np.array([s.std for s in self.numeric.values()], dtype=np.float64)
-        self._min = np.array([s.min for s in self.numeric.values()], dtype=np.float64)
-        self._max = np.array([s.max for s in self.numeric.values()], dtype=np.float64)
-        self._q = np.array([s.quantiles for s in self.numeric.values()], dtype=np.float64)
-        self._q = self._q.reshape(len(self.numeric), len(QUANTILE_LEVELS))
-        self._null_tail = np.array([max(s.null_fraction, self._floor) for s in numeric.values()])
-
-    @classmethod
-    def from_frame(
-        cls, df: pd.DataFrame, schema: Mapping[str, ColumnSpec], label: str
-    ) -> TrainingProfile:
-        """Profile every schema column except ``label``; columns must be in ``df``."""
-        if len(df) == 0:
-            raise DataError("cannot profile an empty training frame")
-        missing = [c for c in schema if c != label and c not in df.columns]
-        if missing:
-            raise DataError(f"training frame lacks schema columns {missing}", missing)
-        numeric: dict[str, NumericStats] = {}
-        categorical: dict[str, CategoricalStats] = {}
-        for name, spec in schema.items():
-            if name == label:
-                continue
-            col = df[name]
-            nulls = float(col.isna().mean())
-            if spec.type in _NUMERIC:
-                x = pd.to_numeric(col, errors="coerce").dropna().to_numpy(dtype=np.float64)
-                if x.size == 0:
-                    raise DataError(f"numeric column {name!r} has no values", [name])
-                std = float(x.std())
-                numeric[name] = NumericStats(
-                    min=float(x.min()),
-                    max=float(x.max()),
-                    mean=float(x.mean()),
-                    std=std if std > 0 else 1.0,
-                    quantiles=tuple(float(q) for q in np.quantile(x, QUANTILE_LEVELS)),
-                    null_fraction=nulls,
-                )
-            else:
-                vals = pd.Series(_str_values(col)).dropna()
-                freqs = vals.value_counts(normalize=False)
-                total = float(len(col))
-                categorical[name] = CategoricalStats(
-                    frequencies={str(k): float(v) / total for k, v in freqs.items()},
-                    null_fraction=nulls,
-                )
-        return cls(numeric, categorical, len(df))
-
-    # -- JSON ---------------------------------------------------------------------------
-
-    def to_json(self) -> str:
-        """A stable JSON document (sorted keys) that :meth:`from_json` reads back."""
-        doc = {
-            "format": _FORMAT,
-            "n_rows": self.n_rows,
-            "quantile_levels": list(QUANTILE_LEVELS),
-            "numeric": {
-                k: {
-                    "min": s.min,
-                    "max": s.max,
-                    "mean": s.mean,
-                    "std": s.std,
-                    "quantiles": list(s.quantiles),
-                    "null_fraction": s.null_fraction,
-                }
-                for k, s in self.numeric.items()
-            },
-            "categorical": {
-                k: {"frequencies": s.frequencies, "null_fraction": s.null_fraction}
-                for k, s in self.categorical.items()
-            },
-        }
-        return json.dumps(doc, sort_keys=True, allow_nan=False)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> TrainingProfile:
-        """Read a profile written by :meth:`to_json`; anything else is a ConfigError."""
-        try:
-            doc = json.loads(text)
-            if doc.get("format") != _FORMAT:
-                raise ConfigError(f"training profile: expected format {_FORMAT!r}")
-            if list(doc["quantile_levels"]) != list(QUANTILE_LEVELS):
-                raise ConfigError("training profile: unexpected quantile_levels")
-            numeric = {
-                str(k): NumericStats(
-                    min=float(v["min"]),
-                    max=float(v["max"]),
-                    mean=float(v["mean"]),
-                    std=float(v["std"]),
-                    quantiles=tuple(float(q) for q in v["quantiles"]),
-                    null_fraction=float(v["null_fraction"]),
-                )
-                for k, v in doc["numeric"].items()
-            }
-            categorical = {
-                str(k): CategoricalStats(
-                    frequencies={str(c): float(f) for c, f in v["frequencies"].items()},
-                    null_fraction=float(v["null_fraction"]),
-                )
-                for k, v in doc["categorical"].items()
-            }
-            n_rows = int(doc["n_rows"])
-        except ConfigError:
-            raise
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ConfigError(f"training profile: malformed JSON ({exc})") from exc
-        if any(len(s.quantiles) != len(QUANTILE_LEVELS) for s in numeric.values()):
-            raise ConfigError("training profile: wrong number of quantiles")
-        if n_rows < 1:
-            raise ConfigError("training profile: n_rows must be >= 1")
-        return cls(numeric, categorical, n_rows)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, TrainingProfile):
-            return NotImplemented
-        return (self.numeric, self.categorical, self.n_rows) == (
-            other.numeric,
-            other.categorical,
-            other.n_rows,
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    # -- vectors --------------------------------------------------------------------------
-
-    def numeric_matrix(self, frame: Table) -> np.ndarray:
-        """Raw numeric values, rows × numeric columns (float64, NaN for null or absent)."""
-        out = np.full((_n_rows(frame), len(self.numeric)), np.nan)
-        if not isinstance(frame, pd.DataFrame):
-            for j, name in enumerate(self.numeric):
-                if name in frame:
-                    values = frame[name]
-                    try:
-                        out[:, j] = np.asarray(values, dtype=np.float64)
-                    except (TypeError, ValueError):
-                        out[:, j] = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(
-                            dtype=np.float64, na_value=np.nan
-                        )
-            return out
-        for j, name in enumerate(self.numeric):
-            if name in frame.columns:
-                col = frame[name]
-                try:
-                    out[:, j] = col.to_numpy(dtype=np.float64, na_value=np.nan)
-                except (TypeError, ValueError):
-                    out[:, j] = pd.to_numeric(col, errors="coerce").to_numpy(
-                        dtype=np.float64, na_value=np.nan
-                    )
-        return out
-
-    def zscores(self, raw: np.ndarray) -> np.ndarray:
-        """Z-scores of a :meth:`numeric_matrix`; nulls become 0 (the mean)."""
-        z: np.ndarray = np.nan_to_num(
-            (raw - self._mean) / self._std, nan=0.0, posinf=0.0, neginf=0.0
-        )
-        return z
-
-    def encode(self, rows: Sequence[Mapping[str, Any]] | pd.DataFrame) -> np.ndarray:
-        """Rows → float32 vectors: numeric z-scores, then one-hot categories.
-
-        Nulls encode as the mean (z = 0) or as all-zero one-hot; unseen categories likewise.
-        """
-        frame = _to_frame(rows)
-        return self._encode(frame, self.numeric_matrix(frame))
-
-    def _encode(self, frame: Table, raw: np.ndarray) -> np.ndarray:
-        n = _n_rows(frame)
-        out = np.zeros((n, self.dim), dtype=np.float32)
-        k = len(self.numeric)
-        out[:, :k] = self.zscores(raw)
-        offset = k
-        rows_ix = np.arange(n)
-        for name, index in self._cat_index.items():
-            if has_column(frame, name):
-                values = _strings(frame, name)
-                pos = np.array([index.get(v, -1) if v is not None else -1 for v in values])
-                hit = pos >= 0
-                out[rows_ix[hit], offset + pos[hit]] = 1.0
-            offset += len(index)
-        return out
-
-    # -- surprisal --------------------------------------------------------------------------
-
-    def numeric_bits(self, raw: np.ndarray) -> np.ndarray:
-        """Surprisal in bits of every value of a :meth:`numeric_matrix` (rows × numeric
-        columns): :meth:`_numeric_surprisal` of each column, all columns in one pass."""
-        q = self._q  # columns x levels
-        x = raw[:, :, None]
-        with np.errstate(invalid="ignore"):
-            i = np.sum(q[None] <= x, axis=2)  # searchsorted side="right"
-            j = np.sum(q[None] < x, axis=2)  # side="left"
-        levels = np.asarray(QUANTILE_LEVELS)
-        p_le = np.where(i < q.shape[1], levels[np.minimum(i, q.shape[1] - 1)], 1.0)
-        p_ge = np.where(j > 0, 1.0 - levels[np.maximum(j - 1, 0)], 1.0)
-        tail = np.clip(2.0 * np.minimum(p_le, p_ge), self._floor, 1.0)
-        bits: np.ndarray = -np.log2(np.where(np.isnan(raw), self._null_tail, tail))
-        return bits
-
-    def _numeric_surprisal(self, name: str, x: np.ndarray) -> np.ndarray:
-        stats = self.numeric[name]
-        q = np.asarray(stats.quantiles)
-        levels = np.asarray((*QUANTILE_LEVELS, 1.0))
-        # Upper bounds on P(X <= x) and P(X >= x) from the quantile grid (conservative).
-        i = np.searchsorted(q, x, side="right")
-        p_le = np.where(i < len(q), levels[np.minimum(i, len(q))], 1.0)
-        j = np.searchsorted(q, x, side="left")
-        p_ge = np.where(j > 0, 1.0 - levels[np.maximum(j - 1, 0)], 1.0)
-        tail = np.clip(2.0 * np.minimum(p_le, p_ge), self._floor, 1.0)
-        null = np.isnan(x)
-        tail = np.where(null, max(stats.null_fraction, self._floor), tail)
-        bits: np.ndarray = -np.log2(tail)
-        return bits
 
 
 class InputScreen:
@@ -419,11 +106,11 @@ class InputScreen:
 
     def scores(self, rows: Sequence[Mapping[str, Any]] | pd.DataFrame) -> np.ndarray:
         """Only the OOD scores (float64), for calibration and metrics."""
-        return self._screen(_to_frame(rows))[2]
+        return self._screen(to_frame(rows))[2]
 
     def screen(self, rows: Sequence[Mapping[str, Any]] | pd.DataFrame) -> list[RowFindings]:
         """One :class:`RowFindings` per row, in order."""
-        return self._results(_to_frame(rows))
+        return self._results(to_frame(rows))
 
     def _results(self, frame: Table) -> list[RowFindings]:
         oor, unseen, score = self._screen(frame)
@@ -435,7 +122,7 @@ class InputScreen:
         if unseen.shape[1]:
             odd |= unseen.any(axis=1)
         results = []
-        for r in range(_n_rows(frame)):
+        for r in range(n_rows_of(frame)):
             if not odd[r]:  # the common case, without fancy indexing
                 s = float(score[r])
                 results.append(RowFindings((), (), s, s > self.threshold))
@@ -456,7 +143,7 @@ class InputScreen:
 
     def _screen(self, frame: Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         prof = self.profile
-        n = _n_rows(frame)
+        n = n_rows_of(frame)
         raw = prof.numeric_matrix(frame)
         with np.errstate(invalid="ignore"):
             oor = (raw < prof._min) | (raw > prof._max)
@@ -465,7 +152,7 @@ class InputScreen:
         floor_bits = -math.log2(prof._floor)
         for j, (name, stats) in enumerate(prof.categorical.items()):
             present = has_column(frame, name)
-            values = _strings(frame, name) if present else np.full(n, None, dtype=object)
+            values = strings_of(frame, name) if present else np.full(n, None, dtype=object)
             table = self._cat_surprisal[name]
             null_bits = -math.log2(max(stats.null_fraction, prof._floor))
             bits = np.array([null_bits if v is None else table.get(v, floor_bits) for v in values])
