@@ -53,30 +53,28 @@ def test_flush_answers_then_syncs_within_the_interval(engine: Engine, keys: Loca
         assert report.last_seq == seq + 20
 
 
+def _writer_setting(log: AuditLog, engine: Engine) -> object:
+    """The durability setting of the writer's own connection (idle between batches)."""
+    cursor = log._conn.cursor()
+    try:
+        sqlite = engine.dialect.name == "sqlite"
+        cursor.execute("PRAGMA synchronous" if sqlite else "SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+    finally:
+        cursor.close()
+
+
 def test_the_writer_connection_gets_the_relaxed_setting(engine: Engine, keys: LocalKeyring) -> None:
+    sqlite = engine.dialect.name == "sqlite"
     with AuditLog(engine, keys) as log:
         log.set_durability("flush")
         log.record("alice", "model.predict", "deployment:x")
-        cursor = log._conn.cursor()  # the writer's own connection (idle between batches)
-        if engine.dialect.name == "sqlite":
-            cursor.execute("PRAGMA synchronous")
-            assert cursor.fetchone()[0] == 1  # NORMAL
-        else:
-            cursor.execute("SHOW synchronous_commit")
-            assert cursor.fetchone()[0] == "off"
-        cursor.close()
+        assert _writer_setting(log, engine) == (1 if sqlite else "off")  # NORMAL
         log.set_durability("fsync")
         log.record("alice", "model.predict", "deployment:x")
-        cursor = log._conn.cursor()
-        if engine.dialect.name == "sqlite":
-            cursor.execute("PRAGMA synchronous")
-            assert cursor.fetchone()[0] == 2  # FULL
-        else:
-            cursor.execute("SHOW synchronous_commit")
-            assert cursor.fetchone()[0] == "on"
-        cursor.close()
+        assert _writer_setting(log, engine) == (2 if sqlite else "on")  # FULL
     with engine.connect() as conn:  # other connections keep the strict setting
-        if engine.dialect.name == "sqlite":
+        if sqlite:
             assert conn.execute(text("PRAGMA synchronous")).scalar() == 2
 
 
