@@ -28,7 +28,7 @@ import json
 import logging
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from bastion.errors import ConfigError, IntegrityError, NotFound
@@ -71,10 +71,18 @@ class Budget:
     copied_at: int | None = None
     warnings: tuple[str, ...] = ()
     principals: tuple[tuple[str, int], ...] = ()  # --principal-budget, by name
+    _own: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_own", dict(self.principals))  # read on every request
 
     def for_principal(self, principal: str) -> int | None:
         """The budget of ``principal`` on this deployment."""
-        return dict(self.principals).get(principal, self.rows)
+        return self._own.get(principal, self.rows)
+
+    def has_own(self, principal: str) -> bool:
+        """Whether ``principal`` has its own budget (``--principal-budget``)."""
+        return principal in self._own
 
     def to_json(self) -> dict[str, Any]:
         return {

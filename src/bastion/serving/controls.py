@@ -167,7 +167,7 @@ def _budget_message(
 ) -> str:
     """What a budget refusal says: the budget in rows, where it comes from, the reset, and
     when the request alone is larger than the whole budget, that it never fits."""
-    own = budget is not None and principal in dict(budget.principals)
+    own = budget is not None and budget.has_own(principal)
     flag = "--principal-budget" if own else "--daily-budget"
     size = f"{rows} rows per principal per UTC day" if rows is not None else "the budget"
     never = (
