@@ -89,12 +89,15 @@ class Reference:
         self._atoms: list[np.ndarray] = []
         self._atom_columns: list[int] = []
         expected_atoms: list[float] = []
-        for j, (name, num) in enumerate(profile.numeric.items()):
+        # values drawn through each column's quantile grid, and their mean surprisal
+        drawn = [np.interp(grid, levels, np.asarray(n.quantiles)) for n in profile.numeric.values()]
+        sample_bits = profile.numeric_bits(np.column_stack(drawn)).mean(axis=0) if drawn else []
+        for j, num in enumerate(profile.numeric.values()):
             q = np.asarray(num.quantiles)
-            sample = np.interp(grid, levels, q)  # values drawn through the quantile grid
-            expected += (1.0 - num.null_fraction) * float(
-                np.mean(profile._numeric_surprisal(name, sample))
-            ) + num.null_fraction * -math.log2(max(num.null_fraction, floor))
+            null_bits = -math.log2(max(num.null_fraction, floor))
+            expected += (1.0 - num.null_fraction) * float(sample_bits[j]) + (
+                num.null_fraction * null_bits
+            )
             atoms, masses = [], []
             for value in np.unique(q):
                 on = levels[q == value]
@@ -137,7 +140,7 @@ class Reference:
         vectors[:, :nn] = np.where(null, 0.0, (raw - prof._mean) / prof._std)
         codes = np.empty((n, self.n_columns))
         codes[:, :nn] = np.where(null, _NULL_CODE, raw)
-        bits = self._numeric_bits(raw).sum(axis=1) if nn else np.zeros(n)
+        bits = prof.numeric_bits(raw).sum(axis=1) if nn else np.zeros(n)
         atoms = np.zeros((n, len(self._atoms)))
         for k, j, value in self._atom_values:
             atoms[:, k] += raw[:, j] == value  # a column's atoms are distinct values
@@ -156,7 +159,3 @@ class Reference:
             codes[:, nn:] = pos
             bits += np.where(hit, self._flat_bits[flat], self._null_bits).sum(axis=1)
         return Features(vectors, codes, bits / max(self.n_columns, 1), atoms)
-
-    def _numeric_bits(self, raw: np.ndarray) -> np.ndarray:
-        """Per numeric column surprisal (the profile's, all columns at once)."""
-        return self.profile.numeric_bits(raw)

@@ -333,7 +333,9 @@ class TrainingProfile:
 
     def numeric_bits(self, raw: np.ndarray) -> np.ndarray:
         """Surprisal in bits of every value of a :meth:`numeric_matrix` (rows × numeric
-        columns): :meth:`_numeric_surprisal` of each column, all columns in one pass."""
+        columns): ``-log2`` of the value's two-sided tail probability ``2 * min(P(X <= x),
+        P(X >= x))``, both read as upper bounds from the quantile grid (conservative),
+        floored at ``1 / (n + 1)``; a null costs ``-log2`` of its column's null share."""
         q = self._q  # columns x levels
         x = raw[:, :, None]
         with np.errstate(invalid="ignore"):
@@ -344,19 +346,4 @@ class TrainingProfile:
         p_ge = np.where(j > 0, 1.0 - levels[np.maximum(j - 1, 0)], 1.0)
         tail = np.clip(2.0 * np.minimum(p_le, p_ge), self._floor, 1.0)
         bits: np.ndarray = -np.log2(np.where(np.isnan(raw), self._null_tail, tail))
-        return bits
-
-    def _numeric_surprisal(self, name: str, x: np.ndarray) -> np.ndarray:
-        stats = self.numeric[name]
-        q = np.asarray(stats.quantiles)
-        levels = np.asarray((*QUANTILE_LEVELS, 1.0))
-        # Upper bounds on P(X <= x) and P(X >= x) from the quantile grid (conservative).
-        i = np.searchsorted(q, x, side="right")
-        p_le = np.where(i < len(q), levels[np.minimum(i, len(q))], 1.0)
-        j = np.searchsorted(q, x, side="left")
-        p_ge = np.where(j > 0, 1.0 - levels[np.maximum(j - 1, 0)], 1.0)
-        tail = np.clip(2.0 * np.minimum(p_le, p_ge), self._floor, 1.0)
-        null = np.isnan(x)
-        tail = np.where(null, max(stats.null_fraction, self._floor), tail)
-        bits: np.ndarray = -np.log2(tail)
         return bits
