@@ -286,10 +286,7 @@ class ExtractionMonitor:
             nn = int(np.argmin(d2))
             near = float(d2[nn] < self.near * self.near)
             narrow = float(np.count_nonzero(st.codes[nn] != code) == 1)
-        raw = (code[: self._ref.n_numeric] - self._lo) / self._span
-        cell = np.clip(np.floor(raw * self.coverage_bins), 0, self.coverage_bins - 1).astype(
-            np.intp
-        )
+        cell = self._cells(code)
         columns = np.arange(cell.size)
         if st.queries >= w:
             st.sums -= (st.bits[slot], st.near[slot], st.narrow[slot])
@@ -301,6 +298,12 @@ class ExtractionMonitor:
         st.bits[slot], st.near[slot], st.narrow[slot] = f.bits[i], near, narrow
         st.counts[columns, cell] += 1
         st.queries += 1
+
+    def _cells(self, codes: np.ndarray) -> np.ndarray:
+        """Each numeric value's coverage cell (codes: one row, or rows x columns)."""
+        scaled = (codes[..., : self._ref.n_numeric] - self._lo) / self._span * self.coverage_bins
+        cells: np.ndarray = np.clip(np.floor(scaled), 0, self.coverage_bins - 1).astype(np.intp)
+        return cells
 
     def _add(self, st: _State, f: Features) -> None:
         """Append the distinct rows ``f`` to the principal's window, all at once.
@@ -328,15 +331,14 @@ class ExtractionMonitor:
         has = pos > first
         near = has & (d2[np.arange(k), nn] < self.near * self.near)
         narrow = has & (np.count_nonzero(seq_c[nn] != f.codes, axis=1) == 1)
-        raw_cells = (f.codes[:, : self._ref.n_numeric] - self._lo) / self._span
-        cells = np.clip(np.floor(raw_cells * self.coverage_bins), 0, self.coverage_bins - 1)
+        cells = self._cells(f.codes)
         keep = slice(max(0, k - w), k)  # a batch longer than the window: its last w rows
         slots = (q + np.arange(k))[keep] % w
         st.vectors[slots] = f.vectors[keep]
         st.codes[slots] = f.codes[keep]
         st.bits[slots], st.near[slots], st.narrow[slots] = f.bits[keep], near[keep], narrow[keep]
         st.atoms[slots] = f.atoms[keep]
-        st.bins[slots] = cells[keep].astype(np.intp)
+        st.bins[slots] = cells[keep]
         st.queries = q + k
         live = slice(0, min(st.queries, w))
         st.sums = np.array([st.bits[live].sum(), st.near[live].sum(), st.narrow[live].sum()])

@@ -87,17 +87,12 @@ class PerTurn(Generic[T, R]):
         start = 0
         for cols, tag, future in batch:
             stop = start + row_count(cols)
-            if future.done():  # its request went away: its rows still count, in order
-                self._safe_part(key, result, start, stop, tag)
-            else:
-                try:
-                    future.set_result(self._part(key, result, start, stop, tag))
-                except Exception as exc:
+            try:  # a request that went away still has its rows counted, in order
+                answer = self._part(key, result, start, stop, tag)
+            except Exception as exc:
+                if not future.done():
                     future.set_exception(exc)
+            else:
+                if not future.done():
+                    future.set_result(answer)
             start = stop
-
-    def _safe_part(self, key: str, result: T, start: int, stop: int, tag: Any) -> None:
-        try:
-            self._part(key, result, start, stop, tag)
-        except Exception:  # nobody waits for it; the next request of the same kind fails
-            return
