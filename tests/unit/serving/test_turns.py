@@ -186,3 +186,20 @@ def test_batches_count_as_one_query_at_a_time(profile: TrainingProfile, sizes: l
     assert got["neighbourhood"] == pytest.approx(want[0])
     assert got["one_feature"] == pytest.approx(want[1])
     assert 0 < want[1] < 1  # the stream has one-column neighbours, and others
+
+
+def test_a_request_that_went_away_still_has_its_rows_counted() -> None:
+    """The detector's history must see every admitted row, in order, even when its
+    request was cancelled (client gone, deadline) before the turn's call ran."""
+    rec = Recorder()
+    turns: PerTurn[list[int], Any] = PerTurn(rec.compute, rec.part)
+
+    async def main() -> Any:
+        gone = asyncio.ensure_future(turns.submit("a", {"x": [1]}, "gone"))
+        kept = asyncio.ensure_future(turns.submit("a", {"x": [2]}, "kept"))
+        await asyncio.sleep(0)  # both queued in this turn
+        gone.cancel()
+        return await kept
+
+    assert asyncio.run(main()) == ("kept", [4])
+    assert rec.calls == [("a", 2)] and rec.parts == ["gone", "kept"]
