@@ -103,7 +103,7 @@ def test_the_server_predicts_with_the_compiled_form_as_scikit_learn_does(home: H
     deps = _deployments(home)
     dep = deps[MODEL]
     assert dep.inference == "compiled" and dep.inference_reason == ""
-    summary = server_summary(deps, "http://127.0.0.1:1", None)
+    summary = server_summary(deps, "http://127.0.0.1:1", None, "flush")
     assert summary["models"][0]["inference"] == "compiled"
     full = _test_columns(200)
     columns = {c: full[c] for c in dep.schema.columns}

@@ -244,8 +244,12 @@ def _announcer(
 
     def announce(port: int) -> None:
         shown = f"[{host}]" if ":" in host else host
-        summary = server_summary(app.deployments, f"{scheme}://{shown}:{port}", certificate)
-        summary["audit_durability"] = app.options.audit_durability
+        summary = server_summary(
+            app.deployments,
+            f"{scheme}://{shown}:{port}",
+            certificate,
+            app.options.audit_durability,
+        )
         if json_out:
             sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
             sys.stdout.flush()

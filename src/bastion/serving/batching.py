@@ -4,9 +4,11 @@ A model call has a fixed cost (DataFrame building, the column transformer, the e
 setup) that dwarfs the per-row cost, so the server answers concurrent requests faster by
 predicting their rows together. :class:`MicroBatcher` collects the rows that requests
 :meth:`~MicroBatcher.submit` (column by column) for at most ``max_wait`` seconds after the
-first one arrives, or until ``max_rows`` are waiting, runs ONE call of ``predict`` on all of
+first one arrives (default 0: what is queued; what queues while the model runs is the next
+batch), or until ``max_rows`` are waiting, runs ONE call of ``predict`` on all of
 them in a worker thread (the event loop keeps reading requests meanwhile, so the next batch
-fills while this one runs), then hands each request its own slice of the results.
+fills while this one runs; a batch of at most ``inline_rows`` rows runs on the loop itself),
+then hands each request its own slice of the results.
 
 A request whose caller gave up (its deadline passed, the client went away) before its batch
 started is dropped, not predicted. If ``predict`` raises, every request of that batch gets
@@ -65,7 +67,7 @@ class MicroBatcher(Generic[R]):
         self,
         predict: Callable[[dict[str, list[Any]]], Sequence[R]],
         *,
-        max_wait: float = 0.002,
+        max_wait: float = 0.0,
         max_rows: int = 2048,
         on_batch: Callable[[int, int, float], None] | None = None,
         thread_init: Callable[[], object] | None = None,

@@ -22,7 +22,10 @@ ROUTES = ("/openapi.json", "/metrics", "/healthz", "/readyz")
 
 
 def server_summary(
-    deployments: Mapping[str, Deployment], url: str, certificate: str | None
+    deployments: Mapping[str, Deployment],
+    url: str,
+    certificate: str | None,
+    audit_durability: str,
 ) -> dict[str, Any]:
     """The start summary (``--json`` prints it as is; the CLI's text is made from it)."""
     models = [
@@ -48,6 +51,7 @@ def server_summary(
     return {
         "url": url,
         "certificate": certificate,
+        "audit_durability": audit_durability,
         "models": models,
         "endpoints": {route.strip("/").split(".")[0]: url + route for route in ROUTES},
     }
