@@ -3,7 +3,7 @@
 uvicorn has a keep-alive timeout but no header-read timeout: a client that opens a
 connection and sends its request headers a byte at a time (slowloris) holds the
 connection, and a file descriptor, for as long as it likes. :func:`guarded_protocol`
-returns uvicorn's httptools protocol (llhttp, in C; h11 on request) with two guards added:
+returns uvicorn's httptools protocol (llhttp, in C) with two guards added:
 
 - **header timeout**: the request line and headers must be complete within
   ``header_timeout`` seconds of the connection opening (and, on a kept-alive connection,
@@ -27,8 +27,6 @@ import logging
 from collections import Counter
 from typing import Any, ClassVar
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 __all__ = [
@@ -48,7 +46,7 @@ log = logging.getLogger("bastion.serving")
 
 def _answer(status: bytes, message: str, *extra: bytes) -> bytes:
     """A whole HTTP/1.1 response that closes the connection, written before (or instead
-    of) parsing a request, so it bypasses h11."""
+    of) parsing a request, so it bypasses the parser."""
     body = b'{"error": "%s"}' % message.encode()
     head = [b"HTTP/1.1 " + status, b"content-type: application/json", *extra]
     head += [b"content-length: %d" % len(body), b"connection: close"]
@@ -93,36 +91,22 @@ def event_loop() -> asyncio.AbstractEventLoop:
 EVENT_LOOP = f"{__name__}:event_loop"
 
 
-class _Guards:
-    """The two guards, for a uvicorn HTTP protocol (mixed in before it). ``_idle`` says
-    whether no request is in flight on the connection (its headers are what is awaited)."""
+class _GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools (llhttp, C) protocol with the two guards; :func:`guarded_protocol`
+    subclasses it with the bounds and its own connection counts."""
 
     _header_timeout: ClassVar[float]
     _max_per_client: ClassVar[int]
     _open_per_client: ClassVar[Counter[str]]
     _peer: str | None = None
     _header_timer: asyncio.TimerHandle | None = None
-    # set by the uvicorn protocol this is mixed into
-    transport: asyncio.Transport
-    loop: asyncio.AbstractEventLoop
-    client: tuple[str, int] | None
 
     def _idle(self) -> bool:
-        raise NotImplementedError
+        """No request in flight on the connection: its next headers are awaited."""
+        return self.cycle is None or self.cycle.response_complete
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)  # type: ignore[misc]  # the protocol's
-        self._opened()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._closed()
-        super().connection_lost(exc)  # type: ignore[misc]
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()  # type: ignore[misc]
-        self._answered()
-
-    def _opened(self) -> None:
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
         peer = self.client[0] if self.client else "unknown"
         counts = self._open_per_client
         counts[peer] += 1
@@ -133,7 +117,7 @@ class _Guards:
             return
         self._arm()
 
-    def _closed(self) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         if self._peer is not None:
             counts = self._open_per_client
@@ -141,8 +125,14 @@ class _Guards:
             if counts[self._peer] <= 0:
                 del counts[self._peer]
             self._peer = None
+        super().connection_lost(exc)
 
-    def _answered(self) -> None:
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
         if not self.transport.is_closing() and self._idle():
             self._arm()  # the next request on this connection gets the same bound
 
@@ -167,49 +157,20 @@ class _Guards:
             self.transport.close()
 
 
-class _GuardedH11Protocol(_Guards, H11Protocol):
-    """uvicorn's pure-Python h11 protocol with the guards (where httptools is missing)."""
-
-    def _idle(self) -> bool:
-        return self.conn.their_state is h11.IDLE
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if not self._idle():  # the request's headers are in
-            self._disarm()
-
-
-class _GuardedHttpToolsProtocol(_Guards, HttpToolsProtocol):
-    """uvicorn's httptools (llhttp, C) protocol with the guards: the default, about twice
-    as fast per request as h11."""
-
-    def _idle(self) -> bool:
-        return self.cycle is None or self.cycle.response_complete
-
-    def on_headers_complete(self) -> None:
-        self._disarm()
-        super().on_headers_complete()
-
-
 def guarded_protocol(
     *,
     header_timeout: float = DEFAULT_HEADER_TIMEOUT,
     max_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
-    parser: str = "httptools",
 ) -> type[asyncio.Protocol]:
-    """uvicorn's HTTP protocol with a header-read timeout and a per-address connection cap,
-    for ``uvicorn.Config(http=...)``. Each call has its own connection counts. ``parser``:
-    ``httptools`` (llhttp, C; the default) or ``h11`` (pure Python)."""
+    """uvicorn's httptools protocol with a header-read timeout and a per-address connection
+    cap, for ``uvicorn.Config(http=...)``. Each call has its own connection counts."""
     if header_timeout <= 0:
         raise ValueError("header_timeout must be positive")
     if max_per_client < 1:
         raise ValueError("max_per_client must be at least 1")
-    if parser not in ("httptools", "h11"):
-        raise ValueError(f"parser: expected httptools or h11, got {parser!r}")
-    base = _GuardedHttpToolsProtocol if parser == "httptools" else _GuardedH11Protocol
     open_per_client: Counter[str] = Counter()
 
-    class GuardedProtocol(base):  # type: ignore[valid-type,misc]
+    class GuardedProtocol(_GuardedHttpToolsProtocol):
         _header_timeout = header_timeout
         _max_per_client = max_per_client
         _open_per_client = open_per_client
