@@ -27,10 +27,12 @@ import pandas as pd
 
 from bastion.monitoring.profile import (
     QUANTILE_LEVELS,
+    RowsByColumn,
     Table,
     TrainingProfile,
     has_column,
     is_null,
+    n_rows_of,
 )
 
 #: A numeric value holding at least this share of its training column is an atom.
@@ -122,6 +124,13 @@ class Reference:
             for k, (j, vs) in enumerate(zip(self._atom_columns, self._atoms, strict=True))
             for v in vs
         ]
+        # for one row at a time (_one)
+        self._mean_row, self._std_row = profile._mean.tolist(), profile._std.tolist()
+        self._flat_row, self._null_row = self._flat_bits.tolist(), self._null_bits.tolist()
+        self._cat_rows = [
+            (name, index, int(start))
+            for (name, index), start in zip(self._cats, self._offsets, strict=True)
+        ]
         #: Per atom column, the share of training rows on an atom (a lower bound: the grid
         #: is coarse, so real rows land on atoms at least this often).
         self.expected_atoms = np.asarray(expected_atoms)
@@ -133,6 +142,10 @@ class Reference:
         indices directly (a few dict lookups per row), as the detector runs per request.
         """
         prof = self.profile
+        if n_rows_of(frame) == 1:  # the server's common case, without NumPy
+            one = prof.row_numeric(frame)
+            if one is not None:
+                return self._one(frame, one)
         raw = prof.numeric_matrix(frame)
         n, nn = raw.shape
         null = np.isnan(raw)
@@ -159,3 +172,38 @@ class Reference:
             codes[:, nn:] = pos
             bits += np.where(hit, self._flat_bits[flat], self._null_bits).sum(axis=1)
         return Features(vectors, codes, bits / max(self.n_columns, 1), atoms)
+
+    def _one(self, columns: RowsByColumn, raw: list[float]) -> Features:
+        """:meth:`features` of one row in plain Python (the same arithmetic)."""
+        nn = self.n_numeric
+        vector = np.zeros((1, self.profile.dim), dtype=np.float32)
+        codes = [0.0] * self.n_columns
+        z = [0.0] * nn
+        for j, x in enumerate(raw):
+            if x != x:
+                codes[j] = _NULL_CODE
+            else:
+                codes[j] = x
+                z[j] = (x - self._mean_row[j]) / self._std_row[j]
+        vector[0, :nn] = z
+        bits = sum(self.profile.row_bits(raw)) if nn else 0.0
+        atoms = [0.0] * len(self._atoms)
+        for k, j, value in self._atom_values:
+            atoms[k] += raw[j] == value
+        cat_bits = 0.0
+        for k, (name, index, start) in enumerate(self._cat_rows):
+            values = columns.get(name)
+            pos = _position(index, values[0]) if values is not None else -1
+            codes[nn + k] = pos
+            if pos >= 0:
+                vector[0, start + pos] = 1.0
+                cat_bits += self._flat_row[start + pos]
+            else:
+                cat_bits += self._null_row[k]
+        bits += cat_bits
+        return Features(
+            vector,
+            np.array([codes]),
+            np.array([bits / max(self.n_columns, 1)]),
+            np.array([atoms]).reshape(1, len(self._atoms)),
+        )

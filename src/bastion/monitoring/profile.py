@@ -15,6 +15,8 @@ column by column (:data:`RowsByColumn`, as the server parses them).
 from __future__ import annotations
 
 import json
+import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -155,6 +157,9 @@ class TrainingProfile:
         self._q = np.array([s.quantiles for s in self.numeric.values()], dtype=np.float64)
         self._q = self._q.reshape(len(self.numeric), len(QUANTILE_LEVELS))
         self._null_tail = np.array([max(s.null_fraction, self._floor) for s in numeric.values()])
+        # the same as Python lists, for one row at a time (row_numeric, row_bits)
+        self._q_rows = [list(map(float, row)) for row in self._q]
+        self._null_row_bits = [-math.log2(t) for t in self._null_tail.tolist()]
 
     @classmethod
     def from_frame(
@@ -347,3 +352,40 @@ class TrainingProfile:
         tail = np.clip(2.0 * np.minimum(p_le, p_ge), self._floor, 1.0)
         bits: np.ndarray = -np.log2(np.where(np.isnan(raw), self._null_tail, tail))
         return bits
+
+    # -- one row ----------------------------------------------------------------------------
+    # A single-row request is the server's common case, and NumPy's per-call overhead is
+    # most of what vectorised code costs on one row: these read one row in plain Python
+    # (the same arithmetic, equal to the vectorised results within rounding).
+
+    def row_numeric(self, columns: Table) -> list[float] | None:
+        """The numeric values of a one-row ``columns`` (rows by column, not a DataFrame) as
+        floats, NaN for null or absent; None when a value is not a plain int or float (a
+        string, a bool: :meth:`numeric_matrix` coerces those as pandas does)."""
+        if isinstance(columns, pd.DataFrame):
+            return None
+        out: list[float] = []
+        for name in self.numeric:
+            values = columns.get(name)
+            v = values[0] if values is not None else None
+            if type(v) is int or type(v) is float:
+                out.append(float(v))
+            elif v is None:
+                out.append(math.nan)
+            else:
+                return None
+        return out
+
+    def row_bits(self, raw: Sequence[float]) -> list[float]:
+        """:meth:`numeric_bits` of one row of :meth:`row_numeric` values."""
+        levels, last, floor = QUANTILE_LEVELS, len(QUANTILE_LEVELS), self._floor
+        out: list[float] = []
+        for x, q, null_bits in zip(raw, self._q_rows, self._null_row_bits, strict=True):
+            if x != x:
+                out.append(null_bits)
+                continue
+            i, j = bisect_right(q, x), bisect_left(q, x)
+            p_le = levels[i] if i < last else 1.0
+            p_ge = 1.0 - levels[j - 1] if j > 0 else 1.0
+            out.append(-math.log2(min(max(2.0 * min(p_le, p_ge), floor), 1.0)))
+        return out

@@ -103,6 +103,13 @@ class InputScreen:
             name: {v: -math.log2(max(f, profile._floor)) for v, f in s.frequencies.items()}
             for name, s in profile.categorical.items()
         }
+        # for one row at a time (_screen_one)
+        self._null_bits = {
+            name: -math.log2(max(s.null_fraction, profile._floor))
+            for name, s in profile.categorical.items()
+        }
+        self._floor_bits = -math.log2(profile._floor)
+        self._ranges = [(name, s.min, s.max) for name, s in profile.numeric.items()]
 
     def scores(self, rows: Sequence[Mapping[str, Any]] | pd.DataFrame) -> np.ndarray:
         """Only the OOD scores (float64), for calibration and metrics."""
@@ -113,6 +120,10 @@ class InputScreen:
         return self._results(to_frame(rows))
 
     def _results(self, frame: Table) -> list[RowFindings]:
+        if n_rows_of(frame) == 1:  # the server's common case, without NumPy
+            raw = self.profile.row_numeric(frame)
+            if raw is not None:
+                return [self._screen_one(frame, raw)]
         oor, unseen, score = self._screen(frame)
         num_names = np.array(list(self.profile.numeric), dtype=object)
         cat_names = np.array(list(self.profile.categorical), dtype=object)
@@ -132,6 +143,30 @@ class InputScreen:
             s = float(score[r])
             results.append(RowFindings(o, u, s, bool(o or u or s > self.threshold)))
         return results
+
+    def _screen_one(self, columns: RowsByColumn, raw: list[float]) -> RowFindings:
+        """One row's findings, as :meth:`_screen` computes them (same arithmetic)."""
+        out = tuple(
+            name
+            for (name, low, high), x in zip(self._ranges, raw, strict=True)
+            if x < low or x > high
+        )
+        total = sum(self.profile.row_bits(raw)) if raw else 0.0
+        unseen = []
+        for name, table in self._cat_surprisal.items():
+            values = columns.get(name)
+            v = values[0] if values is not None else None
+            if is_null(v):
+                total += self._null_bits[name]
+                continue
+            bits = table.get(str(v).strip())
+            if bits is None:
+                unseen.append(name)
+                bits = self._floor_bits
+            total += bits
+        ncols = max(len(self._ranges) + len(self._cat_surprisal), 1)
+        score = total / ncols
+        return RowFindings(out, tuple(unseen), score, bool(out or unseen or score > self.threshold))
 
     def screen_columns(self, columns: RowsByColumn) -> list[RowFindings]:
         """:meth:`screen` for rows column by column (the server's fast path: no DataFrame)."""

@@ -148,3 +148,22 @@ def test_memory_is_bounded() -> None:
 def test_bad_parameters_are_named(kwargs: dict, name: str) -> None:
     with pytest.raises(ConfigError, match=name):
         ExtractionMonitor(profile(), **kwargs)
+
+
+def test_one_rows_features_equal_the_batchs() -> None:
+    """The detector's features of a single row (plain Python) equal that row's in a
+    vectorised batch: vectors, codes and atoms exactly, the surprisal within rounding."""
+    from tests.unit.monitoring.test_screening import _columns, _edge_rows
+
+    mon = ExtractionMonitor(profile())
+    rows = _edge_rows()
+    complete = [r for r in rows if len(r) == len(rows[0])]
+    batch = mon.features(_columns(complete))
+    for i, row in enumerate([*complete, rows[-1]]):
+        one = mon.features({k: [v] for k, v in row.items()})
+        want = batch.rows(i, i + 1) if i < len(complete) else mon.features(_columns([row] * 2))
+        assert one.vectors.dtype == want.vectors.dtype and one.vectors.shape[0] == 1
+        np.testing.assert_array_equal(one.vectors[0], want.vectors[0])
+        np.testing.assert_array_equal(one.codes[0], want.codes[0])
+        np.testing.assert_array_equal(one.atoms[0], want.atoms[0])
+        assert one.bits[0] == pytest.approx(want.bits[0], rel=1e-12, abs=1e-12)

@@ -193,3 +193,53 @@ def test_numeric_bits_equal_each_columns_surprisal() -> None:
     for j, name in enumerate(names):
         np.testing.assert_allclose(got[:, j], _column_surprisal(prof, name, raw[:, j]))
     assert np.isfinite(got).all() and (got >= 0).all()
+
+
+def _edge_rows() -> list[dict]:
+    """Real and uniform rows, and rows with what a request may carry: nulls, NaN, an absent
+    column, an unseen or padded category, values outside the training range, a number sent
+    as a string (read as pandas reads it, by the vectorised path)."""
+    rows = benign_rows()[:300] + uniform_rows(100, np.random.default_rng(5))
+    base = rows[0]
+    edits = [
+        {"age": None, "workclass": None},
+        {"capital-gain": float("nan"), "occupation": float("nan")},
+        {"age": 200, "hours-per-week": -3, "workclass": "Astronaut"},
+        {"education": "  Bachelors ", "age": 17.5},
+        {"age": "41"},
+        {"fnlwgt": True},
+    ]
+    out = [*rows, *({**base, **edit} for edit in edits)]
+    out.append({k: v for k, v in base.items() if k != "race"})  # an absent column
+    return out
+
+
+def _columns(rows: list[dict]) -> dict[str, list]:
+    names = list(rows[0])
+    return {n: [r.get(n) for r in rows] for n in names}
+
+
+def test_one_row_is_screened_as_in_a_batch() -> None:
+    """A single row (the server's common case) takes a path without NumPy; its findings
+    equal the same row's in a vectorised batch (the score within rounding)."""
+    screen = InputScreen(profile())
+    rows = _edge_rows()
+    complete = [r for r in rows if len(r) == len(rows[0])]
+    batch = screen.screen_columns(_columns(complete))
+    assert any(r.out_of_range for r in batch) and any(r.unseen_categories for r in batch)
+    for row, want in zip(complete, batch, strict=True):
+        (got,) = screen.screen_columns({k: [v] for k, v in row.items()})
+        assert (got.out_of_range, got.unseen_categories, got.flagged) == (
+            want.out_of_range,
+            want.unseen_categories,
+            want.flagged,
+        )
+        assert got.ood_score == pytest.approx(want.ood_score, rel=1e-12, abs=1e-12)
+    absent = rows[-1]
+    (alone,) = screen.screen_columns({k: [v] for k, v in absent.items()})
+    (framed,) = screen.screen([absent])  # a DataFrame: the vectorised path
+    assert (alone.out_of_range, alone.unseen_categories) == (
+        framed.out_of_range,
+        framed.unseen_categories,
+    )
+    assert alone.ood_score == pytest.approx(framed.ood_score, rel=1e-12, abs=1e-12)
