@@ -19,6 +19,7 @@ NumPy calls per column:
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,63 @@ class Features:
             self.bits[start:stop],
             self.atoms[start:stop],
         )
+
+
+class History:
+    """One principal's bounded history for the extraction detector: ring buffers of the
+    last ``window`` distinct queries, the running sums of their per-query features (Python
+    numbers: a single-row request updates them in place), the coverage cells' counts and
+    how many are occupied, and the keyed hashes of the rows already seen."""
+
+    __slots__ = (
+        "atom_sums",
+        "atoms",
+        "bins",
+        "bits",
+        "codes",
+        "counts",
+        "last_alarm",
+        "narrow",
+        "near",
+        "occupied",
+        "order",
+        "queries",
+        "repeats",
+        "seen",
+        "sums",
+        "vectors",
+    )
+
+    def __init__(
+        self, window: int, dim: int, n_cols: int, n_atoms: int, n_numeric: int, n_bins: int
+    ) -> None:
+        self.vectors = np.zeros((window, dim), dtype=np.float32)
+        self.codes = np.zeros((window, n_cols))
+        self.bits = np.zeros(window)
+        self.atoms = np.zeros((window, n_atoms))
+        self.near = np.zeros(window)
+        self.narrow = np.zeros(window)
+        self.sums = [0.0, 0.0, 0.0]  # bits, near, narrow over the window
+        self.atom_sums = [0.0] * n_atoms  # queries on each atom column's atoms
+        self.bins = np.zeros((window, n_numeric), dtype=np.intp)
+        self.counts = [[0] * n_bins for _ in range(n_numeric)]  # queries per coverage cell
+        self.occupied = 0  # cells with a query
+        self.queries = 0
+        self.repeats = 0
+        self.last_alarm: int | None = None
+        self.seen: set[bytes] = set()
+        self.order: deque[bytes] = deque()
+
+    def first_time(self, digest: bytes, capacity: int) -> bool:
+        """Remember ``digest``; False when the principal already sent that row."""
+        if digest in self.seen:
+            self.repeats += 1
+            return False
+        if len(self.order) >= capacity:
+            self.seen.discard(self.order.popleft())
+        self.seen.add(digest)
+        self.order.append(digest)
+        return True
 
 
 def _position(index: dict[str, int], value: Any) -> int:

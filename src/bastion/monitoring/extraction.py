@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,7 +63,7 @@ import numpy as np
 import pandas as pd
 
 from bastion.errors import ConfigError
-from bastion.monitoring._extraction_signals import Features, Reference
+from bastion.monitoring._extraction_signals import Features, History, Reference
 from bastion.monitoring.screening import RowsByColumn, Table, TrainingProfile
 
 __all__ = [
@@ -94,59 +94,6 @@ class Alarm:
     reason: str  # one of REASONS: the statistic furthest over its limit
     statistic: float  # that statistic's value
     queries: int  # distinct queries the principal had made when the alarm fired
-
-
-class _State:
-    """One principal's bounded history: ring buffers of the last ``window`` distinct
-    queries, running sums of their per-query features, and the keyed row hashes."""
-
-    __slots__ = (
-        "atom_sums",
-        "atoms",
-        "bins",
-        "bits",
-        "codes",
-        "counts",
-        "last_alarm",
-        "narrow",
-        "near",
-        "order",
-        "queries",
-        "repeats",
-        "seen",
-        "sums",
-        "vectors",
-    )
-
-    def __init__(
-        self, window: int, dim: int, n_cols: int, n_atoms: int, n_numeric: int, n_bins: int
-    ) -> None:
-        self.vectors = np.zeros((window, dim), dtype=np.float32)
-        self.codes = np.zeros((window, n_cols))
-        self.bits = np.zeros(window)
-        self.atoms = np.zeros((window, n_atoms))
-        self.near = np.zeros(window)
-        self.narrow = np.zeros(window)
-        self.sums = np.zeros(3)  # bits, near, narrow over the window
-        self.atom_sums = np.zeros(n_atoms)  # queries on each atom column's atoms
-        self.bins = np.zeros((window, n_numeric), dtype=np.intp)
-        self.counts = np.zeros((n_numeric, n_bins), dtype=np.int32)
-        self.queries = 0
-        self.repeats = 0
-        self.last_alarm: int | None = None
-        self.seen: set[bytes] = set()
-        self.order: deque[bytes] = deque()
-
-    def first_time(self, digest: bytes, capacity: int) -> bool:
-        """Remember ``digest``; False when the principal already sent that row."""
-        if digest in self.seen:
-            self.repeats += 1
-            return False
-        if len(self.order) >= capacity:
-            self.seen.discard(self.order.popleft())
-        self.seen.add(digest)
-        self.order.append(digest)
-        return True
 
 
 def _check_int(name: str, value: object, low: int) -> None:
@@ -204,15 +151,17 @@ class ExtractionMonitor:
         self._lo = np.array([s.min for s in profile.numeric.values()])
         span = np.array([s.max - s.min for s in profile.numeric.values()])
         self._span = np.where(span > 0, span, 1.0)
-        self._states: OrderedDict[str, _State] = OrderedDict()
+        self._cell_scale = (self._lo.tolist(), self._span.tolist())  # one row: _add_one
+        self._expected_atoms = self._ref.expected_atoms.tolist()
+        self._states: OrderedDict[str, History] = OrderedDict()
         self._row_key = secrets.token_bytes(32)  # per process: row hashes reveal nothing
         self._seen_capacity = 4 * window
 
-    def _state(self, principal: str) -> _State:
+    def _state(self, principal: str) -> History:
         st = self._states.get(principal)
         if st is None:
             ref = self._ref
-            st = _State(
+            st = History(
                 self.window,
                 self.profile.dim,
                 ref.n_columns,
@@ -274,9 +223,9 @@ class ExtractionMonitor:
             self._add(st, _take(f, fresh))
         return self._check(principal, st)
 
-    def _add_one(self, st: _State, f: Features, i: int) -> None:
-        """:meth:`_add` for one row (a single-row request): the window's sums updated in
-        place, a handful of NumPy calls."""
+    def _add_one(self, st: History, f: Features, i: int) -> None:
+        """:meth:`_add` for one row (a single-row request): the window's sums and cell
+        counts updated in place, in plain Python but for the nearest-neighbour search."""
         w, v, code = self.window, f.vectors[i], f.codes[i]
         held, slot = min(st.queries, w), st.queries % w
         near = narrow = 0.0
@@ -286,17 +235,33 @@ class ExtractionMonitor:
             nn = int(np.argmin(d2))
             near = float(d2[nn] < self.near * self.near)
             narrow = float(np.count_nonzero(st.codes[nn] != code) == 1)
-        cell = self._cells(code)
-        columns = np.arange(cell.size)
+        bits, atoms = float(f.bits[i]), f.atoms[i].tolist()
+        n_bins, counts = self.coverage_bins, st.counts
+        cell = [
+            _cell((x - lo) / span * n_bins, n_bins)
+            for x, lo, span in zip(
+                code[: self._ref.n_numeric].tolist(), *self._cell_scale, strict=True
+            )
+        ]
         if st.queries >= w:
-            st.sums -= (st.bits[slot], st.near[slot], st.narrow[slot])
-            st.atom_sums -= st.atoms[slot]
-            st.counts[columns, st.bins[slot]] -= 1
-        st.sums += (f.bits[i], near, narrow)
-        st.atom_sums += f.atoms[i]
-        st.vectors[slot], st.codes[slot], st.atoms[slot], st.bins[slot] = v, code, f.atoms[i], cell
-        st.bits[slot], st.near[slot], st.narrow[slot] = f.bits[i], near, narrow
-        st.counts[columns, cell] += 1
+            st.sums[0] -= float(st.bits[slot])
+            st.sums[1] -= float(st.near[slot])
+            st.sums[2] -= float(st.narrow[slot])
+            for k, old in enumerate(st.atoms[slot].tolist()):
+                st.atom_sums[k] -= old
+            for column, old in zip(counts, st.bins[slot].tolist(), strict=True):
+                column[old] -= 1
+                st.occupied -= column[old] == 0
+        st.sums[0] += bits
+        st.sums[1] += near
+        st.sums[2] += narrow
+        for k, new in enumerate(atoms):
+            st.atom_sums[k] += new
+        for column, new in zip(counts, cell, strict=True):
+            st.occupied += column[new] == 0
+            column[new] += 1
+        st.vectors[slot], st.codes[slot], st.atoms[slot], st.bins[slot] = v, code, atoms, cell
+        st.bits[slot], st.near[slot], st.narrow[slot] = bits, near, narrow
         st.queries += 1
 
     def _cells(self, codes: np.ndarray) -> np.ndarray:
@@ -305,7 +270,7 @@ class ExtractionMonitor:
         cells: np.ndarray = np.clip(np.floor(scaled), 0, self.coverage_bins - 1).astype(np.intp)
         return cells
 
-    def _add(self, st: _State, f: Features) -> None:
+    def _add(self, st: History, f: Features) -> None:
         """Append the distinct rows ``f`` to the principal's window, all at once.
 
         Row ``i`` is compared with the ``window`` distinct queries before it (the stored
@@ -341,31 +306,38 @@ class ExtractionMonitor:
         st.bins[slots] = cells[keep]
         st.queries = q + k
         live = slice(0, min(st.queries, w))
-        st.sums = np.array([st.bits[live].sum(), st.near[live].sum(), st.narrow[live].sum()])
-        st.atom_sums = st.atoms[live].sum(axis=0)
+        st.sums = [
+            float(st.bits[live].sum()),
+            float(st.near[live].sum()),
+            float(st.narrow[live].sum()),
+        ]
+        st.atom_sums = st.atoms[live].sum(axis=0).tolist()
         n_bins = self.coverage_bins
         flat = (st.bins[live] + np.arange(st.bins.shape[1]) * n_bins).ravel()
-        counts = np.bincount(flat, minlength=st.counts.size).reshape(st.counts.shape)
-        st.counts = counts.astype(np.int32)
+        shape = (self._ref.n_numeric, n_bins)
+        counts = np.bincount(flat, minlength=shape[0] * n_bins).reshape(shape)
+        st.counts, st.occupied = counts.tolist(), int(np.count_nonzero(counts))
 
-    def _statistics(self, st: _State) -> dict[str, float]:
+    def _statistics(self, st: History) -> dict[str, float]:
         n = max(min(st.queries, self.window), 1)
         ref = self._ref
-        bits, near, narrow = st.sums / n
-        synthetic = 0.0  # the largest share of an atom column's atoms missed
-        if ref.expected_atoms.size:
-            synthetic = max(0.0, float(np.max(1.0 - st.atom_sums / n / ref.expected_atoms)))
+        bits, near, narrow = (total / n for total in st.sums)
+        # the largest share of an atom column's atoms missed
+        missed = [
+            1.0 - s / n / e
+            for s, e in zip(st.atom_sums, self._expected_atoms, strict=True)
+            if e > 0
+        ]
+        cells = self._ref.n_numeric * self.coverage_bins
         return {
-            "coverage": float(np.count_nonzero(st.counts) / st.counts.size)
-            if st.counts.size
-            else 0.0,
-            "off_profile": float(bits - ref.expected_bits),
-            "synthetic": float(synthetic),
-            "neighbourhood": float(near),
-            "one_feature": float(narrow),
+            "coverage": st.occupied / cells if cells else 0.0,
+            "off_profile": bits - ref.expected_bits,
+            "synthetic": max([0.0, *missed]),
+            "neighbourhood": near,
+            "one_feature": narrow,
         }
 
-    def _check(self, principal: str, st: _State) -> Alarm | None:
+    def _check(self, principal: str, st: History) -> Alarm | None:
         if st.queries < self.min_queries:
             return None
         if st.last_alarm is not None and st.queries - st.last_alarm < self.window:
@@ -393,6 +365,13 @@ class ExtractionMonitor:
     def forget(self, principal: str) -> None:
         """Drop a principal's history (after an operator cleared it)."""
         self._states.pop(principal, None)
+
+
+def _cell(scaled: float, n_bins: int) -> int:
+    """:meth:`ExtractionMonitor._cells` of one scaled value (floor, clipped to the bins)."""
+    if not scaled >= 0:  # below the range (a null's code), or NaN
+        return 0
+    return n_bins - 1 if scaled >= n_bins - 1 else int(scaled)
 
 
 def _take(f: Features, rows: list[int]) -> Features:

@@ -167,3 +167,26 @@ def test_one_rows_features_equal_the_batchs() -> None:
         np.testing.assert_array_equal(one.codes[0], want.codes[0])
         np.testing.assert_array_equal(one.atoms[0], want.atoms[0])
         assert one.bits[0] == pytest.approx(want.bits[0], rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("stream", [lambda: _perturbed(500, 9), lambda: uniform_rows(500, RNG())])
+def test_row_by_row_and_batches_keep_the_same_window(stream) -> None:
+    """Single-row requests update the window in place (running sums, cell counts); batches
+    recount it. Past the window's wrap-around, both give the same statistics and the same
+    coverage cells, whichever way the same rows came."""
+    rows = stream() + stream()[:50]  # with exact repeats, which neither counts
+    one, batched = ExtractionMonitor(profile()), ExtractionMonitor(profile())  # window 200
+    for row in rows:
+        one.observe("p", [row])
+    for start in range(0, len(rows), 37):
+        batched.observe("p", rows[start : start + 37])
+    a, b = one.stats("p"), batched.stats("p")
+    assert a["queries"] == b["queries"] == 500 and a["repeats"] == b["repeats"] == 50
+    for reason in REASONS:
+        assert a[reason] == pytest.approx(b[reason], abs=1e-9), reason
+    ha, hb = one._states["p"], batched._states["p"]
+    assert ha.counts == hb.counts and ha.occupied == hb.occupied > 0
+
+
+def RNG() -> np.random.Generator:
+    return np.random.default_rng(10)
