@@ -10,8 +10,9 @@ microseconds. :func:`~bastion.spec.compiler.compile_model` turns the fitted
   categorical input as an integer code (a known category ``0..K-1``, ``K`` unknown,
   ``K+1`` missing) looked up in a table of the rows the fitted encoder itself produced;
 - the **model**: a tree ensemble as flat node arrays (``feature``, ``threshold``, ``left``,
-  ``right``, ``value``) traversed for all trees and rows at once, level by level, with numpy
-  fancy indexing; a linear model as a dot product; an MLP as its layers.
+  ``right``, ``value``), evaluated for all trees and rows at once by
+  :mod:`bastion.spec.trees` (QuickScorer bitmasks for small trees, a level walk otherwise);
+  a linear model as a dot product; an MLP as its layers.
 
 The form is JSON (stored as a ``json`` stage output, signed into the release as
 ``NAME:VERSION/compiled``; never pickle). :func:`load_compiled` validates every field before
@@ -26,13 +27,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from bastion._canonical import canonical_json
 from bastion.errors import IntegrityError
+from bastion.spec.trees import TreeEnsemble, ensemble, expit, predict_trees
 
 __all__ = [
     "FORMAT",
@@ -43,22 +44,6 @@ __all__ = [
 FORMAT = "bastion.compiled/1"
 _MAX_DEPTH = 4096  # levels a tree may have (a loop bound for hostile input)
 _BIG = np.finfo(np.float64).max  # +-inf thresholds are stored as +-this (JSON has no inf)
-
-
-@dataclass(frozen=True, slots=True)
-class _Trees:
-    feature: np.ndarray  # int64 (N,)
-    threshold: np.ndarray  # float64 (N,)
-    left: np.ndarray  # int64 (N,): a leaf points to itself
-    right: np.ndarray  # int64 (N,)
-    value: np.ndarray  # float64 (N,): a leaf's output
-    missing_left: np.ndarray | None  # bool (N,): NaN goes left
-    roots: np.ndarray  # int64 (T,)
-    depth: int
-    float32: bool  # scikit-learn trees compare float32(x) with the threshold
-    combine: str  # mean | sum
-    base: float
-    leaf: np.ndarray  # bool (N,): left and right point to the node itself
 
 
 class CompiledModel:
@@ -153,9 +138,9 @@ class CompiledModel:
         """(rows × 2) probabilities of classes 0 and 1."""
         x = self.encode(numeric, codes)
         if self.kind == "trees":
-            p = _eval_trees(self._trees, x)
+            p = predict_trees(self._trees, x)
         elif self.kind == "linear":
-            p = _expit(x @ self._coef + self._intercept)
+            p = expit(x @ self._coef + self._intercept)
         else:
             p = _eval_mlp(self._layers, self._activation, x)
         return np.column_stack((1.0 - p, p))
@@ -190,64 +175,6 @@ def load_compiled(data: bytes) -> CompiledModel:
 # -- evaluation -------------------------------------------------------------------------
 
 
-def _expit(z: np.ndarray) -> np.ndarray:
-    out: np.ndarray = 1.0 / (1.0 + np.exp(-z))
-    return out
-
-
-def _eval_trees(t: _Trees, x: np.ndarray) -> np.ndarray:
-    """Every (row, tree) pair walks down one level per step, all at once; pairs that reach
-    a leaf leave the active set, so a step costs what is still walking."""
-    if t.float32:
-        x = x.astype(np.float32).astype(np.float64)
-    rows, width = x.shape
-    flat = x.ravel()
-    count = t.roots.size
-    idx = np.tile(t.roots, rows)
-    base = np.repeat(np.arange(rows) * width, count)
-    pos = np.arange(rows * count)
-    final = np.empty(rows * count, dtype=np.intp)
-    nan = t.missing_left is not None and bool(np.isnan(flat).any())
-    if idx.size <= _NO_COMPACTION:  # few pairs: walk all of them every step (leaves stay)
-        return _combine(t, _walk_all(t, flat, idx, base, nan), rows, count)
-    for _ in range(t.depth + 1):
-        done = t.leaf[idx]
-        if done.any():
-            final[pos[done]] = idx[done]
-            walking = ~done
-            idx, base, pos = idx[walking], base[walking], pos[walking]
-            if not idx.size:
-                break
-        v = flat[base + t.feature[idx]]
-        go = v <= t.threshold[idx]
-        if nan:
-            go |= np.isnan(v) & t.missing_left[idx]  # type: ignore[index]
-        idx = np.where(go, t.left[idx], t.right[idx])
-    final[pos] = idx  # a malformed tree deeper than it says ends where it stands
-    return _combine(t, final, rows, count)
-
-
-_NO_COMPACTION = 2048  # (row, tree) pairs all stepped each level: 1 Adult row 131 -> 80 us
-
-
-def _walk_all(t: _Trees, flat: np.ndarray, idx: Any, base: np.ndarray, nan: bool) -> Any:
-    """The leaf each pair ends in: a leaf points to itself, so it stays there."""
-    for _ in range(t.depth + 1):
-        v = flat[base + t.feature[idx]]
-        go = v <= t.threshold[idx]
-        if nan:
-            go |= np.isnan(v) & t.missing_left[idx]  # type: ignore[index]
-        idx = np.where(go, t.left[idx], t.right[idx])
-    return idx
-
-
-def _combine(t: _Trees, leaves: np.ndarray, rows: int, count: int) -> np.ndarray:
-    p = t.value[leaves].reshape(rows, count).sum(axis=1)
-    if t.combine == "mean":
-        return p / count  # type: ignore[no-any-return]
-    return _expit(p + t.base)
-
-
 def _eval_mlp(
     layers: list[tuple[np.ndarray, np.ndarray]], activation: str, x: np.ndarray
 ) -> np.ndarray:
@@ -259,8 +186,8 @@ def _eval_mlp(
             elif activation == "tanh":
                 np.tanh(x, out=x)
             elif activation == "logistic":
-                x = _expit(x)
-    return _expit(x[:, 0])
+                x = expit(x)
+    return expit(x[:, 0])
 
 
 # -- validation -------------------------------------------------------------------------
@@ -344,7 +271,7 @@ def _slice(doc: Mapping[str, Any], key: str, width: int, n: int, where: str) -> 
     return slice(start, start + width)  # type: ignore[operator]
 
 
-def _load_trees(m: Mapping[str, Any], n_features: int) -> _Trees:
+def _load_trees(m: Mapping[str, Any], n_features: int) -> TreeEnsemble:
     n = len(m.get("feature") or [])
     _check(0 < n <= 1 << 26, "model.feature", "between 1 and 2**26 nodes")
     missing = m.get("missing_left")
@@ -357,22 +284,18 @@ def _load_trees(m: Mapping[str, Any], n_features: int) -> _Trees:
         ml = _array(missing, "model.missing_left", "bi", np.int64, n).astype(bool)
     roots = _ints(m.get("roots"), "model.roots", None, n)
     _check(roots.size > 0, "model.roots", "at least one tree")
-    left = _ints(m.get("left"), "model.left", n, n)
-    right = _ints(m.get("right"), "model.right", n, n)
-    own = np.arange(n)
-    return _Trees(
+    return ensemble(
         _ints(m.get("feature"), "model.feature", n, n_features),
         np.clip(_floats(m.get("threshold"), "model.threshold", n), -_BIG, _BIG),
-        left,
-        right,
+        _ints(m.get("left"), "model.left", n, n),
+        _ints(m.get("right"), "model.right", n, n),
         _floats(m.get("value"), "model.value", n),
         ml,
         roots,
         depth,
-        bool(m["float32"]),
-        str(combine),
-        _float(m.get("base", 0.0), "model.base"),
-        (left == own) & (right == own),
+        float32=bool(m["float32"]),
+        combine=str(combine),
+        base=_float(m.get("base", 0.0), "model.base"),
     )
 
 
