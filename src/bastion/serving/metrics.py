@@ -30,6 +30,8 @@ Controls (:class:`ControlMetrics`)::
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["ControlMetrics", "ServerMetrics"]
@@ -40,24 +42,23 @@ _SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 class ServerMetrics:
     """Requests, latency, auth failures, audit writes, model calls; :meth:`on_batch` is the
-    batchers' callback. Every observe method is cheap (no lock beyond prometheus_client's)."""
+    batchers' callback. Call them on the event loop's thread (the server does): the metrics
+    observed per request are plain numbers there, read when ``/metrics`` is scraped."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram
+        from prometheus_client import CollectorRegistry, Counter
 
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
-        self.requests = Counter(
-            "bastion_requests",
-            "Predict requests by deployment and HTTP status.",
-            ["deployment", "status"],
-            registry=reg,
+        # observed on every request, on the event loop's thread: plain numbers (no lock),
+        # read into the registry by _LoopMetrics when /metrics is scraped
+        self.requests = _Counter(
+            "bastion_requests", "Predict requests by deployment and HTTP status.", 2
         )
-        self.latency = Histogram(
+        self.latency = _Histogram(
             "bastion_request_seconds",
             "Predict latency, from first byte read to audit entry durable.",
-            buckets=_LATENCY,
-            registry=reg,
+            _LATENCY,
         )
         self.auth_failures = Counter(
             "bastion_auth_failures",
@@ -65,42 +66,40 @@ class ServerMetrics:
             ["route", "reason"],
             registry=reg,
         )
-        self.audit_write = Histogram(
+        self.audit_write = _Histogram(
             "bastion_audit_write_seconds",
             "One predict audit entry, from submitted to durable (group commit).",
-            buckets=_LATENCY,
-            registry=reg,
+            _LATENCY,
         )
         self.audit_failures = Counter(
             "bastion_audit_failures",
             "Audit entries the log could not take (the request was answered 503).",
             registry=reg,
         )
-        self.batch_requests = Histogram(
-            "bastion_batch_requests",
-            "Requests per model call (micro-batching).",
-            buckets=_SIZES,
-            registry=reg,
+        self.batch_requests = _Histogram(
+            "bastion_batch_requests", "Requests per model call (micro-batching).", _SIZES
         )
-        self.batch_rows = Histogram(
-            "bastion_batch_rows", "Rows per model call.", buckets=_SIZES, registry=reg
+        self.batch_rows = _Histogram("bastion_batch_rows", "Rows per model call.", _SIZES)
+        self.model_seconds = _Histogram("bastion_model_seconds", "One model call.", _LATENCY)
+        self.rows = _Counter("bastion_rows", "Rows predicted.")
+        self.batches = _Counter("bastion_batches", "Model calls made.")
+        reg.register(
+            _LoopMetrics(
+                self.requests,
+                self.latency,
+                self.audit_write,
+                self.batch_requests,
+                self.batch_rows,
+                self.model_seconds,
+                self.rows,
+                self.batches,
+            )
         )
-        self.model_seconds = Histogram(
-            "bastion_model_seconds", "One model call.", buckets=_LATENCY, registry=reg
-        )
-        self.rows = Counter("bastion_rows", "Rows predicted.", registry=reg)
-        self.batches = Counter("bastion_batches", "Model calls made.", registry=reg)
-        self._children: dict[tuple[str, int], Any] = {}
         self._auth: dict[tuple[str, str], Any] = {}
 
     def observe(self, deployment: str, status: int, seconds: float) -> None:
         """One predict request answered."""
-        child = self._children.get((deployment, status))
-        if child is None:
-            child = self._children[(deployment, status)] = self.requests.labels(
-                deployment, str(status)
-            )
-        child.inc()
+        self.requests.inc((deployment, str(status)))
         self.latency.observe(seconds)
 
     def auth_failure(self, route: str, status: int) -> None:
@@ -115,7 +114,7 @@ class ServerMetrics:
     def on_batch(self, requests: int, rows: int, seconds: float) -> None:
         """One model call made (a :class:`~bastion.serving.batching.MicroBatcher` callback)."""
         self.batches.inc()
-        self.rows.inc(rows)
+        self.rows.inc((), rows)
         self.batch_requests.observe(requests)
         self.batch_rows.observe(rows)
         self.model_seconds.observe(seconds)
@@ -125,6 +124,67 @@ class ServerMetrics:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         return CONTENT_TYPE_LATEST.encode(), generate_latest(self.registry)
+
+
+class _Counter:
+    """A counter (by label values) updated from the event loop's thread only."""
+
+    __slots__ = ("help", "labels", "name", "values")
+
+    def __init__(self, name: str, help_text: str, labels: int = 0) -> None:
+        self.name, self.help = name, help_text
+        self.labels = ("deployment", "status")[:labels]
+        self.values: dict[tuple[str, ...], float] = {} if labels else {(): 0.0}
+
+    def inc(self, key: tuple[str, ...] = (), amount: float = 1.0) -> None:
+        self.values[key] = self.values.get(key, 0.0) + amount
+
+    def family(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily
+
+        family = CounterMetricFamily(self.name, self.help, labels=self.labels)
+        for key, value in sorted(self.values.items()):
+            family.add_metric(list(key), value)
+        return family
+
+
+class _Histogram:
+    """A histogram observed from the event loop's thread only: one bisect and two
+    additions per observation (prometheus_client's takes a lock per bucket and sum)."""
+
+    __slots__ = ("bounds", "counts", "help", "name", "total")
+
+    def __init__(self, name: str, help_text: str, buckets: tuple[float, ...]) -> None:
+        self.name, self.help = name, help_text
+        self.bounds = [float(b) for b in buckets]
+        self.counts = [0] * (len(buckets) + 1)  # the last one: above every bound (+Inf)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def family(self) -> Any:
+        from prometheus_client.core import HistogramMetricFamily
+
+        cumulative, buckets = 0, []
+        for bound, count in zip([*self.bounds, float("inf")], self.counts, strict=True):
+            cumulative += count  # "le" as prometheus_client writes these bounds
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), float(cumulative)))
+        family = HistogramMetricFamily(self.name, self.help)
+        family.add_metric([], buckets, self.total)
+        return family
+
+
+class _LoopMetrics:
+    """The registry's view of the loop-thread counters and histograms (a collector)."""
+
+    def __init__(self, *metrics: _Counter | _Histogram) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Any]:
+        for metric in self._metrics:
+            yield metric.family()
 
 
 class ControlMetrics:
