@@ -98,7 +98,7 @@ def test_the_release_signs_the_compiled_form_and_its_parity(home: Home) -> None:
 
 
 def test_the_server_predicts_with_the_compiled_form_as_scikit_learn_does(home: Home) -> None:
-    from bastion.serving.deployment import server_summary
+    from bastion.serving.summary import server_summary
 
     deps = _deployments(home)
     dep = deps[MODEL]

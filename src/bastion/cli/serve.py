@@ -2,7 +2,7 @@
 
 The connection guards (header-read and TLS-handshake timeout, open connections per client)
 and HSTS are set here, on uvicorn, before the app sees a request. Once uvicorn listens, the
-command says what it serves (:func:`bastion.serving.deployment.server_summary`): each model
+command says what it serves (:func:`bastion.serving.summary.server_summary`): each model
 and version it verified, the URL, the certificate to trust, each model's inputs and the
 routes; on stderr for people, or as ONE JSON line on stdout with ``--json`` (logs stay on
 stderr)."""

@@ -69,7 +69,6 @@ from bastion.serving.controls import (
 from bastion.serving.deployment import (
     Deployment,
     ServeOptions,
-    audit_start,
     check_options,
     load_deployments,
 )
@@ -77,6 +76,7 @@ from bastion.serving.metrics import ControlMetrics, ServerMetrics
 from bastion.serving.openapi import openapi_document
 from bastion.serving.ratelimit import RateLimiter, rate_limiter_from_env
 from bastion.serving.requests import RequestRefused
+from bastion.serving.summary import audit_start
 from bastion.serving.tls import is_loopback
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ extraction monitor compare requests with.
 The rows of one request are bounded by ``max_batch``: by default the smaller of
 :data:`DEFAULT_MAX_BATCH` and the rate limit's ``burst`` (a request of more rows than the
 burst could never pass), and an explicit ``max_batch`` above the burst is refused at start.
-:func:`server_summary` (:mod:`.summary`) is what ``bastion serve`` prints once it listens;
+:func:`~bastion.serving.summary.server_summary` is what ``bastion serve`` prints once it listens;
 :func:`model_inputs` is the input schema ``bastion models show`` prints. Each deployment's
 daily budget per principal comes from ``--daily-budget`` (``auto``: sized from the model's
 signed extraction audit) and ``--principal-budget`` (:mod:`.budgets`).
@@ -36,7 +36,6 @@ from bastion.serving.budgets import AUTO, Budget, check_budget_options, deployme
 from bastion.serving.compiled import ENGINES, SKLEARN, choose_engine
 from bastion.serving.controls import ACTIONS
 from bastion.serving.requests import RequestSchema
-from bastion.serving.summary import server_summary
 from bastion.spec.labels import label_names
 from bastion.workspace import AUDIT_DURABILITIES, Workspace
 
@@ -47,12 +46,10 @@ __all__ = [
     "DEFAULT_MAX_BATCH",
     "Deployment",
     "ServeOptions",
-    "audit_start",
     "batch_limit",
     "check_options",
     "load_deployments",
     "model_inputs",
-    "server_summary",
 ]
 
 log = logging.getLogger("bastion.serving")
@@ -276,9 +273,19 @@ def _deployment(
         inline_rows=INLINE_ROWS if engine.name != SKLEARN else 0,
     )
     return Deployment(
-        record.name, record.ref, schema, batcher, verified, output, labels, profile,
-        str(record.digest), engine.name, engine.reason, budget,
-    )  # fmt: skip
+        record.name,
+        record.ref,
+        schema,
+        batcher,
+        verified,
+        output,
+        labels,
+        profile,
+        str(record.digest),
+        engine.name,
+        engine.reason,
+        budget,
+    )
 
 
 def _input_columns(config: Any) -> list[str]:
@@ -352,40 +359,3 @@ def _load(
         raise IntegrityError(f"refusing to serve {ref}: {exc}") from None
     # its newest signed evaluation must have passed or been overridden (EvaluationFailed)
     return (*loaded, ws.evaluations.require_passed(loaded[1]))
-
-
-def audit_start(ws: Workspace, deployments: dict[str, Deployment], options: ServeOptions) -> None:
-    """The ``serve.start`` entry (and ``serve.unsafe_no_tls`` when serving plain HTTP)."""
-    actor = ws.identity.principal
-    ws.audit.set_durability(options.audit_durability)  # this entry on, as the requests'
-    ws.audit.record(
-        actor,
-        "serve.start",
-        "server",
-        "ok",
-        {
-            "models": [d.ref for d in deployments.values()],
-            "listen": options.listen,
-            "tls": options.tls,
-            "audit_durability": options.audit_durability,
-            "verified": all(d.verified for d in deployments.values()),
-            "rate": options.rate,
-            "burst": options.burst,
-            "daily_budget": options.daily_budget,
-            "principal_budgets": dict(sorted(options.principal_budgets.items())),
-            "budgets": {d.ref: d.budget.to_json() for d in deployments.values()},
-            "budget_warnings": [
-                f"{d.ref}: {w}" for d in deployments.values() for w in d.budget.warnings
-            ],
-            "screen": options.screen,
-            "output": options.output,
-            "on_extraction": options.on_extraction,
-            "max_body": options.max_body,
-            "max_batch": batch_limit(options)[0],
-            "drop_declared_fields": options.drop_declared_fields,
-            "inference": {d.ref: d.inference for d in deployments.values()},
-        },
-    )
-    if options.tls == "unsafe-no-tls":
-        log.warning("UNSAFE: serving plain HTTP (loopback only)")
-        ws.audit.record(actor, "serve.unsafe_no_tls", "server", "ok", {"listen": options.listen})
