@@ -13,13 +13,15 @@ The audit writer answers its callers once their entries' transaction has committ
 ``flush`` (``bastion serve``'s default, ``--audit-durability``)
     SQLite runs with ``synchronous=NORMAL``, PostgreSQL with ``synchronous_commit=off``: the
     commit is written to the OS (SQLite's WAL file, PostgreSQL's WAL buffers) but nobody
-    waits for the disk. The writer thread then syncs the log at most ``interval`` seconds
-    (:data:`FLUSH_INTERVAL`, 50 ms) after the first commit not yet on disk, before any
-    checkpoint is anchored, and when the log closes. So a crash of the server PROCESS
-    loses nothing that was answered (the OS holds the bytes); a kernel crash or power cut
-    can lose the entries of the answers given in the last ``interval`` seconds before it,
-    and no more: they are a missing tail, never a gap, and no anchored checkpoint covers
-    them, so the chain still verifies (the anchor is written only after a sync).
+    waits for the disk (a lone SQLite entry may commit on its caller's thread:
+    :mod:`.inline`; the writer is woken for its sync). The writer thread then syncs the
+    log at most ``interval`` seconds (:data:`FLUSH_INTERVAL`, 50 ms) after the first
+    commit not yet on disk, before any checkpoint is anchored, and when the log closes.
+    So a crash of the server PROCESS loses nothing that was answered (the OS holds the
+    bytes); a kernel crash or power cut can lose the entries of the answers given in the
+    last ``interval`` seconds before it, and no more: they are a missing tail, never a
+    gap, and no anchored checkpoint covers them, so the chain still verifies (the anchor
+    is written only after a sync).
 
 A sync is ``os.fsync`` of SQLite's ``-wal`` file (the same inode SQLite writes; a WAL that
 does not exist holds nothing), or on PostgreSQL one empty transaction that takes a

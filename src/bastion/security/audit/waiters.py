@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import threading
+import time
 from concurrent.futures import Future
 
 from bastion.security.audit.checkpoint import Checkpoint
 from bastion.security.audit.entry import Item
 
-__all__ = ["AsyncWaiter", "Control", "Message", "Result", "Waiter", "settle"]
+__all__ = ["AsyncWaiter", "Control", "Message", "Result", "Waiter", "drain", "settle"]
+
+_BATCH_CAP = 5_000
+_GROUP_WAIT = 0.001  # seconds the writer may wait to grow a batch (see drain)
+_GROUP_GAP = 0.0002  # ... as long as messages keep coming this close together
 
 
 class Control:
@@ -96,3 +102,33 @@ def settle(results: list[Result]) -> None:
 
 
 Message = tuple[Item, "Future[int] | Waiter | AsyncWaiter"] | Control
+
+
+def drain(messages: queue.SimpleQueue[Message], timeout: float | None, grow: bool) -> list[Message]:
+    """The writer's next batch: block for one message (``timeout`` seconds at most, for a
+    sync that falls due: then none), then take what is queued, up to 5,000. With ``grow``
+    (the last batch held several entries), sleep in 0.2 ms steps (1 ms at most) while the
+    batch grows: callers enqueue without waking the writer."""
+    get_nowait = messages.get_nowait
+    try:
+        batch = [messages.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    deadline = time.perf_counter() + _GROUP_WAIT
+    while True:
+        taken = len(batch)
+        while len(batch) < _BATCH_CAP:
+            try:
+                batch.append(get_nowait())
+            except queue.Empty:
+                break
+        grew = len(batch) > taken or taken == 1
+        if (
+            not grow
+            or not grew
+            or len(batch) >= _BATCH_CAP
+            or not isinstance(batch[-1], tuple)
+            or time.perf_counter() > deadline
+        ):
+            return batch
+        time.sleep(_GROUP_GAP)

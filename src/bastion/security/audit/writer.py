@@ -20,7 +20,6 @@ import atexit
 import contextlib
 import queue
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -35,18 +34,23 @@ from bastion.security.audit.chain import ChainWriter, Seal
 from bastion.security.audit.checkpoint import Checkpoint
 from bastion.security.audit.durability import FLUSH_INTERVAL, Durability
 from bastion.security.audit.entry import Item, validated
+from bastion.security.audit.inline import write_now
 from bastion.security.audit.verifier import VerifyReport, verify_log
-from bastion.security.audit.waiters import AsyncWaiter, Control, Message, Result, Waiter, settle
+from bastion.security.audit.waiters import (
+    AsyncWaiter,
+    Control,
+    Message,
+    Result,
+    Waiter,
+    drain,
+    settle,
+)
 from bastion.security.keys import KeyProvider
 
 if TYPE_CHECKING:
     from bastion.security.sink import AuditSink
 
 __all__ = ["AuditLog"]
-
-_BATCH_CAP = 5_000
-_GROUP_WAIT = 0.001  # seconds the writer may wait to grow a batch (see AuditLog._drain)
-_GROUP_GAP = 0.0002  # ... as long as messages keep coming this close together
 
 
 class AuditLog(ChainWriter):
@@ -73,7 +77,8 @@ class AuditLog(ChainWriter):
         self._closed = False
         self._thread: threading.Thread | None = None
         self._last_batch = 1
-        self._conn: Any = None  # the writer thread's own pooled connection
+        self._conn: Any = None  # the writer's pooled connection (record_now borrows it)
+        self._writing = threading.Lock()  # held while a transaction or sync uses _conn
         self.durability = Durability(engine)  # fsync unless set_durability says otherwise
 
     # -- recording ----------------------------------------------------------------------
@@ -117,6 +122,24 @@ class AuditLog(ChainWriter):
         waiter = AsyncWaiter(asyncio.get_running_loop())
         self._send((validated(actor, action, resource, outcome, details), waiter))
         return await waiter.future
+
+    def record_now(
+        self,
+        actor: str,
+        action: str,
+        resource: str,
+        outcome: str = "ok",
+        details: Mapping[str, Any] | None = None,
+    ) -> int | None:
+        """``record`` on the caller's thread, when that costs no wait: its seq, or None (then
+        use :meth:`record` or :meth:`arecord`). See :mod:`.inline` for when and why."""
+        item = validated(actor, action, resource, outcome, details)
+        if not self._writing.acquire(blocking=False):
+            return None  # the writer thread is committing
+        try:
+            return write_now(self, item)
+        finally:
+            self._writing.release()
 
     def record_in(
         self,
@@ -229,7 +252,9 @@ class AuditLog(ChainWriter):
             while not stop:
                 items: list[Item] = []
                 futures: list[Future[int] | Waiter | AsyncWaiter] = []
-                for message in self._drain():
+                messages = drain(self._queue, self.durability.due_in(), self._last_batch > 1)
+                self._last_batch = len(messages)
+                for message in messages:
                     if isinstance(message, tuple):
                         if message[1].set_running_or_notify_cancel():
                             items.append(message[0])
@@ -238,45 +263,18 @@ class AuditLog(ChainWriter):
                     if message.kind == "stop":
                         stop = True
                         continue
-                    self._commit(items, futures, message)
+                    with self._writing:
+                        self._commit(items, futures, message)
                     items, futures = [], []
-                self._commit(items, futures, None)
-                if self.durability.due_in() == 0.0:
-                    self.durability.sync(self._conn)
+                with self._writing:
+                    self._commit(items, futures, None)
+                    if self.durability.due_in() == 0.0:
+                        self.durability.sync(self._conn)
         finally:
-            if self._conn is not None:
-                self.durability.sync(self._conn)
-            self._release_connection(ok=True)
-
-    def _drain(self) -> list[Message]:
-        """Block for one message (or until a sync is due: then none), then take what is
-        queued, up to 5,000. When the last batch held several entries, sleep in 0.2 ms steps
-        (1 ms at most) while the batch grows: callers enqueue without waking the writer."""
-        get_nowait = self._queue.get_nowait
-        try:  # wake for a sync that falls due (audit durability ``flush``)
-            messages = [self._queue.get(timeout=self.durability.due_in())]
-        except queue.Empty:
-            return []
-        deadline = time.perf_counter() + _GROUP_WAIT
-        while True:
-            taken = len(messages)
-            while len(messages) < _BATCH_CAP:
-                try:
-                    messages.append(get_nowait())
-                except queue.Empty:
-                    break
-            grew = len(messages) > taken or taken == 1
-            if (
-                self._last_batch < 2
-                or not grew
-                or len(messages) >= _BATCH_CAP
-                or not isinstance(messages[-1], tuple)
-                or time.perf_counter() > deadline
-            ):
-                break
-            time.sleep(_GROUP_GAP)
-        self._last_batch = len(messages)
-        return messages
+            with self._writing:
+                if self._conn is not None:
+                    self.durability.sync(self._conn)
+                self._release_connection(ok=True)
 
     def _commit(
         self,
