@@ -122,6 +122,18 @@ def test_the_server_predicts_with_the_compiled_form_as_scikit_learn_does(home: H
     assert np.abs(got - np.asarray(expected)).max() <= 1e-9
 
 
+def test_loading_a_deployment_limits_native_threads_to_one(home: Home) -> None:
+    """The event loop predicts small batches itself: the native pools (OpenMP, BLAS) are
+    limited to one thread once the deployments load, not only in the model's threads."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits(limits=2):
+        if not any(p["num_threads"] > 1 for p in threadpool_info()):
+            pytest.skip("no native thread pool here takes more than one thread")
+        _deployments(home)
+        assert [p["num_threads"] for p in threadpool_info()] == [1] * len(threadpool_info())
+
+
 def test_a_tampered_compiled_artifact_is_refused_at_load(home: Home, tmp_path: Path) -> None:
     copy = copy_home(home, tmp_path / "home")
     with copy.open() as ws:

@@ -184,6 +184,8 @@ def load_deployments(
     """Authorize the operator for, verify and load each of ``models``: name → Deployment.
 
     ``on_batch`` is each batcher's callback after a model call (the server's metrics).
+    The process's native thread pools (OpenMP, BLAS) are limited to one thread from here
+    on: the event loop predicts small batches itself (see :func:`_one_thread`).
     """
     from bastion.workspace import parse_model_ref
 
@@ -200,6 +202,7 @@ def load_deployments(
         dep = _deployment(ws, ref, options, output, actor, on_batch)
         deployments[dep.name] = dep
         _check_body_limit(dep, options.max_body)
+    _one_thread()  # the pools the models loaded, before the loop's first prediction
     return deployments
 
 
