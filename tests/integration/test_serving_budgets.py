@@ -35,7 +35,7 @@ def home(adult_home: Home, tmp_path_factory: pytest.TempPathFactory) -> Home:
     from bastion import Workspace
 
     with Workspace.open(copy.path, PASSPHRASE, token=copy.token) as ws:
-        for who in ("svc-casual", "svc-bulk"):
+        for who in ("svc-casual", "svc-bulk", "svc-fresh"):
             token = _token(ws, who, "consumer", "deployment", "adult-income").token
             (copy.path.parent / who).write_text(str(token))
     return copy
@@ -89,6 +89,14 @@ def test_the_default_budget_refuses_the_101st_row_and_a_principal_budget_goes_be
             "code": "DAILY_BUDGET_EXHAUSTED",
         }
         assert 1 <= int(res.headers["retry-after"]) <= 86_400
+        fresh = _tok(home, "svc-fresh")
+        too_big = srv.post({"instances": [ROW] * 150}, fresh)  # more than a whole day allows
+        assert too_big.status_code == 422, too_big.text  # bad input: no retry will pass
+        assert too_big.json()["error"] == (
+            "instances: expected at most 100 rows (the daily budget per principal on"
+            " adult-income, the server's --daily-budget), got 150"
+        )
+        assert srv.post({"instances": [ROW] * 100}, fresh).status_code == 200  # none spent
         bulk = _tok(home, "svc-bulk")
         codes = [srv.post({"instances": [ROW] * 200}, bulk).status_code for _ in range(5)]
         assert codes == [200] * 5  # 1000 rows: beyond the 100 of everyone else

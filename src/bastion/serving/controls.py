@@ -102,19 +102,31 @@ class RateLimit:
     def throttle(self, principal: str) -> None:
         self.throttled.add(principal)
 
-    async def check(self, caller: Caller, deployment: str, columns: RowsByColumn) -> None:
-        cost = row_count(columns)
-        if cost > self.burst:
-            raise RequestRefused(
-                422,
-                f"instances: expected at most {self.burst} rows (the rate limit's burst), "
-                f"got {cost}",
-                decision="batch_too_large",
-            )
-        principal = caller.principal
-        code = "RATE_LIMITED"
+    def _never_fits(self, cost: int, deployment: str, principal: str) -> int | None:
+        """The principal's daily budget on ``deployment`` (None: the limiter's default);
+        422 when the request alone is more than the burst or than that whole budget."""
         budget = self.budgets.get(deployment)
         rows = budget.for_principal(principal) if budget is not None else None
+        if cost > self.burst:
+            limit, why = self.burst, "the rate limit's burst"
+        elif rows is not None and cost > rows:  # more than a whole day allows
+            own = budget is not None and budget.has_own(principal)
+            flag = "--principal-budget" if own else "--daily-budget"
+            limit, why = (
+                rows,
+                f"the daily budget per principal on {deployment}, the server's {flag}",
+            )
+        else:
+            return rows
+        message = f"instances: expected at most {limit} rows ({why}), got {cost}"
+        raise RequestRefused(422, message, decision="batch_too_large")
+
+    async def check(self, caller: Caller, deployment: str, columns: RowsByColumn) -> None:
+        cost = row_count(columns)
+        principal = caller.principal
+        rows = self._never_fits(cost, deployment, principal)
+        budget = self.budgets.get(deployment)
+        code = "RATE_LIMITED"
         try:
             if principal in self.throttled:
                 decision = await self.throttled_limiter.acquire(principal, cost)
@@ -140,7 +152,7 @@ class RateLimit:
         wait = decision.retry_after
         retry = max(1, math.ceil(wait)) if math.isfinite(wait) else 86_400
         if exhausted:
-            message = _budget_message(budget, rows, deployment, principal, retry, cost)
+            message = _budget_message(budget, rows, deployment, principal, retry)
         elif code == "RATE_LIMITED":
             message = (
                 f"rate limit exceeded: at most {self.burst} rows at once per principal, refilled"
@@ -158,26 +170,15 @@ class RateLimit:
 
 
 def _budget_message(
-    budget: Budget | None,
-    rows: int | None,
-    deployment: str,
-    principal: str,
-    retry: int,
-    cost: int,
+    budget: Budget | None, rows: int | None, deployment: str, principal: str, retry: int
 ) -> str:
-    """What a budget refusal says: the budget in rows, where it comes from, the reset, and
-    when the request alone is larger than the whole budget, that it never fits."""
+    """What a budget refusal says: the budget in rows, where it comes from, the reset."""
     own = budget is not None and budget.has_own(principal)
     flag = "--principal-budget" if own else "--daily-budget"
     size = f"{rows} rows per principal per UTC day" if rows is not None else "the budget"
-    never = (
-        f"; this request's {cost} rows are more than the whole budget: send at most {rows}"
-        if rows is not None and cost > rows
-        else ""
-    )
     return (
         f"daily query budget exhausted: {size} on {deployment} (the server's {flag}); it"
-        f" resets at 00:00 UTC, retry after {retry} s{never}"
+        f" resets at 00:00 UTC, retry after {retry} s"
     )
 
 

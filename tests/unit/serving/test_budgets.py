@@ -17,7 +17,6 @@ from bastion.audits.base import AuditResult
 from bastion.errors import ConfigError, IntegrityError
 from bastion.pipeline.verdict import Evaluation
 from bastion.serving.auth import Caller
-from bastion.serving.blocks import CodedRefusal
 from bastion.serving.budgets import (
     AUTO,
     EXTRACTION_RESULT,
@@ -33,6 +32,7 @@ from bastion.serving.controls import RateLimit
 from bastion.serving.deployment import ServeOptions, check_options
 from bastion.serving.metrics import ControlMetrics
 from bastion.serving.ratelimit import DAY_SECONDS, DEFAULT_DAILY_BUDGET, MemoryRateLimiter
+from bastion.serving.requests import RequestRefused
 
 ADULT_COUNTS = [100, 300, 1000, 3000]
 
@@ -203,11 +203,12 @@ def test_an_unreadable_extraction_result_refuses_the_start(workspace: Any) -> No
 # -- the rate-limit control: one budget per (deployment, principal) ---------------------------
 
 
-def _check(rl: RateLimit, principal: str, deployment: str, rows: int) -> CodedRefusal | None:
+def _check(rl: RateLimit, principal: str, deployment: str, rows: int) -> Any:
+    """The refusal (a CodedRefusal for a 429, a RequestRefused for a 422), or None."""
     columns = {"x": [0] * rows}
     try:
         asyncio.run(rl.check(Caller(principal, ("consumer",), "token"), deployment, columns))
-    except CodedRefusal as exc:
+    except RequestRefused as exc:
         return exc
     return None
 
@@ -243,7 +244,9 @@ def test_each_deployment_has_its_own_budget_and_counter() -> None:
     wall[0] += DAY_SECONDS * 0.75  # the next UTC day
     assert _check(rl, "alice", "adult", 100) is None
     never = _check(rl, "carol", "adult", 150)  # more than her whole budget: never fits
-    assert never is not None and never.body == {"code": "DAILY_BUDGET_EXHAUSTED"}
-    assert never.message.endswith(
-        "this request's 150 rows are more than the whole budget: send at most 100"
-    )
+    assert never is not None and never.status == 422 and never.decision == "batch_too_large"
+    assert never.message == (
+        "instances: expected at most 100 rows (the daily budget per principal on adult, the"
+        " server's --daily-budget), got 150"
+    )  # bad input, not a 429 to retry: a whole day's budget is smaller than the request
+    assert _check(rl, "carol", "adult", 100) is None  # nothing of hers was spent
