@@ -181,6 +181,8 @@ def server(ran: Home) -> Iterator[Server]:
         ISS,
         "--audience",
         AUD,
+        "--principal-budget",
+        "oidc:batch-job=150",
     )
     srv.tokens = tokens
     # the revoked token works once (and is cached), then is revoked
@@ -245,6 +247,22 @@ def test_jwt_consumer_may_predict(server: Server) -> None:
     token = jwt.encode(claims(), IDP_KEY, algorithm="RS256", headers={"kid": "k1"})
     res = server.post({"instances": [ROW]}, token)
     assert res.status_code == 200, res.text
+
+
+def test_a_jwt_callers_own_budget_is_named_by_its_subject(server: Server) -> None:
+    """``--principal-budget oidc:batch-job=150``: the caller whose token's subject is
+    batch-job has 150 rows a day; another JWT subject has the auto budget (100). (Within
+    the default burst of 200 rows: the token bucket never refuses here.)"""
+    batch = jwt.encode(claims(sub="batch-job"), IDP_KEY, algorithm="RS256", headers={"kid": "k1"})
+    codes = [server.post({"instances": [ROW] * n}, batch).status_code for n in (100, 50)]
+    assert codes == [200, 200]
+    over = server.post({"instances": [ROW]}, batch)
+    assert over.status_code == 429 and "150 rows" in over.json()["error"]
+    assert "--principal-budget" in over.json()["error"]
+    other = jwt.encode(claims(sub="bob"), IDP_KEY, algorithm="RS256", headers={"kid": "k1"})
+    assert server.post({"instances": [ROW] * 100}, other).status_code == 200
+    refused = server.post({"instances": [ROW]}, other)
+    assert refused.status_code == 429 and "100 rows" in refused.json()["error"]
 
 
 @pytest.mark.parametrize(

@@ -88,7 +88,7 @@ def serve(
         list[str] | None,
         typer.Option(
             help="This principal's daily budget on every model instead (a bulk"
-            " scorer, a load test); repeatable; audited.",
+            " scorer, a load test); a JWT caller is oidc:SUB; repeatable; audited.",
             metavar="NAME=ROWS",
             show_default=False,
         ),

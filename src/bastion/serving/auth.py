@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ALGORITHMS",
     "DEFAULT_CACHE_TTL",
+    "OIDC_PREFIX",
     "Authenticator",
     "Caller",
     "JwtSettings",
@@ -62,6 +63,7 @@ __all__ = [
 
 ALGORITHMS: tuple[str, ...] = ("RS256", "ES256")
 DEFAULT_CACHE_TTL = 5.0
+OIDC_PREFIX = "oidc:"  #: a JWT caller's principal is this and its ``sub``
 _BLAND = "invalid or expired token"
 _MAX_TOKEN = 8192
 _MAX_CACHE = 100_000
@@ -147,7 +149,7 @@ class JwtVerifier:
         if not isinstance(roles, list) or not isinstance(deployments, list):
             raise AuthError(_BLAND)
         return Caller(
-            f"oidc:{sub}",
+            f"{OIDC_PREFIX}{sub}",
             tuple(str(r) for r in roles),
             "jwt",
             None,

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from bastion.errors import ConfigError, IntegrityError, NotFound
+from bastion.serving.auth import OIDC_PREFIX
 from bastion.serving.ratelimit import DEFAULT_DAILY_BUDGET
 
 if TYPE_CHECKING:
@@ -236,10 +237,16 @@ def parse_principal_budgets(values: Iterable[str]) -> dict[str, int]:
 
 
 def check_budget_options(
-    daily_budget: object, principal_budgets: Mapping[str, int], known: Iterable[str] | None
+    daily_budget: object,
+    principal_budgets: Mapping[str, int],
+    known: Iterable[str] | None,
+    *,
+    oidc: bool = False,
 ) -> None:
     """ConfigError naming the flag for a bad ``--daily-budget`` or ``--principal-budget``;
-    with ``known`` (the home's principals), for a principal the home does not know."""
+    with ``known`` (the home's principals), for a principal the home does not know. A JWT
+    caller is the principal ``oidc:<sub>`` (``serving/auth.py``): such a name is taken as
+    it is when the server accepts OIDC tokens (``oidc``), and refused when it does not."""
     if daily_budget is not None and daily_budget != AUTO and not _count(daily_budget):
         raise ConfigError(
             f"--daily-budget: expected a positive integer or auto, got {daily_budget!r}"
@@ -249,12 +256,21 @@ def check_budget_options(
             raise ConfigError(
                 f"--principal-budget {name}={rows}: expected NAME=ROWS with ROWS an integer >= 1"
             )
+    federated = sorted(n for n in principal_budgets if n.startswith(OIDC_PREFIX))
+    if federated and not oidc:
+        raise ConfigError(
+            f"--principal-budget {federated[0]}: this server accepts no OIDC tokens, so no"
+            " caller is ever named oidc:...; give --jwks, --issuer and --audience, or name a"
+            " principal of this home"
+        )
+    if any(n == OIDC_PREFIX for n in federated):
+        raise ConfigError("--principal-budget oidc:: expected oidc:<sub>, the token's subject")
     if known is not None:
-        missing = sorted(set(principal_budgets) - set(known))
+        missing = sorted(set(principal_budgets) - set(known) - set(federated))
         if missing:
             raise ConfigError(
                 f"--principal-budget: no principal named {', '.join(missing)} in this home"
-                " (bastion principal list names them)"
+                " (bastion principal list names them; a JWT caller is oidc:<sub>)"
             )
 
 

@@ -136,7 +136,8 @@ def check_options(models: Sequence[str], options: ServeOptions) -> OutputPolicy:
             f" principal send at once, so such requests could never pass; raise --burst to at"
             f" least {options.max_batch}, or lower --max-batch"
         )
-    check_budget_options(options.daily_budget, options.principal_budgets, None)
+    oidc = options.jwt is not None
+    check_budget_options(options.daily_budget, options.principal_budgets, None, oidc=oidc)
     if options.audit_durability not in AUDIT_DURABILITIES:
         got = options.audit_durability
         raise ConfigError(
@@ -195,7 +196,8 @@ def load_deployments(
     for name in names:
         ws.authorize("model:read", resource_type="model", resource=name)
     known = [p.name for p in ws.access.list_principals()] if options.principal_budgets else []
-    check_budget_options(options.daily_budget, options.principal_budgets, known)
+    oidc = options.jwt is not None
+    check_budget_options(options.daily_budget, options.principal_budgets, known, oidc=oidc)
     actor = ws.identity.principal
     deployments: dict[str, Deployment] = {}
     for ref in models:

@@ -149,6 +149,15 @@ def test_unknown_principals_and_bad_options_are_refused() -> None:
     with pytest.raises(ConfigError, match="no principal named ghost"):
         check_budget_options(AUTO, {"ghost": 5, "svc": 5}, ["svc", "admin"])
     check_budget_options(AUTO, {"svc": 5}, ["svc"])
+    # a JWT caller is oidc:<sub>, never a principal of the home: named as such, when the
+    # server takes OIDC tokens; refused (naming why) when it does not
+    check_budget_options(AUTO, {"oidc:batch-job": 5, "svc": 5}, ["svc"], oidc=True)
+    with pytest.raises(ConfigError, match="oidc:batch-job: this server accepts no OIDC"):
+        check_budget_options(AUTO, {"oidc:batch-job": 5}, ["svc"])
+    with pytest.raises(ConfigError, match="expected oidc:<sub>"):
+        check_budget_options(AUTO, {"oidc:": 5}, [], oidc=True)
+    with pytest.raises(ConfigError, match="no principal named ghost"):
+        check_budget_options(AUTO, {"ghost": 5, "oidc:x": 5}, [], oidc=True)
     with pytest.raises(ConfigError, match="--daily-budget"):
         check_options(["m"], ServeOptions(operator_token="x", daily_budget=0))
     with pytest.raises(ConfigError, match="--daily-budget"):
