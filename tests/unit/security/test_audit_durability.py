@@ -157,3 +157,37 @@ def test_a_killed_process_loses_no_answered_entry(
             text("SELECT count(*) FROM audit_log WHERE action = 'model.predict'")
         ).scalar()
     assert actions == answered
+
+
+def test_a_commit_made_while_the_log_syncs_stays_pending(
+    sqlite_engine: Engine, keys: LocalKeyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's sync is an fsync of the WAL file, run while inline commits go on (the
+    writer does not hold the connection for it): a commit that lands during the fsync may
+    not be covered by it, so it stays pending, due within the interval, until the next."""
+    from bastion.security.audit.durability import Durability
+
+    with AuditLog(sqlite_engine, keys) as log:  # a WAL with entries in it
+        log.set_durability("flush")
+        log.record("alice", "model.predict", "deployment:x")
+    durability = Durability(sqlite_engine)
+    durability.choose("flush")
+    conn = sqlite_engine.raw_connection()
+    try:
+        durability.prepare(conn)
+        durability.committed()
+        real = os.fsync
+
+        def fsync_during_a_commit(fd: int) -> None:
+            real(fd)
+            durability.committed()  # another thread's commit, after the bytes were synced
+
+        monkeypatch.setattr(os, "fsync", fsync_during_a_commit)
+        durability.sync(None)
+        due = durability.due_in()
+        assert due is not None and due <= durability.interval  # still pending
+        monkeypatch.setattr(os, "fsync", real)
+        durability.sync(None)
+        assert durability.due_in() is None  # nothing committed during this one
+    finally:
+        conn.close()

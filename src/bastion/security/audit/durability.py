@@ -32,6 +32,7 @@ and with it every earlier WAL record.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any, Literal
 
@@ -59,6 +60,8 @@ class Durability:
         self.interval = FLUSH_INTERVAL
         self._applied: tuple[Any, DurabilityMode] | None = None  # (connection, its mode)
         self._unsynced_since: float | None = None
+        self._commits = 0  # flush commits so far (a sync covers those before it began)
+        self._mutex = threading.Lock()  # commits (any thread) against a sync (the writer)
 
     def choose(self, mode: DurabilityMode | str, interval: float = FLUSH_INTERVAL) -> None:
         """Set the mode (for commits from now on); ConfigError for an unknown one."""
@@ -89,9 +92,18 @@ class Durability:
 
     def committed(self) -> None:
         """Note a commit: under ``flush`` it is not on disk until the next :meth:`sync`."""
-        flushed_only = self._applied is not None and self._applied[1] == "flush"
-        if flushed_only and self._unsynced_since is None:
-            self._unsynced_since = time.monotonic()
+        if self._applied is None or self._applied[1] != "flush":
+            return
+        with self._mutex:
+            self._commits += 1
+            if self._unsynced_since is None:
+                self._unsynced_since = time.monotonic()
+
+    @property
+    def needs_connection(self) -> bool:
+        """Whether :meth:`sync` uses the writer's connection (PostgreSQL: one transaction),
+        so that no other transaction may use it meanwhile; SQLite's is the WAL file's."""
+        return self._dialect == "postgresql"
 
     def due_in(self) -> float | None:
         """Seconds until the pending sync is due (0: now); None when nothing is pending."""
@@ -100,9 +112,14 @@ class Durability:
         return max(0.0, self._unsynced_since + self.interval - time.monotonic())
 
     def sync(self, conn: Any) -> None:
-        """Put every commit so far on disk (nothing to do when none is pending)."""
-        if self._unsynced_since is None:
-            return
+        """Put every commit made before this call on disk (nothing to do when none is
+        pending). Commits made while it runs (SQLite: the file is synced while the
+        connection goes on) stay pending, due one interval after it began."""
+        with self._mutex:
+            if self._unsynced_since is None:
+                return
+            seen = self._commits
+        began = time.monotonic()
         if self._dialect == "sqlite":
             if self._wal is not None:
                 try:
@@ -122,4 +139,5 @@ class Durability:
                 conn.commit()
             finally:
                 cursor.close()
-        self._unsynced_since = None
+        with self._mutex:
+            self._unsynced_since = None if self._commits == seen else began

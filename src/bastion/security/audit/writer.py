@@ -268,8 +268,10 @@ class AuditLog(ChainWriter):
                     items, futures = [], []
                 with self._writing:
                     self._commit(items, futures, None)
-                    if self.durability.due_in() == 0.0:
+                    if self.durability.needs_connection and self.durability.due_in() == 0.0:
                         self.durability.sync(self._conn)
+                if not self.durability.needs_connection and self.durability.due_in() == 0.0:
+                    self.durability.sync(None)  # SQLite's WAL file; inline commits go on
         finally:
             with self._writing:
                 if self._conn is not None:
