@@ -53,7 +53,9 @@ class ServerMetrics:
         # observed on every request, on the event loop's thread: plain numbers (no lock),
         # read into the registry by _LoopMetrics when /metrics is scraped
         self.requests = _Counter(
-            "bastion_requests", "Predict requests by deployment and HTTP status.", 2
+            "bastion_requests",
+            "Predict requests by deployment and HTTP status.",
+            ("deployment", "status"),
         )
         self.latency = _Histogram(
             "bastion_request_seconds",
@@ -131,9 +133,8 @@ class _Counter:
 
     __slots__ = ("help", "labels", "name", "values")
 
-    def __init__(self, name: str, help_text: str, labels: int = 0) -> None:
-        self.name, self.help = name, help_text
-        self.labels = ("deployment", "status")[:labels]
+    def __init__(self, name: str, help_text: str, labels: tuple[str, ...] = ()) -> None:
+        self.name, self.help, self.labels = name, help_text, labels
         self.values: dict[tuple[str, ...], float] = {} if labels else {(): 0.0}
 
     def inc(self, key: tuple[str, ...] = (), amount: float = 1.0) -> None:

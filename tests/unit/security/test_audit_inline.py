@@ -12,13 +12,7 @@ from sqlalchemy import Engine
 
 from bastion.security.audit import AuditLog
 from bastion.security.keys import LocalKeyring
-
-
-def _wait_synced(log: AuditLog, limit: float = 5.0) -> None:
-    began = time.monotonic()
-    while log.durability.due_in() is not None:
-        assert time.monotonic() - began < limit, "the writer never synced"
-        time.sleep(0.005)
+from tests.unit.security.test_audit_durability import _wait_synced
 
 
 def _now(log: AuditLog, *entry: object) -> int | None:
