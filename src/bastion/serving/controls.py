@@ -102,30 +102,29 @@ class RateLimit:
     def throttle(self, principal: str) -> None:
         self.throttled.add(principal)
 
-    def _never_fits(self, cost: int, deployment: str, principal: str) -> int | None:
-        """The principal's daily budget on ``deployment`` (None: the limiter's default);
-        422 when the request alone is more than the burst or than that whole budget."""
+    def _never_fits(
+        self, cost: int, deployment: str, principal: str
+    ) -> tuple[Budget | None, int | None]:
+        """The deployment's budget and the principal's rows a day in it (None: the
+        limiter's default); 422 when the request alone is more than the burst or than that
+        whole budget (no retry could pass)."""
         budget = self.budgets.get(deployment)
         rows = budget.for_principal(principal) if budget is not None else None
         if cost > self.burst:
             limit, why = self.burst, "the rate limit's burst"
-        elif rows is not None and cost > rows:  # more than a whole day allows
-            own = budget is not None and budget.has_own(principal)
-            flag = "--principal-budget" if own else "--daily-budget"
-            limit, why = (
-                rows,
-                f"the daily budget per principal on {deployment}, the server's {flag}",
-            )
+        elif rows is not None and cost > rows:
+            flag = _budget_flag(budget, principal)
+            limit, why = rows, f"the daily budget per principal on {deployment}, "
+            why += f"the server's {flag}"
         else:
-            return rows
+            return budget, rows
         message = f"instances: expected at most {limit} rows ({why}), got {cost}"
         raise RequestRefused(422, message, decision="batch_too_large")
 
     async def check(self, caller: Caller, deployment: str, columns: RowsByColumn) -> None:
         cost = row_count(columns)
         principal = caller.principal
-        rows = self._never_fits(cost, deployment, principal)
-        budget = self.budgets.get(deployment)
+        budget, rows = self._never_fits(cost, deployment, principal)
         code = "RATE_LIMITED"
         try:
             if principal in self.throttled:
@@ -169,12 +168,17 @@ class RateLimit:
         )
 
 
+def _budget_flag(budget: Budget | None, principal: str) -> str:
+    """The flag a principal's budget comes from."""
+    own = budget is not None and budget.has_own(principal)
+    return "--principal-budget" if own else "--daily-budget"
+
+
 def _budget_message(
     budget: Budget | None, rows: int | None, deployment: str, principal: str, retry: int
 ) -> str:
     """What a budget refusal says: the budget in rows, where it comes from, the reset."""
-    own = budget is not None and budget.has_own(principal)
-    flag = "--principal-budget" if own else "--daily-budget"
+    flag = _budget_flag(budget, principal)
     size = f"{rows} rows per principal per UTC day" if rows is not None else "the budget"
     return (
         f"daily query budget exhausted: {size} on {deployment} (the server's {flag}); it"
